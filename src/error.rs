@@ -1,0 +1,111 @@
+//! The crate's single error type.
+
+use thiserror::Error as ThisError;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in convnet.
+///
+/// Each variant names *where* the problem is (a layer, a file, a tensor key), what was
+/// expected and what was found, so that the message alone is enough to fix the call.
+#[derive(Debug, ThisError)]
+pub enum Error {
+    /// A tensor reached a layer with a shape the layer cannot take.
+    #[error("{layer}: expected input of shape {expected}, got {got:?}")]
+    ShapeMismatch {
+        /// The layer that rejected the tensor (e.g. `Conv2d(3 -> 96)`).
+        layer: String,
+        /// A readable description of what was expected (e.g. `[N, 3, H, W]`).
+        expected: String,
+        /// The shape that arrived.
+        got: Vec<usize>,
+    },
+
+    /// A convolution or pooling window that does not fit its input, explained with
+    /// `O = (N - F + 2P) / S + 1`.
+    #[error("{layer}: impossible geometry: {explanation}")]
+    Geometry {
+        /// The layer whose geometry is impossible.
+        layer: String,
+        /// The output-size formula with the numbers filled in.
+        explanation: String,
+    },
+
+    /// A layer, optimizer or loss was configured with values that make no sense
+    /// (zero channels, groups that do not divide the channels, a negative learning rate...).
+    #[error("{what}: invalid configuration: {message}")]
+    InvalidConfig {
+        /// The thing being configured.
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// `backward` was called without a preceding `forward` (nothing cached).
+    #[error("{layer}: backward called before forward")]
+    BackwardBeforeForward {
+        /// The layer.
+        layer: String,
+    },
+
+    /// A loss or target was malformed (class index out of range, batch sizes that differ...).
+    #[error("{what}: {message}")]
+    InvalidInput {
+        /// The function that rejected its input.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A loss or a tensor became NaN or infinite.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+
+    /// A weight or checkpoint file is unreadable, corrupt or does not match the model.
+    #[error("{path}: {message}")]
+    File {
+        /// The file concerned.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// An I/O error from the operating system.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidConfig`].
+    pub fn config(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::ShapeMismatch`].
+    pub fn shape(layer: impl Into<String>, expected: impl Into<String>, got: &[usize]) -> Self {
+        Error::ShapeMismatch {
+            layer: layer.into(),
+            expected: expected.into(),
+            got: got.to_vec(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn input(what: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::BackwardBeforeForward`].
+    pub fn no_cache(layer: impl Into<String>) -> Self {
+        Error::BackwardBeforeForward {
+            layer: layer.into(),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The [`Layer`] trait: a hand-written forward and backward pass plus named parameters.
+//!
+//! Data flow for one training step through a chain of layers:
+//!
+//! ```text
+//! forward:   x0 --L1--> x1 --L2--> x2 ... --> logits      (each layer caches what backward needs)
+//! backward:  dx0 <--L1-- dx1 <--L2-- dx2 ... <-- dlogits  (each layer *adds* into its param grads)
+//! ```
+//!
+//! Parameters and buffers are reached through a visitor that hands out PyTorch `state_dict`
+//! names (`weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`); containers
+//! prefix their children's names (`0.weight`, `layer1.0.conv1.weight`). Optimizers, weight files
+//! and summaries all walk that one visitor.
+
+use crate::error::Result;
+use crate::tensor::{Float, Tensor};
+
+/// Training or evaluation behaviour (dropout, batch norm statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Training: dropout is active, batch norm uses batch statistics and updates running ones.
+    #[default]
+    Train,
+    /// Evaluation: dropout is the identity, batch norm uses its running statistics.
+    Eval,
+}
+
+/// A trainable tensor together with its accumulated gradient (same shape).
+#[derive(Clone, Debug)]
+pub struct Param<T: Float> {
+    /// The current value.
+    pub value: Tensor<T>,
+    /// dLoss/dvalue, accumulated by `backward` until [`Layer::zero_grad`].
+    pub grad: Tensor<T>,
+}
+
+impl<T: Float> Param<T> {
+    /// Wraps a value with a zero gradient of the same shape.
+    pub fn new(value: Tensor<T>) -> Self {
+        let grad = Tensor::zeros(value.raw_dim());
+        Param { value, grad }
+    }
+
+    /// Number of scalars in the parameter.
+    pub fn len(&self) -> usize {
+        self.value.len()
+    }
+
+    /// True for a parameter with no elements.
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+}
+
+/// A named entry handed out by [`Layer::visit`].
+#[derive(Debug)]
+pub enum Slot<'a, T: Float> {
+    /// A trainable parameter (`weight`, `bias`).
+    Param(&'a Param<T>),
+    /// A non-trainable buffer (`running_mean`, `running_var`, `num_batches_tracked`).
+    Buffer(&'a Tensor<T>),
+}
+
+/// A named entry handed out by [`Layer::visit_mut`].
+#[derive(Debug)]
+pub enum SlotMut<'a, T: Float> {
+    /// A trainable parameter (`weight`, `bias`).
+    Param(&'a mut Param<T>),
+    /// A non-trainable buffer (`running_mean`, `running_var`, `num_batches_tracked`).
+    Buffer(&'a mut Tensor<T>),
+}
+
+/// A network layer with a hand-written forward and backward pass.
+///
+/// * `forward` computes the output and keeps whatever `backward` needs.
+/// * `backward` takes dLoss/doutput and returns dLoss/dinput, **adding** the parameter gradients
+///   into [`Param::grad`] (so gradients accumulate over several backward calls until
+///   [`Layer::zero_grad`]).
+///
+/// Every method that can see bad input returns a [`Result`]; none panics on it.
+pub trait Layer<T: Float>: Send {
+    /// The kind of layer, as PyTorch names the module (`"Conv2d"`, `"ReLU"`).
+    fn kind(&self) -> &'static str;
+
+    /// A one-line description for summaries, e.g. `96 11x11 filters at stride 4, pad 0`.
+    fn describe(&self) -> String {
+        String::new()
+    }
+
+    /// The output shape for an input of shape `input`, or why that input is impossible.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+
+    /// Computes the output, caching what `backward` needs.
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>>;
+
+    /// Given dLoss/doutput of the last `forward`, returns dLoss/dinput and accumulates the
+    /// parameter gradients.
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>>;
+
+    /// Switches between training and evaluation behaviour. Layers without a difference ignore it.
+    fn set_mode(&mut self, _mode: Mode) {}
+
+    /// Calls `f` with the `state_dict` name of every parameter and buffer.
+    fn visit(&self, _f: &mut dyn FnMut(&str, Slot<'_, T>)) {}
+
+    /// Calls `f` with the `state_dict` name of every parameter and buffer, mutably.
+    fn visit_mut(&mut self, _f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {}
+
+    /// Sets every parameter gradient to zero.
+    fn zero_grad(&mut self) {
+        self.visit_mut(&mut |_, slot| {
+            if let SlotMut::Param(p) = slot {
+                p.grad.fill(T::zero());
+            }
+        });
+    }
+
+    /// The number of trainable scalars.
+    fn num_params(&self) -> usize {
+        let mut n = 0;
+        self.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                n += p.len();
+            }
+        });
+        n
+    }
+}
+
+/// An operation that merges several tensors into one: channel [`Concat`](crate::layers::Concat)
+/// and residual [`Add`](crate::layers::Add). Used by composite blocks and graph models.
+pub trait Merge<T: Float>: Send {
+    /// The kind of merge (`"Concat"`, `"Add"`).
+    fn kind(&self) -> &'static str;
+
+    /// The output shape for the given input shapes.
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
+
+    /// Merges the inputs, remembering what backward needs (their shapes).
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>>;
+
+    /// Splits dLoss/doutput into one gradient per input, in input order.
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Vec<Tensor<T>>>;
+}

@@ -1,0 +1,68 @@
+//! The layers, one per file. Each file states its math once, then gives `forward` and
+//! `backward` side by side.
+
+mod adaptive_avg_pool2d;
+mod add;
+mod avg_pool2d;
+mod batch_norm2d;
+mod concat;
+mod conv2d;
+mod dropout;
+mod flatten;
+mod leaky_relu;
+mod linear;
+mod local_response_norm;
+mod log_softmax;
+mod max_pool2d;
+mod relu;
+mod sigmoid;
+mod softmax;
+mod tanh;
+
+pub use adaptive_avg_pool2d::*;
+pub use add::*;
+pub use avg_pool2d::*;
+pub use batch_norm2d::*;
+pub use concat::*;
+pub use conv2d::*;
+pub use dropout::*;
+pub use flatten::*;
+pub use leaky_relu::*;
+pub use linear::*;
+pub use local_response_norm::*;
+pub use log_softmax::*;
+pub use max_pool2d::*;
+pub use relu::*;
+pub use sigmoid::*;
+pub use softmax::*;
+pub use tanh::*;
+
+use crate::error::{Error, Result};
+use crate::tensor::{Float, Tensor};
+
+/// Takes the cached tensor of a layer for `backward`, or reports that `forward` never ran.
+pub(crate) fn cached<'a, T: Float>(cache: &'a Option<Tensor<T>>, layer: &str) -> Result<&'a Tensor<T>> {
+    cache.as_ref().ok_or_else(|| Error::no_cache(layer))
+}
+
+/// Checks that `grad_output` has the shape the last `forward` produced.
+pub(crate) fn expect_shape(layer: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::shape(format!("{layer} (backward)"), format!("{expected:?}"), got))
+    }
+}
+
+/// Checks that an input is 4-D `[N, C, H, W]` (with `C == channels` when given) and returns
+/// its dimensions.
+pub(crate) fn expect_nchw(layer: &str, shape: &[usize], channels: Option<usize>) -> Result<[usize; 4]> {
+    let expected = || match channels {
+        Some(c) => format!("[N, {c}, H, W]"),
+        None => "[N, C, H, W]".to_string(),
+    };
+    match shape {
+        &[n, c, h, w] if channels.is_none_or(|want| want == c) => Ok([n, c, h, w]),
+        _ => Err(Error::shape(layer, expected(), shape)),
+    }
+}

@@ -1,0 +1,72 @@
+use super::{cached, expect_shape};
+use crate::error::Result;
+use crate::layer::Layer;
+use crate::tensor::{Float, Tensor};
+
+/// Rectified linear unit.
+///
+/// ```text
+/// forward:  y = max(0, x)
+/// backward: dx = dy · [x > 0]        (0 at exactly x = 0, as PyTorch)
+/// ```
+///
+/// The output is cached: `y > 0` exactly where `x > 0`.
+#[derive(Clone, Debug, Default)]
+pub struct ReLU<T: Float> {
+    output: Option<Tensor<T>>,
+}
+
+impl<T: Float> ReLU<T> {
+    /// A ReLU layer.
+    pub fn new() -> Self {
+        ReLU { output: None }
+    }
+}
+
+impl<T: Float> Layer<T> for ReLU<T> {
+    fn kind(&self) -> &'static str {
+        "ReLU"
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let y = input.mapv(|x| if x > T::zero() { x } else { T::zero() });
+        self.output = Some(y.clone());
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let y = cached(&self.output, "ReLU")?;
+        expect_shape("ReLU", y.shape(), grad_output.shape())?;
+        let mut dx = grad_output.to_owned();
+        dx.zip_mut_with(y, |d, &y| {
+            if y <= T::zero() {
+                *d = T::zero()
+            }
+        });
+        Ok(dx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        for seed in 0..3 {
+            let x = random_tensor(&[2, 3, 4, 5], seed);
+            check_layer(&mut ReLU::new(), &x, GradCheck::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn backward_before_forward_is_an_error() {
+        let g = random_tensor(&[2, 2], 0);
+        assert!(ReLU::<f64>::new().backward(&g).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! # convnet
+//!
+//! Convolutional neural networks in plain Rust. Every layer carries its own hand-written
+//! forward and backward pass (no autograd tape), generic over `f32` and `f64`.
+//!
+//! * [`layer::Layer`] — the trait every layer implements; [`layer::Merge`] for two-input ops.
+//! * [`layers`] — Conv2d, pooling, Linear, activations, normalisation, dropout, flatten.
+//! * [`model::Sequential`] — a chain of layers with PyTorch `state_dict` names.
+//! * [`loss`] and [`optim`] — cross-entropy, MSE; SGD, Adam, AdamW, schedules.
+//! * [`kernels`] — GEMM and im2col on raw slices, where the time goes.
+//!
+//! Convolution and pooling sizes follow the course formula `O = (N - F + 2P) / S + 1`
+//! (see [`geometry`]); an impossible geometry is an [`Error::Geometry`] that shows the formula
+//! with the numbers filled in.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod geometry;
+pub mod gradcheck;
+pub mod init;
+pub mod kernels;
+pub mod layer;
+pub mod layers;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod rng;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use layer::{Layer, Merge, Mode, Param, Slot, SlotMut};
+pub use tensor::{Float, Tensor};
+
+/// The names most programs need: `use convnet::prelude::*;`.
+pub mod prelude {
+    pub use crate::error::{Error, Result};
+    pub use crate::init::Init;
+    pub use crate::layer::{Layer, Merge, Mode, Param};
+    pub use crate::layers::*;
+    pub use crate::model::Sequential;
+    pub use crate::rng::Rng64;
+    pub use crate::tensor::{Float, Tensor};
+}

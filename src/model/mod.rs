@@ -1,0 +1,5 @@
+//! Ways of composing layers into models.
+
+mod sequential;
+
+pub use sequential::Sequential;

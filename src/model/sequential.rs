@@ -1,0 +1,131 @@
+use crate::error::Result;
+use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::tensor::{Float, Tensor};
+
+/// A chain of layers applied one after another, like PyTorch's `nn.Sequential`.
+///
+/// Children are named by their position, so the parameters of the layer at index 3 are
+/// `3.weight` and `3.bias`, exactly as PyTorch names them. A `Sequential` is itself a
+/// [`Layer`], so chains nest (`features.0.weight`).
+///
+/// ```
+/// use convnet::prelude::*;
+/// let mut net = Sequential::<f32>::new()
+///     .add(Conv2d::new(Conv2dConfig::new(1, 6, 5).padding(2)).unwrap())
+///     .add(ReLU::new())
+///     .add(MaxPool2d::new(MaxPool2dConfig::new(2)))
+///     .add(Flatten::new())
+///     .add(Linear::new(6 * 14 * 14, 10).unwrap());
+/// assert_eq!(net.output_shape(&[8, 1, 28, 28]).unwrap(), vec![8, 10]);
+/// let x = Tensor::<f32>::zeros(ndarray::IxDyn(&[8, 1, 28, 28]));
+/// let logits = net.forward(&x).unwrap();
+/// assert_eq!(logits.shape(), &[8, 10]);
+/// ```
+pub struct Sequential<T: Float> {
+    layers: Vec<Box<dyn Layer<T>>>,
+}
+
+impl<T: Float> Default for Sequential<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> Sequential<T> {
+    /// An empty chain (the identity).
+    pub fn new() -> Self {
+        Sequential { layers: Vec::new() }
+    }
+
+    /// Appends a layer, builder style.
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, layer: impl Layer<T> + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Appends a boxed layer.
+    pub fn push(&mut self, layer: Box<dyn Layer<T>>) {
+        self.layers.push(layer);
+    }
+
+    /// The number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True for an empty chain.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The layers in order.
+    pub fn layers(&self) -> &[Box<dyn Layer<T>>] {
+        &self.layers
+    }
+
+    /// The layers in order, mutably.
+    pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer<T>>] {
+        &mut self.layers
+    }
+}
+
+impl<T: Float> Layer<T> for Sequential<T> {
+    fn kind(&self) -> &'static str {
+        "Sequential"
+    }
+
+    fn describe(&self) -> String {
+        format!("{} layers", self.layers.len())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let mut shape = input.to_vec();
+        for layer in &self.layers {
+            shape = layer.output_shape(&shape)?;
+        }
+        Ok(shape)
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut layers = self.layers.iter_mut();
+        let Some(first) = layers.next() else {
+            return Ok(input.clone());
+        };
+        let mut x = first.forward(input)?;
+        for layer in layers {
+            x = layer.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut layers = self.layers.iter_mut().rev();
+        let Some(last) = layers.next() else {
+            return Ok(grad_output.clone());
+        };
+        let mut g = last.backward(grad_output)?;
+        for layer in layers {
+            g = layer.backward(&g)?;
+        }
+        Ok(g)
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        for layer in &mut self.layers {
+            layer.set_mode(mode);
+        }
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.visit(&mut |name, slot| f(&format!("{i}.{name}"), slot));
+        }
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_mut(&mut |name, slot| f(&format!("{i}.{name}"), slot));
+        }
+    }
+}
