@@ -7,6 +7,29 @@ use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use ndarray::IxDyn;
 use rand_distr::{Distribution, Normal, Uniform};
+use std::sync::Mutex;
+
+/// The generator layers draw their initial weights from unless given a seed of their own.
+static GLOBAL_RNG: Mutex<Option<Rng64>> = Mutex::new(None);
+
+/// Reseeds the generator that layer constructors draw initial weights from, like
+/// `torch.manual_seed`: building the same model after the same seed gives the same weights.
+pub fn manual_seed(seed: u64) {
+    *GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner()) = Some(Rng64::seed(seed));
+}
+
+/// A fresh generator drawn from the global one (seeded with 0 until [`manual_seed`]), or
+/// from `seed` when the layer was given its own.
+pub fn layer_rng(seed: Option<u64>) -> Rng64 {
+    match seed {
+        Some(s) => Rng64::seed(s),
+        None => GLOBAL_RNG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| Rng64::seed(0))
+            .fork(),
+    }
+}
 
 /// How to draw a layer's initial weights.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
@@ -60,6 +83,13 @@ impl Init {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explicit_seeds_repeat() {
+        let a: Tensor<f64> = Init::KaimingUniform.sample(&[4, 4], 4, 4, &mut layer_rng(Some(9)));
+        let b: Tensor<f64> = Init::KaimingUniform.sample(&[4, 4], 4, 4, &mut layer_rng(Some(9)));
+        assert_eq!(a, b);
+    }
 
     #[test]
     fn kaiming_normal_has_the_he_variance() {

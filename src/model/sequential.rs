@@ -13,7 +13,7 @@ use crate::tensor::{Float, Tensor};
 /// let mut net = Sequential::<f32>::new()
 ///     .add(Conv2d::new(Conv2dConfig::new(1, 6, 5).padding(2)).unwrap())
 ///     .add(ReLU::new())
-///     .add(MaxPool2d::new(MaxPool2dConfig::new(2)))
+///     .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap())
 ///     .add(Flatten::new())
 ///     .add(Linear::new(6 * 14 * 14, 10).unwrap());
 /// assert_eq!(net.output_shape(&[8, 1, 28, 28]).unwrap(), vec![8, 10]);
