@@ -1,0 +1,67 @@
+//! Runs the PyTorch parity runner (the same code as `cargo run --example parity`) over the
+//! public cases copied into `tests/parity/`.
+
+#[path = "../examples/parity/runner.rs"]
+#[allow(dead_code)]
+mod runner;
+
+use runner::Outcome;
+use std::path::{Path, PathBuf};
+
+fn parity_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity")
+}
+
+/// Composite blocks (ResNet blocks, Inception) belong to the model-zoo work.
+fn is_composite(file: &str) -> bool {
+    file.starts_with("resnet_") || file.starts_with("inception_")
+}
+
+#[test]
+fn every_public_core_case_passes() {
+    let results = runner::run_dir(&parity_dir()).unwrap();
+    assert_eq!(results.len(), 80, "expected the 80 public cases");
+    let mut failures = Vec::new();
+    let mut core = 0;
+    for (file, outcome) in &results {
+        if is_composite(file) && matches!(outcome, Outcome::Unsupported { .. }) {
+            continue;
+        }
+        core += !is_composite(file) as usize;
+        if !outcome.passed() {
+            failures.push(runner::report_line(file, outcome));
+        }
+    }
+    assert_eq!(core, 68, "expected 68 core cases");
+    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+}
+
+/// Rewrites one f64 element of tensor `name` in a copy of a case file.
+fn tamper(src: &Path, dst: &Path, name: &str, delta: f64) {
+    let mut bytes = std::fs::read(src).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let begin = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n;
+    let old = f64::from_le_bytes(bytes[begin..begin + 8].try_into().unwrap());
+    bytes[begin..begin + 8].copy_from_slice(&(old + delta).to_le_bytes());
+    std::fs::write(dst, bytes).unwrap();
+}
+
+#[test]
+fn a_wrong_reference_value_is_caught() {
+    let dir = std::env::temp_dir().join(format!("convnet-parity-tamper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = parity_dir();
+    // A perturbation far above the tolerance in an expected tensor must fail the case...
+    tamper(&src.join("conv2d_000.safetensors"), &dir.join("conv2d_000.safetensors"), "grad_weight", 1e-6);
+    assert!(matches!(
+        runner::run_case(&dir.join("conv2d_000.safetensors")),
+        Outcome::Fail { ref tensor, .. } if tensor == "grad_weight"
+    ));
+    // ...and a perturbed input changes what the library computes, so the outputs no longer match.
+    tamper(&src.join("linear_000.safetensors"), &dir.join("linear_000.safetensors"), "input", 1e-3);
+    assert!(!runner::run_case(&dir.join("linear_000.safetensors")).passed());
+    // The untouched originals pass.
+    assert!(runner::run_case(&src.join("conv2d_000.safetensors")).passed());
+    std::fs::remove_dir_all(&dir).ok();
+}
