@@ -41,3 +41,8 @@ pub mod prelude {
     pub use crate::rng::Rng64;
     pub use crate::tensor::{Float, Tensor};
 }
+
+/// The README's example, compiled and run as a doc test so that it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
