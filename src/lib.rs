@@ -14,6 +14,7 @@
 //! with the numbers filled in.
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod geometry;
 pub mod gradcheck;

@@ -1,0 +1,273 @@
+//! Batching: seeded shuffling, drop-last, normalisation and random-shift augmentation.
+//!
+//! Everything random about an epoch (its order and its shifts) is drawn from a generator seeded
+//! by `(seed, epoch)`, so epoch `e` is the same whether a run reached it directly or resumed
+//! from a checkpoint, and is independent of the thread count.
+
+use super::Dataset;
+use crate::error::{Error, Result};
+use crate::rng::Rng64;
+use crate::tensor::{Float, Tensor};
+use ndarray::IxDyn;
+
+/// How a [`DataLoader`] forms batches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoaderConfig {
+    /// Samples per batch (at least 1).
+    pub batch_size: usize,
+    /// Visit the samples in a new random order every epoch.
+    pub shuffle: bool,
+    /// Drop a final batch smaller than `batch_size`.
+    pub drop_last: bool,
+    /// Seed of the shuffling and augmentation.
+    pub seed: u64,
+    /// `(mean, std)`: each value becomes `(x - mean) / std`.
+    pub normalize: Option<(f64, f64)>,
+    /// Shift each image by up to this many pixels in each direction (zero fill), 0 for none.
+    pub max_shift: usize,
+}
+
+impl LoaderConfig {
+    /// Batches of `batch_size`, in order, no normalisation or augmentation.
+    pub fn new(batch_size: usize) -> Self {
+        LoaderConfig { batch_size, shuffle: false, drop_last: false, seed: 0, normalize: None, max_shift: 0 }
+    }
+
+    /// Shuffle every epoch with this seed.
+    pub fn shuffle(mut self, seed: u64) -> Self {
+        self.shuffle = true;
+        self.seed = seed;
+        self
+    }
+
+    /// Drop the last incomplete batch.
+    pub fn drop_last(mut self, drop_last: bool) -> Self {
+        self.drop_last = drop_last;
+        self
+    }
+
+    /// Normalise with `(x - mean) / std`.
+    pub fn normalize(mut self, mean: f64, std: f64) -> Self {
+        self.normalize = Some((mean, std));
+        self
+    }
+
+    /// Random shifts of up to `pixels` in each direction.
+    pub fn max_shift(mut self, pixels: usize) -> Self {
+        self.max_shift = pixels;
+        self
+    }
+}
+
+/// Cuts a [`Dataset`] into batches, epoch after epoch.
+pub struct DataLoader<'a, D: Dataset> {
+    data: &'a D,
+    config: LoaderConfig,
+}
+
+/// One batch: images `[B, C, H, W]` and their labels.
+#[derive(Clone, Debug)]
+pub struct Batch<T: Float> {
+    /// The samples, stacked on a new first axis.
+    pub images: Tensor<T>,
+    /// One label per sample.
+    pub labels: Vec<usize>,
+}
+
+impl<'a, D: Dataset> DataLoader<'a, D> {
+    /// A loader over `data`; fails on a zero batch size or a non-positive std.
+    pub fn new(data: &'a D, config: LoaderConfig) -> Result<Self> {
+        if config.batch_size == 0 {
+            return Err(Error::config("DataLoader", "batch size must be at least 1"));
+        }
+        if let Some((mean, std)) = config.normalize {
+            if !(std > 0.0 && std.is_finite() && mean.is_finite()) {
+                return Err(Error::config("DataLoader", format!("normalize needs a finite mean and std > 0, got ({mean}, {std})")));
+            }
+        }
+        Ok(DataLoader { data, config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// Number of batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        let (n, b) = (self.data.len(), self.config.batch_size);
+        if self.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// The sample order of `epoch`.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.data.len()).collect();
+        if self.config.shuffle {
+            let mut rng = self.epoch_rng(epoch, 0);
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i + 1));
+            }
+        }
+        order
+    }
+
+    fn epoch_rng(&self, epoch: usize, stream: u64) -> Rng64 {
+        let mix = (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        Rng64::seed(self.config.seed ^ mix)
+    }
+
+    /// The batches of `epoch` (0-based).
+    pub fn epoch<T: Float>(&self, epoch: usize) -> Batches<'_, 'a, D, T> {
+        Batches {
+            loader: self,
+            order: self.order(epoch),
+            next: 0,
+            rng: self.epoch_rng(epoch, 1),
+            scratch: vec![0.0; self.data.sample_shape().iter().product()],
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Iterator over the batches of one epoch.
+pub struct Batches<'l, 'a, D: Dataset, T: Float> {
+    loader: &'l DataLoader<'a, D>,
+    order: Vec<usize>,
+    next: usize,
+    rng: Rng64,
+    scratch: Vec<f32>,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
+    type Item = Batch<T>;
+
+    fn next(&mut self) -> Option<Batch<T>> {
+        let cfg = self.loader.config;
+        let remaining = self.order.len() - self.next;
+        let size = remaining.min(cfg.batch_size);
+        if size == 0 || (cfg.drop_last && size < cfg.batch_size) {
+            return None;
+        }
+        let shape = self.loader.data.sample_shape();
+        let per = self.scratch.len();
+        let mut images = Vec::with_capacity(size * per);
+        let mut labels = Vec::with_capacity(size);
+        for &index in &self.order[self.next..self.next + size] {
+            labels.push(self.loader.data.sample(index, &mut self.scratch));
+            let (dy, dx) = if cfg.max_shift > 0 {
+                let span = 2 * cfg.max_shift + 1;
+                (self.rng.below(span) as isize - cfg.max_shift as isize, self.rng.below(span) as isize - cfg.max_shift as isize)
+            } else {
+                (0, 0)
+            };
+            push_shifted(&self.scratch, &shape, dy, dx, cfg.normalize, &mut images);
+        }
+        self.next += size;
+        let mut batch_shape = vec![size];
+        batch_shape.extend_from_slice(&shape);
+        let images = Tensor::from_shape_vec(IxDyn(&batch_shape), images).expect("batch length matches its shape");
+        Some(Batch { images, labels })
+    }
+}
+
+/// Appends `sample` (`[C, H, W]`, or any shape whose last two axes are an image) shifted by
+/// `(dy, dx)` with zero fill, then normalised.
+fn push_shifted<T: Float>(sample: &[f32], shape: &[usize], dy: isize, dx: isize, normalize: Option<(f64, f64)>, out: &mut Vec<T>) {
+    let (mean, std) = normalize.unwrap_or((0.0, 1.0));
+    let norm = |v: f32| T::of((v as f64 - mean) / std);
+    if (dy, dx) == (0, 0) || shape.len() < 2 {
+        out.extend(sample.iter().map(|&v| norm(v)));
+        return;
+    }
+    let (h, w) = (shape[shape.len() - 2] as isize, shape[shape.len() - 1] as isize);
+    for plane in sample.chunks((h * w) as usize) {
+        for y in 0..h {
+            for x in 0..w {
+                let (sy, sx) = (y - dy, x - dx);
+                let v = if (0..h).contains(&sy) && (0..w).contains(&sx) { plane[(sy * w + sx) as usize] } else { 0.0 };
+                out.push(norm(v));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ImageSet;
+
+    /// 10 images of 2x2 whose pixels all equal their index.
+    fn tiny() -> ImageSet {
+        let images = (0..10u8).flat_map(|i| [i; 4]).collect();
+        ImageSet::new(images, (0..10).collect(), 2, 2, 10).unwrap()
+    }
+
+    fn epoch_labels(loader: &DataLoader<'_, ImageSet>, epoch: usize) -> Vec<Vec<usize>> {
+        loader.epoch::<f32>(epoch).map(|b| b.labels).collect()
+    }
+
+    #[test]
+    fn every_sample_exactly_once_per_epoch() {
+        let data = tiny();
+        let loader = DataLoader::new(&data, LoaderConfig::new(3).shuffle(5)).unwrap();
+        assert_eq!(loader.num_batches(), 4);
+        for epoch in 0..3 {
+            let batches = epoch_labels(&loader, epoch);
+            assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+            let mut all: Vec<usize> = batches.concat();
+            all.sort();
+            assert_eq!(all, (0..10).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn shuffling_depends_on_seed_and_epoch_and_repeats() {
+        let data = tiny();
+        let a = DataLoader::new(&data, LoaderConfig::new(10).shuffle(1)).unwrap();
+        let b = DataLoader::new(&data, LoaderConfig::new(10).shuffle(2)).unwrap();
+        assert_ne!(a.order(0), b.order(0));
+        assert_ne!(a.order(0), a.order(1));
+        assert_eq!(a.order(3), a.order(3));
+        let plain = DataLoader::new(&data, LoaderConfig::new(10)).unwrap();
+        assert_eq!(plain.order(4), (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn drop_last_and_images_match_labels() {
+        let data = tiny();
+        let loader = DataLoader::new(&data, LoaderConfig::new(4).shuffle(9).drop_last(true)).unwrap();
+        assert_eq!(loader.num_batches(), 2);
+        let batches: Vec<Batch<f64>> = loader.epoch(0).collect();
+        assert_eq!(batches.len(), 2);
+        for b in &batches {
+            assert_eq!(b.images.shape(), &[4, 1, 2, 2]);
+            for (i, &label) in b.labels.iter().enumerate() {
+                let v = b.images[[i, 0, 1, 1]];
+                assert!((v - label as f64 / 255.0).abs() < 1e-7);
+            }
+        }
+    }
+
+    #[test]
+    fn normalisation_and_shift() {
+        let shape = [1, 3, 3];
+        let sample: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let mut out: Vec<f64> = Vec::new();
+        push_shifted(&sample, &shape, 1, -1, Some((1.0, 2.0)), &mut out);
+        // Shifted down by one and left by one: row 0 is fill, column 2 is fill.
+        let raw: Vec<f64> = out.iter().map(|v| v * 2.0 + 1.0).collect();
+        assert_eq!(raw, vec![0.0, 0.0, 0.0, 2.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
+    }
+
+    #[test]
+    fn bad_configuration_is_an_error() {
+        let data = tiny();
+        assert!(DataLoader::new(&data, LoaderConfig::new(0)).is_err());
+        assert!(DataLoader::new(&data, LoaderConfig::new(2).normalize(0.0, 0.0)).is_err());
+    }
+}
