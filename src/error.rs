@@ -71,9 +71,49 @@ pub enum Error {
         message: String,
     },
 
+    /// A weight file whose keys or shapes do not match the model.
+    #[error("{path}: weights do not match the model: {}", describe_mismatch(.missing, .unexpected, .mismatched))]
+    StateDict {
+        /// The weight file.
+        path: String,
+        /// Model entries the file lacks.
+        missing: Vec<String>,
+        /// File entries the model does not have.
+        unexpected: Vec<String>,
+        /// Entries present in both with different shapes: `(name, model shape, file shape)`.
+        mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+    },
+
     /// An I/O error from the operating system.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+fn describe_mismatch(missing: &[String], unexpected: &[String], mismatched: &[(String, Vec<usize>, Vec<usize>)]) -> String {
+    let list = |names: &[String]| {
+        let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+        let more = names.len().saturating_sub(8);
+        if more > 0 {
+            format!("{} (+{more} more)", shown.join(", "))
+        } else {
+            shown.join(", ")
+        }
+    };
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing keys [{}]", list(missing)));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("unexpected keys [{}]", list(unexpected)));
+    }
+    if !mismatched.is_empty() {
+        let shapes: Vec<String> = mismatched
+            .iter()
+            .map(|(n, model, file)| format!("{n}: model {model:?}, file {file:?}"))
+            .collect();
+        parts.push(format!("mis-shaped [{}]", list(&shapes)));
+    }
+    parts.join("; ")
 }
 
 impl Error {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod geometry;
 pub mod gradcheck;
 pub mod init;
+pub mod io;
 pub mod kernels;
 pub mod layer;
 pub mod layers;
