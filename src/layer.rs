@@ -13,6 +13,7 @@
 //! and summaries all walk that one visitor.
 
 use crate::error::Result;
+use crate::model::{Summary, SummaryRow};
 use crate::tensor::{Float, Tensor};
 
 /// Training or evaluation behaviour (dropout, batch norm statistics).
@@ -113,6 +114,28 @@ pub trait Layer<T: Float>: Send {
                 p.grad.fill(T::zero());
             }
         });
+    }
+
+    /// Appends this layer's rows to a model summary for an input of shape `input` and returns
+    /// its output shape. Containers override it to list their children instead of themselves.
+    fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
+        let output = self.output_shape(input)?;
+        rows.push(SummaryRow {
+            kind: self.kind(),
+            description: self.describe(),
+            output_shape: output.clone(),
+            params: self.num_params(),
+        });
+        Ok(output)
+    }
+
+    /// A table of every layer's output shape and parameter count for an input of shape
+    /// `input`, printed like the course's AlexNet listing (`[55x55x96] CONV1: 96 11x11 filters
+    /// at stride 4, pad 0`) and ending with `Total params: N`.
+    fn summary(&self, input: &[usize]) -> Result<Summary> {
+        let mut rows = Vec::new();
+        self.summary_rows(input, &mut rows)?;
+        Ok(Summary::new(input.to_vec(), rows))
     }
 
     /// The number of trainable scalars.

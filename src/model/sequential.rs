@@ -1,5 +1,6 @@
 use crate::error::Result;
 use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::model::SummaryRow;
 use crate::tensor::{Float, Tensor};
 
 /// A chain of layers applied one after another, like PyTorch's `nn.Sequential`.
@@ -109,6 +110,14 @@ impl<T: Float> Layer<T> for Sequential<T> {
             g = layer.backward(&g)?;
         }
         Ok(g)
+    }
+
+    fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
+        let mut shape = input.to_vec();
+        for layer in &self.layers {
+            shape = layer.summary_rows(&shape, rows)?;
+        }
+        Ok(shape)
     }
 
     fn set_mode(&mut self, mode: Mode) {
