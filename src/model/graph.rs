@@ -1,0 +1,334 @@
+//! Graph models: layers wired as a directed acyclic graph (branches, concat, add, several
+//! outputs).
+//!
+//! ```text
+//! forward:  nodes in topological order; node v = op_v(outputs of its inputs)
+//! backward: nodes in reverse order; dL/d(input u) = Σ over every node v fed by u of the
+//!           gradient v's op sends back to u (fan-out sums gradients)
+//! ```
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Merge, Mode, Slot, SlotMut};
+use crate::model::SummaryRow;
+use crate::tensor::{Float, Tensor};
+use std::collections::HashMap;
+
+enum Op<T: Float> {
+    Input,
+    Layer(Box<dyn Layer<T>>),
+    Merge(Box<dyn Merge<T>>),
+}
+
+struct Node<T: Float> {
+    name: String,
+    op: Op<T>,
+    inputs: Vec<usize>,
+}
+
+/// Collects named nodes in any order; [`GraphBuilder::build`] checks and orders them.
+///
+/// ```
+/// use convnet::prelude::*;
+/// use convnet::model::GraphBuilder;
+/// // x ──conv──relu──┬──────────────┐
+/// //                 └──conv2──relu2─┴─add──▶ out     (a residual connection)
+/// let graph = GraphBuilder::<f64>::new("x")
+///     .layer("conv", "x", Conv2d::new(Conv2dConfig::new(3, 4, 3).padding(1)).unwrap())
+///     .layer("relu", "conv", ReLU::new())
+///     .layer("conv2", "relu", Conv2d::new(Conv2dConfig::new(4, 4, 3).padding(1)).unwrap())
+///     .layer("relu2", "conv2", ReLU::new())
+///     .merge("add", &["relu", "relu2"], Add::new())
+///     .output("add")
+///     .build(&[1, 3, 8, 8])
+///     .unwrap();
+/// assert_eq!(graph.output_shape(&[2, 3, 8, 8]).unwrap(), vec![2, 4, 8, 8]);
+/// ```
+pub struct GraphBuilder<T: Float> {
+    input: String,
+    pending: Vec<(String, Op<T>, Vec<String>)>,
+    outputs: Vec<String>,
+}
+
+impl<T: Float> GraphBuilder<T> {
+    /// A graph whose single input node is called `input`.
+    pub fn new(input: &str) -> Self {
+        GraphBuilder { input: input.to_string(), pending: Vec::new(), outputs: Vec::new() }
+    }
+
+    /// Adds node `name` = `layer(from)`.
+    pub fn layer(mut self, name: &str, from: &str, layer: impl Layer<T> + 'static) -> Self {
+        self.pending.push((name.to_string(), Op::Layer(Box::new(layer)), vec![from.to_string()]));
+        self
+    }
+
+    /// Adds node `name` = `layer(from)` for a boxed layer.
+    pub fn boxed_layer(mut self, name: &str, from: &str, layer: Box<dyn Layer<T>>) -> Self {
+        self.pending.push((name.to_string(), Op::Layer(layer), vec![from.to_string()]));
+        self
+    }
+
+    /// Adds node `name` = `merge(from[0], from[1], ...)`.
+    pub fn merge(mut self, name: &str, from: &[&str], merge: impl Merge<T> + 'static) -> Self {
+        self.pending.push((name.to_string(), Op::Merge(Box::new(merge)), from.iter().map(|s| s.to_string()).collect()));
+        self
+    }
+
+    /// Marks a node as an output. The first output is the primary one ([`Layer::forward`]);
+    /// [`Graph::forward_all`] returns all of them in this order.
+    pub fn output(mut self, name: &str) -> Self {
+        self.outputs.push(name.to_string());
+        self
+    }
+
+    /// Checks the graph and fixes its evaluation order: every node name is unique, every
+    /// referenced node exists, there is no cycle, and shapes agree for an input of shape
+    /// `input_shape`. Each error names the node at fault.
+    pub fn build(self, input_shape: &[usize]) -> Result<Graph<T>> {
+        let err = |message: String| Error::config("Graph", message);
+        let mut index: HashMap<String, usize> = HashMap::new();
+        index.insert(self.input.clone(), 0);
+        for (i, (name, _, _)) in self.pending.iter().enumerate() {
+            if index.insert(name.clone(), i + 1).is_some() {
+                return Err(err(format!("node `{name}` is defined twice")));
+            }
+        }
+        let mut inputs_of: Vec<Vec<usize>> = vec![Vec::new()];
+        for (name, op, from) in &self.pending {
+            if from.is_empty() {
+                return Err(err(format!("node `{name}` has no inputs")));
+            }
+            if matches!(op, Op::Layer(_)) && from.len() != 1 {
+                return Err(err(format!("node `{name}` is a layer and takes one input, got {}", from.len())));
+            }
+            let ids = from
+                .iter()
+                .map(|f| index.get(f).copied().ok_or_else(|| err(format!("node `{name}` reads unknown node `{f}`"))))
+                .collect::<Result<Vec<_>>>()?;
+            inputs_of.push(ids);
+        }
+        if self.outputs.is_empty() {
+            return Err(err("no output node marked".into()));
+        }
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|o| index.get(o).copied().ok_or_else(|| err(format!("output `{o}` is not a node"))))
+            .collect::<Result<Vec<_>>>()?;
+
+        // Kahn's algorithm; whatever cannot be ordered lies on a cycle.
+        let n = inputs_of.len();
+        let mut pending_inputs: Vec<usize> = inputs_of.iter().map(Vec::len).collect();
+        let mut consumers = vec![Vec::new(); n];
+        for (v, ins) in inputs_of.iter().enumerate() {
+            for &u in ins {
+                consumers[u].push(v);
+            }
+        }
+        let mut order = Vec::with_capacity(n);
+        let mut ready: Vec<usize> = (0..n).filter(|&v| pending_inputs[v] == 0).collect();
+        while let Some(u) = ready.pop() {
+            order.push(u);
+            for &v in &consumers[u] {
+                pending_inputs[v] -= 1;
+                if pending_inputs[v] == 0 {
+                    ready.push(v);
+                }
+            }
+        }
+        if order.len() < n {
+            let stuck = (1..n).find(|&v| pending_inputs[v] > 0).expect("an unordered node exists");
+            return Err(err(format!("node `{}` is part of a cycle", self.pending[stuck - 1].0)));
+        }
+        // Renumber nodes in topological order so forward is a single sweep.
+        let mut position = vec![0; n];
+        for (p, &v) in order.iter().enumerate() {
+            position[v] = p;
+        }
+        let mut slots: Vec<Option<Node<T>>> = (0..n).map(|_| None).collect();
+        slots[position[0]] = Some(Node { name: self.input, op: Op::Input, inputs: Vec::new() });
+        for (i, (name, op, _)) in self.pending.into_iter().enumerate() {
+            let inputs = inputs_of[i + 1].iter().map(|&u| position[u]).collect();
+            slots[position[i + 1]] = Some(Node { name, op, inputs });
+        }
+        let graph = Graph {
+            nodes: slots.into_iter().map(|s| s.expect("every node placed")).collect(),
+            outputs: outputs.iter().map(|&o| position[o]).collect(),
+            values: Vec::new(),
+        };
+        graph.shapes(input_shape)?;
+        Ok(graph)
+    }
+}
+
+/// A model whose layers form a directed acyclic graph. Build it with [`GraphBuilder`].
+///
+/// As a [`Layer`] it maps its input to its first output; [`Graph::forward_all`] and
+/// [`Graph::backward_all`] handle several outputs (e.g. auxiliary classifiers). Parameters are
+/// named `<node>.<param>`.
+pub struct Graph<T: Float> {
+    nodes: Vec<Node<T>>,
+    outputs: Vec<usize>,
+    values: Vec<Option<Tensor<T>>>,
+}
+
+impl<T: Float> Graph<T> {
+    /// Every node's output shape for an input of shape `input`; errors name the node.
+    fn shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let shape = match &node.op {
+                Op::Input => Ok(input.to_vec()),
+                Op::Layer(l) => l.output_shape(&shapes[node.inputs[0]]),
+                Op::Merge(m) => {
+                    let ins: Vec<&[usize]> = node.inputs.iter().map(|&u| shapes[u].as_slice()).collect();
+                    m.output_shape(&ins)
+                }
+            }
+            .map_err(|e| Error::config("Graph", format!("node `{}`: {e}", node.name)))?;
+            shapes.push(shape);
+        }
+        Ok(shapes)
+    }
+
+    /// Names of the output nodes, primary first.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.outputs.iter().map(|&o| self.nodes[o].name.as_str()).collect()
+    }
+
+    /// Runs the graph and returns every output, in the order they were marked.
+    pub fn forward_all(&mut self, input: &Tensor<T>) -> Result<Vec<Tensor<T>>> {
+        let mut values: Vec<Option<Tensor<T>>> = Vec::with_capacity(self.nodes.len());
+        for node in self.nodes.iter_mut() {
+            let out = match &mut node.op {
+                Op::Input => input.clone(),
+                Op::Layer(l) => l.forward(values[node.inputs[0]].as_ref().expect("inputs come first"))?,
+                Op::Merge(m) => {
+                    let ins: Vec<&Tensor<T>> =
+                        node.inputs.iter().map(|&u| values[u].as_ref().expect("inputs come first")).collect();
+                    m.forward(&ins)?
+                }
+            };
+            values.push(Some(out));
+        }
+        let outs = self.outputs.iter().map(|&o| values[o].clone().expect("computed")).collect();
+        // Output shapes are kept for backward's shape checks and for outputs given no gradient.
+        self.values = values;
+        Ok(outs)
+    }
+
+    /// Back-propagates one gradient per output (`None` for an output that does not reach the
+    /// loss) and returns dL/dinput. Where a node feeds several others, their gradients sum.
+    pub fn backward_all(&mut self, grad_outputs: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        if self.values.is_empty() {
+            return Err(Error::no_cache("Graph"));
+        }
+        if grad_outputs.len() != self.outputs.len() {
+            return Err(Error::input(
+                "Graph::backward_all",
+                format!("{} gradients for {} outputs", grad_outputs.len(), self.outputs.len()),
+            ));
+        }
+        let mut grads: Vec<Option<Tensor<T>>> = (0..self.nodes.len()).map(|_| None).collect();
+        for (&o, g) in self.outputs.iter().zip(grad_outputs) {
+            if let Some(g) = g {
+                let want = self.values[o].as_ref().map(|v| v.shape().to_vec()).unwrap_or_default();
+                if g.shape() != want.as_slice() {
+                    return Err(Error::shape(format!("Graph output `{}` (backward)", self.nodes[o].name), format!("{want:?}"), g.shape()));
+                }
+                accumulate(&mut grads[o], (*g).clone());
+            }
+        }
+        for v in (1..self.nodes.len()).rev() {
+            let Some(g) = grads[v].take() else { continue };
+            let node = &mut self.nodes[v];
+            match &mut node.op {
+                Op::Input => {}
+                Op::Layer(l) => {
+                    let gi = l.backward(&g)?;
+                    accumulate(&mut grads[node.inputs[0]], gi);
+                }
+                Op::Merge(m) => {
+                    for (&u, gi) in node.inputs.iter().zip(m.backward(&g)?) {
+                        accumulate(&mut grads[u], gi);
+                    }
+                }
+            }
+        }
+        Ok(grads[0].take().unwrap_or_else(|| Tensor::zeros(self.values[0].as_ref().expect("input kept").raw_dim())))
+    }
+}
+
+fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) {
+    match slot {
+        Some(acc) => *acc += &g,
+        None => *slot = Some(g),
+    }
+}
+
+impl<T: Float> Layer<T> for Graph<T> {
+    fn kind(&self) -> &'static str {
+        "Graph"
+    }
+
+    fn describe(&self) -> String {
+        format!("{} nodes", self.nodes.len() - 1)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(self.shapes(input)?.swap_remove(self.outputs[0]))
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(self.forward_all(input)?.swap_remove(0))
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut grads: Vec<Option<&Tensor<T>>> = vec![None; self.outputs.len()];
+        grads[0] = Some(grad_output);
+        self.backward_all(&grads)
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        for node in &mut self.nodes {
+            if let Op::Layer(l) = &mut node.op {
+                l.set_mode(mode);
+            }
+        }
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        for node in &self.nodes {
+            if let Op::Layer(l) = &node.op {
+                l.visit(&mut |name, slot| f(&format!("{}.{name}", node.name), slot));
+            }
+        }
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        for node in &mut self.nodes {
+            let prefix = &node.name;
+            if let Op::Layer(l) = &mut node.op {
+                l.visit_mut(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+            }
+        }
+    }
+
+    fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
+        let shapes = self.shapes(input)?;
+        for (node, shape) in self.nodes.iter().zip(&shapes) {
+            match &node.op {
+                Op::Input => {}
+                Op::Layer(l) => {
+                    l.summary_rows(&shapes[node.inputs[0]], rows)?;
+                }
+                Op::Merge(m) => rows.push(SummaryRow {
+                    kind: m.kind(),
+                    description: node.inputs.iter().map(|&u| self.nodes[u].name.as_str()).collect::<Vec<_>>().join(" + "),
+                    output_shape: shape.clone(),
+                    params: 0,
+                }),
+            }
+        }
+        Ok(shapes[self.outputs[0]].clone())
+    }
+}
