@@ -24,6 +24,7 @@ use crate::tensor::{Float, Tensor};
 /// ```
 pub struct Sequential<T: Float> {
     layers: Vec<Box<dyn Layer<T>>>,
+    names: Vec<String>,
 }
 
 impl<T: Float> Default for Sequential<T> {
@@ -35,19 +36,36 @@ impl<T: Float> Default for Sequential<T> {
 impl<T: Float> Sequential<T> {
     /// An empty chain (the identity).
     pub fn new() -> Self {
-        Sequential { layers: Vec::new() }
+        Sequential {
+            layers: Vec::new(),
+            names: Vec::new(),
+        }
     }
 
     /// Appends a layer, builder style.
     #[allow(clippy::should_implement_trait)]
     pub fn add(mut self, layer: impl Layer<T> + 'static) -> Self {
-        self.layers.push(Box::new(layer));
+        self.push(Box::new(layer));
         self
     }
 
-    /// Appends a boxed layer.
+    /// Appends a layer under an explicit name instead of its index, as a PyTorch module
+    /// attribute would be named (`conv` and `bn` give `conv.weight`, `bn.running_mean`).
+    pub fn add_named(mut self, name: &str, layer: impl Layer<T> + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self.names.push(name.to_string());
+        self
+    }
+
+    /// Appends a boxed layer, named by its index.
     pub fn push(&mut self, layer: Box<dyn Layer<T>>) {
+        self.names.push(self.layers.len().to_string());
         self.layers.push(layer);
+    }
+
+    /// The name of each child (its index unless given with [`Sequential::add_named`]).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The number of layers.
@@ -127,14 +145,14 @@ impl<T: Float> Layer<T> for Sequential<T> {
     }
 
     fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.visit(&mut |name, slot| f(&format!("{i}.{name}"), slot));
+        for (child, layer) in self.names.iter().zip(&self.layers) {
+            layer.visit(&mut |name, slot| f(&format!("{child}.{name}"), slot));
         }
     }
 
     fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_mut(&mut |name, slot| f(&format!("{i}.{name}"), slot));
+        for (child, layer) in self.names.iter().zip(&mut self.layers) {
+            layer.visit_mut(&mut |name, slot| f(&format!("{child}.{name}"), slot));
         }
     }
 }
