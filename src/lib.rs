@@ -14,6 +14,7 @@
 //! with the numbers filled in.
 #![deny(missing_docs)]
 
+pub mod blocks;
 pub mod data;
 pub mod error;
 pub mod geometry;

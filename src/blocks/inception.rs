@@ -1,0 +1,127 @@
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::tensor::{Float, Tensor};
+use ndarray::{Axis, Slice};
+
+/// An Inception module (Szegedy et al. 2014): parallel branches over the same input,
+/// concatenated along channels.
+///
+/// ```text
+/// forward:  y = concat_c(b_1(x), b_2(x), ..., b_k(x))
+/// backward: dy is split along channels into dy_1..dy_k;  dx = Σ_i b_i'(dy_i)
+/// ```
+///
+/// Each branch's parameters are prefixed with the branch name (`branch2.1.conv.weight`).
+pub struct Inception<T: Float> {
+    branches: Vec<(String, Box<dyn Layer<T>>)>,
+    channels: Vec<usize>,
+}
+
+impl<T: Float> Default for Inception<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> Inception<T> {
+    /// A module with no branches yet.
+    pub fn new() -> Self {
+        Inception { branches: Vec::new(), channels: Vec::new() }
+    }
+
+    /// Adds a branch named `name` (its parameters become `<name>.<param>`).
+    pub fn branch(mut self, name: &str, layer: impl Layer<T> + 'static) -> Self {
+        self.branches.push((name.to_string(), Box::new(layer)));
+        self
+    }
+
+    fn branch_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
+        if self.branches.is_empty() {
+            return Err(Error::config("Inception", "no branches"));
+        }
+        self.branches.iter().map(|(_, b)| b.output_shape(input)).collect()
+    }
+
+    fn concat_shape(shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
+        let first = &shapes[0];
+        if first.len() < 2 {
+            return Err(Error::shape("Inception", "branch outputs [N, C, ...]", first));
+        }
+        let mut out = first.clone();
+        out[1] = 0;
+        for (i, s) in shapes.iter().enumerate() {
+            if s.len() != first.len() || s[0] != first[0] || s[2..] != first[2..] {
+                return Err(Error::shape(
+                    format!("Inception branch {}", i + 1),
+                    format!("[{}, C, {:?}] like branch 1", first[0], &first[2..]),
+                    s,
+                ));
+            }
+            out[1] += s[1];
+        }
+        Ok(out)
+    }
+}
+
+impl<T: Float> Layer<T> for Inception<T> {
+    fn kind(&self) -> &'static str {
+        "Inception"
+    }
+
+    fn describe(&self) -> String {
+        format!("{} branches", self.branches.len())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Self::concat_shape(&self.branch_shapes(input)?)
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let outs = self.branches.iter_mut().map(|(_, b)| b.forward(input)).collect::<Result<Vec<_>>>()?;
+        let shapes: Vec<Vec<usize>> = outs.iter().map(|o| o.shape().to_vec()).collect();
+        Self::concat_shape(&shapes)?;
+        self.channels = shapes.iter().map(|s| s[1]).collect();
+        let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
+        ndarray::concatenate(Axis(1), &views).map_err(|e| Error::input("Inception", e.to_string()))
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        if self.channels.is_empty() {
+            return Err(Error::no_cache("Inception"));
+        }
+        let total: usize = self.channels.iter().sum();
+        if grad_output.ndim() < 2 || grad_output.shape()[1] != total {
+            return Err(Error::shape("Inception (backward)", format!("[N, {total}, ...]"), grad_output.shape()));
+        }
+        let mut grad_input: Option<Tensor<T>> = None;
+        let mut start = 0;
+        for ((_, branch), &c) in self.branches.iter_mut().zip(&self.channels) {
+            let part = grad_output.slice_axis(Axis(1), Slice::from(start..start + c)).to_owned();
+            start += c;
+            let g = branch.backward(&part)?;
+            match &mut grad_input {
+                Some(acc) => *acc += &g,
+                None => grad_input = Some(g),
+            }
+        }
+        grad_input.ok_or_else(|| Error::no_cache("Inception"))
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        for (_, b) in &mut self.branches {
+            b.set_mode(mode);
+        }
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        for (prefix, b) in &self.branches {
+            b.visit(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+        }
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        for (prefix, b) in &mut self.branches {
+            b.visit_mut(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::tensor::{Float, Tensor};
+
+/// A residual block (He et al. 2015): `y = post(body(x) + shortcut(x))`.
+///
+/// ```text
+/// forward:  s = body(x) + shortcut(x)          (shortcut = identity or a projection)
+///           y = post(s)                        (ReLU in ResNet, or nothing)
+/// backward: ds = post'(dy)
+///           dx = body'(ds) + shortcut'(ds)     (the gradient flows down both paths)
+/// ```
+///
+/// The body's parameters keep their own names (`conv1.weight`, `bn1.running_mean`, as in
+/// torchvision's `BasicBlock`); the shortcut's are prefixed with its name (`downsample.0.weight`).
+pub struct Residual<T: Float> {
+    body: Box<dyn Layer<T>>,
+    shortcut: Option<(String, Box<dyn Layer<T>>)>,
+    post: Option<Box<dyn Layer<T>>>,
+}
+
+impl<T: Float> Residual<T> {
+    /// `y = body(x) + x`.
+    pub fn new(body: impl Layer<T> + 'static) -> Self {
+        Residual { body: Box::new(body), shortcut: None, post: None }
+    }
+
+    /// Replaces the identity shortcut with a projection (e.g. 1x1 conv + BN), whose
+    /// parameters are named `<name>.<param>`.
+    pub fn with_shortcut(mut self, name: &str, shortcut: impl Layer<T> + 'static) -> Self {
+        self.shortcut = Some((name.to_string(), Box::new(shortcut)));
+        self
+    }
+
+    /// Applies `post` (typically ReLU) after the sum.
+    pub fn with_post(mut self, post: impl Layer<T> + 'static) -> Self {
+        self.post = Some(Box::new(post));
+        self
+    }
+
+    fn check_sum(body: &[usize], short: &[usize]) -> Result<()> {
+        if body == short {
+            Ok(())
+        } else {
+            Err(Error::shape(
+                "Residual (body + shortcut)",
+                format!("the shortcut to produce the body's shape {body:?}"),
+                short,
+            ))
+        }
+    }
+}
+
+impl<T: Float> Layer<T> for Residual<T> {
+    fn kind(&self) -> &'static str {
+        "Residual"
+    }
+
+    fn describe(&self) -> String {
+        match &self.shortcut {
+            Some(_) => "body + projection shortcut".into(),
+            None => "body + identity".into(),
+        }
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let body = self.body.output_shape(input)?;
+        let short = match &self.shortcut {
+            Some((_, s)) => s.output_shape(input)?,
+            None => input.to_vec(),
+        };
+        Self::check_sum(&body, &short)?;
+        match &self.post {
+            Some(p) => p.output_shape(&body),
+            None => Ok(body),
+        }
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut sum = self.body.forward(input)?;
+        let short = match &mut self.shortcut {
+            Some((_, s)) => s.forward(input)?,
+            None => input.clone(),
+        };
+        Self::check_sum(sum.shape(), short.shape())?;
+        sum += &short;
+        match &mut self.post {
+            Some(p) => p.forward(&sum),
+            None => Ok(sum),
+        }
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let grad_sum = match &mut self.post {
+            Some(p) => p.backward(grad_output)?,
+            None => grad_output.clone(),
+        };
+        let mut grad_input = self.body.backward(&grad_sum)?;
+        match &mut self.shortcut {
+            Some((_, s)) => grad_input += &s.backward(&grad_sum)?,
+            None => grad_input += &grad_sum,
+        }
+        Ok(grad_input)
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        self.body.set_mode(mode);
+        if let Some((_, s)) = &mut self.shortcut {
+            s.set_mode(mode);
+        }
+        if let Some(p) = &mut self.post {
+            p.set_mode(mode);
+        }
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        self.body.visit(f);
+        if let Some((prefix, s)) = &self.shortcut {
+            s.visit(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+        }
+        if let Some(p) = &self.post {
+            p.visit(f);
+        }
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        self.body.visit_mut(f);
+        if let Some((prefix, s)) = &mut self.shortcut {
+            s.visit_mut(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+        }
+        if let Some(p) = &mut self.post {
+            p.visit_mut(f);
+        }
+    }
+}
