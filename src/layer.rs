@@ -14,6 +14,7 @@
 
 use crate::error::Result;
 use crate::model::{Summary, SummaryRow};
+use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 
 /// Training or evaluation behaviour (dropout, batch norm statistics).
@@ -107,6 +108,10 @@ pub trait Layer<T: Float>: Send {
     /// Calls `f` with the `state_dict` name of every parameter and buffer, mutably.
     fn visit_mut(&mut self, _f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {}
 
+    /// Calls `f` with every random generator the layer draws from during training (dropout),
+    /// named like its parameters, so a checkpoint can save and restore them.
+    fn visit_rngs_mut(&mut self, _f: &mut dyn FnMut(&str, &mut Rng64)) {}
+
     /// Sets every parameter gradient to zero.
     fn zero_grad(&mut self) {
         self.visit_mut(&mut |_, slot| {
@@ -147,6 +152,46 @@ pub trait Layer<T: Float>: Send {
             }
         });
         n
+    }
+}
+
+/// A boxed layer is a layer, so models can be held as `Box<dyn Layer<T>>`.
+impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        (**self).output_shape(input)
+    }
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        (**self).forward(input)
+    }
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        (**self).backward(grad_output)
+    }
+    fn set_mode(&mut self, mode: Mode) {
+        (**self).set_mode(mode)
+    }
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        (**self).visit(f)
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        (**self).visit_mut(f)
+    }
+    fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
+        (**self).visit_rngs_mut(f)
+    }
+    fn zero_grad(&mut self) {
+        (**self).zero_grad()
+    }
+    fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
+        (**self).summary_rows(input, rows)
+    }
+    fn num_params(&self) -> usize {
+        (**self).num_params()
     }
 }
 

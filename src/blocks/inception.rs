@@ -1,5 +1,6 @@
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use ndarray::{Axis, Slice};
 
@@ -116,6 +117,12 @@ impl<T: Float> Layer<T> for Inception<T> {
     fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
         for (prefix, b) in &self.branches {
             b.visit(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+        }
+    }
+
+    fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
+        for (prefix, b) in &mut self.branches {
+            b.visit_rngs_mut(&mut |name, rng| f(&format!("{prefix}.{name}"), rng));
         }
     }
 

@@ -1,5 +1,6 @@
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 
 /// A residual block (He et al. 2015): `y = post(body(x) + shortcut(x))`.
@@ -120,6 +121,13 @@ impl<T: Float> Layer<T> for Residual<T> {
         }
         if let Some(p) = &self.post {
             p.visit(f);
+        }
+    }
+
+    fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
+        self.body.visit_rngs_mut(f);
+        if let Some((prefix, s)) = &mut self.shortcut {
+            s.visit_rngs_mut(&mut |name, rng| f(&format!("{prefix}.{name}"), rng));
         }
     }
 

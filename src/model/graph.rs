@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Merge, Mode, Slot, SlotMut};
 use crate::model::SummaryRow;
+use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use std::collections::HashMap;
 
@@ -309,6 +310,15 @@ impl<T: Float> Layer<T> for Graph<T> {
             let prefix = &node.name;
             if let Op::Layer(l) = &mut node.op {
                 l.visit_mut(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
+            }
+        }
+    }
+
+    fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
+        for node in &mut self.nodes {
+            let prefix = &node.name;
+            if let Op::Layer(l) = &mut node.op {
+                l.visit_rngs_mut(&mut |name, rng| f(&format!("{prefix}.{name}"), rng));
             }
         }
     }

@@ -1,6 +1,7 @@
 use crate::error::Result;
 use crate::layer::{Layer, Mode, Slot, SlotMut};
 use crate::model::SummaryRow;
+use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 
 /// A chain of layers applied one after another, like PyTorch's `nn.Sequential`.
@@ -153,6 +154,12 @@ impl<T: Float> Layer<T> for Sequential<T> {
     fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
         for (child, layer) in self.names.iter().zip(&mut self.layers) {
             layer.visit_mut(&mut |name, slot| f(&format!("{child}.{name}"), slot));
+        }
+    }
+
+    fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
+        for (child, layer) in self.names.iter().zip(&mut self.layers) {
+            layer.visit_rngs_mut(&mut |name, rng| f(&format!("{child}.{name}"), rng));
         }
     }
 }
