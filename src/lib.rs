@@ -27,8 +27,10 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod progress;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use layer::{Layer, Merge, Mode, Param, Slot, SlotMut};

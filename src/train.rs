@@ -1,0 +1,337 @@
+//! The training loop: epochs over a [`DataLoader`], evaluation, NaN detection, learning-rate
+//! schedules and atomic checkpoints that resume a run exactly.
+
+use crate::data::{DataLoader, Dataset};
+use crate::error::{Error, Result};
+use crate::io::{decode_tensors, encode_tensors, load_state_dict, state_dict, write_atomic};
+use crate::layer::{Layer, Mode};
+use crate::loss::CrossEntropyLoss;
+use crate::optim::{LrSchedule, Optimizer};
+use crate::progress::{Progress, ProgressStyle};
+use crate::rng::Rng64;
+use crate::tensor::{Float, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What one training epoch did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochStats {
+    /// The epoch just finished, 1-based.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches.
+    pub loss: f64,
+    /// Training accuracy (top-1) over the epoch, measured on the fly in training mode.
+    pub accuracy: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Images seen.
+    pub images: usize,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl EpochStats {
+    /// Training throughput.
+    pub fn images_per_second(&self) -> f64 {
+        self.images as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// The result of evaluating a model on a labelled set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalStats {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Samples whose highest-scoring class is the label.
+    pub correct: usize,
+    /// Samples whose label is among the five highest-scoring classes.
+    pub correct_top5: usize,
+    /// Samples evaluated.
+    pub total: usize,
+    /// `confusion[label][prediction]` counts.
+    pub confusion: Vec<Vec<usize>>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl EvalStats {
+    /// Top-1 accuracy in `[0, 1]`.
+    pub fn top1(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+
+    /// Top-5 accuracy in `[0, 1]`.
+    pub fn top5(&self) -> f64 {
+        self.correct_top5 as f64 / self.total.max(1) as f64
+    }
+}
+
+/// Trains a classifier with cross-entropy.
+///
+/// Every random choice of a run (batch order, augmentation, dropout) derives from seeds, so a
+/// run is reproducible for a given seed and thread count, and [`Trainer::save_checkpoint`] +
+/// [`Trainer::load_checkpoint`] continue it as if it had never stopped.
+pub struct Trainer<T: Float, M: Layer<T>> {
+    /// The model being trained.
+    pub model: M,
+    optimizer: Box<dyn Optimizer<T>>,
+    loss: CrossEntropyLoss,
+    schedule: Option<Box<dyn LrSchedule>>,
+    base_lr: f64,
+    epoch: usize,
+    step: usize,
+    progress: ProgressStyle,
+}
+
+impl<T: Float, M: Layer<T>> Trainer<T, M> {
+    /// A trainer for `model` with `optimizer`; the optimizer's current learning rate is the
+    /// base rate that schedules scale.
+    pub fn new(model: M, optimizer: impl Optimizer<T> + 'static) -> Self {
+        let base_lr = optimizer.lr();
+        Trainer {
+            model,
+            optimizer: Box::new(optimizer),
+            loss: CrossEntropyLoss::new(),
+            schedule: None,
+            base_lr,
+            epoch: 0,
+            step: 0,
+            progress: ProgressStyle::Auto,
+        }
+    }
+
+    /// Sets the learning rate per epoch from a schedule.
+    pub fn with_schedule(mut self, schedule: impl LrSchedule + 'static) -> Self {
+        self.schedule = Some(Box::new(schedule));
+        self
+    }
+
+    /// Uses a cross-entropy with label smoothing.
+    pub fn with_loss(mut self, loss: CrossEntropyLoss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// How progress is shown (default: a bar on a terminal, lines otherwise).
+    pub fn with_progress(mut self, style: ProgressStyle) -> Self {
+        self.progress = style;
+        self
+    }
+
+    /// Epochs completed so far.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &dyn Optimizer<T> {
+        self.optimizer.as_ref()
+    }
+
+    /// The learning rate the next epoch will use.
+    pub fn next_lr(&self) -> f64 {
+        match &self.schedule {
+            Some(s) => s.lr_at(self.base_lr, self.epoch),
+            None => self.base_lr,
+        }
+    }
+
+    /// Trains one epoch (epoch number [`Trainer::epoch`] of the loader's schedule of batches).
+    /// A loss that is NaN or infinite stops training with [`Error::NonFinite`] naming the step.
+    pub fn train_epoch<D: Dataset>(&mut self, loader: &DataLoader<'_, D>) -> Result<EpochStats> {
+        let lr = self.next_lr();
+        self.optimizer.set_lr(lr);
+        self.model.set_mode(Mode::Train);
+        let label = format!("epoch {}", self.epoch + 1);
+        let mut progress = Progress::new(&label, loader.num_batches(), self.progress);
+        let (mut loss_sum, mut batches, mut correct, mut images) = (0.0, 0usize, 0usize, 0usize);
+        for (i, batch) in loader.epoch::<T>(self.epoch).enumerate() {
+            let logits = self.model.forward(&batch.images)?;
+            let (loss, grad) = self.loss.forward(&logits, &batch.labels)?;
+            let loss = loss.as_f64();
+            if !loss.is_finite() {
+                progress.finish();
+                return Err(Error::NonFinite(format!(
+                    "training loss is {loss} at epoch {}, batch {} (global step {}); \
+                     lower the learning rate or check the data",
+                    self.epoch + 1,
+                    i + 1,
+                    self.step + 1
+                )));
+            }
+            self.model.zero_grad();
+            self.model.backward(&grad)?;
+            self.optimizer.step(&mut self.model)?;
+            self.step += 1;
+            loss_sum += loss;
+            batches += 1;
+            correct += top_k_hits(&logits, &batch.labels, 1);
+            images += batch.labels.len();
+            let rate = images as f64 / progress.elapsed().max(1e-9);
+            progress.advance(
+                1,
+                &format!(
+                    "loss {:.4} acc {:.2}% {:.0} img/s",
+                    loss_sum / batches as f64,
+                    100.0 * correct as f64 / images as f64,
+                    rate
+                ),
+            );
+        }
+        progress.finish();
+        self.epoch += 1;
+        Ok(EpochStats {
+            epoch: self.epoch,
+            loss: loss_sum / batches.max(1) as f64,
+            accuracy: correct as f64 / images.max(1) as f64,
+            lr,
+            images,
+            seconds: progress.elapsed(),
+        })
+    }
+
+    /// Evaluates the model (in eval mode) on every sample of `loader`'s first epoch order.
+    pub fn evaluate<D: Dataset>(&mut self, loader: &DataLoader<'_, D>) -> Result<EvalStats> {
+        evaluate(&mut self.model, loader, self.progress)
+    }
+
+    /// Saves model, optimizer state, epoch, step and the model's random generators to a
+    /// safetensors file, atomically (temp file, fsync, rename).
+    pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor<T>)> = state_dict(&self.model)
+            .into_iter()
+            .map(|(name, t)| (format!("model.{name}"), t))
+            .collect();
+        tensors.extend(self.optimizer.state().into_iter().map(|(name, t)| (format!("optimizer.{name}"), t)));
+        let mut rngs = String::new();
+        self.model.visit_rngs_mut(&mut |name, rng| {
+            let s = rng.state();
+            rngs.push_str(&format!("{name} {} {} {} {}\n", s[0], s[1], s[2], s[3]));
+        });
+        let mut meta = HashMap::new();
+        meta.insert("convnet_checkpoint".to_string(), "1".to_string());
+        meta.insert("epoch".to_string(), self.epoch.to_string());
+        meta.insert("step".to_string(), self.step.to_string());
+        meta.insert("base_lr".to_string(), format!("{:e}", self.base_lr));
+        meta.insert("optimizer".to_string(), self.optimizer.kind().to_string());
+        meta.insert("rngs".to_string(), rngs);
+        write_atomic(path, &encode_tensors(&tensors, Some(meta))?)
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer (whose
+    /// model and optimizer must be of the same architecture and kind).
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let source = path.display().to_string();
+        let file_err = |message: String| Error::File { path: source.clone(), message };
+        let bytes = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("convnet_checkpoint").map(String::as_str) != Some("1") {
+            return Err(file_err("not a convnet checkpoint (no convnet_checkpoint metadata)".into()));
+        }
+        let kind = meta.get("optimizer").cloned().unwrap_or_default();
+        if kind != self.optimizer.kind() {
+            return Err(file_err(format!("checkpoint was written by a {kind} optimizer, this trainer uses {}", self.optimizer.kind())));
+        }
+        let number = |key: &str| -> Result<usize> {
+            meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| file_err(format!("metadata `{key}` missing or not a number")))
+        };
+        let (epoch, step) = (number("epoch")?, number("step")?);
+        let base_lr: f64 = meta
+            .get("base_lr")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| file_err("metadata `base_lr` missing".into()))?;
+        let mut rngs: HashMap<String, Rng64> = HashMap::new();
+        for line in meta.get("rngs").map(String::as_str).unwrap_or("").lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let words: Option<Vec<u64>> = parts.get(1..).map(|w| w.iter().filter_map(|x| x.parse().ok()).collect());
+            match (parts.first(), words) {
+                (Some(name), Some(w)) if w.len() == 4 => {
+                    rngs.insert(name.to_string(), Rng64::from_state([w[0], w[1], w[2], w[3]]));
+                }
+                _ => return Err(file_err(format!("malformed generator state line `{line}`"))),
+            }
+        }
+        let mut model_tensors = Vec::new();
+        let mut optim_tensors = Vec::new();
+        for (name, t) in decode_tensors::<T>(&bytes, &source)? {
+            if let Some(n) = name.strip_prefix("model.") {
+                model_tensors.push((n.to_string(), t));
+            } else if let Some(n) = name.strip_prefix("optimizer.") {
+                optim_tensors.push((n.to_string(), t));
+            } else {
+                return Err(file_err(format!("unexpected tensor `{name}` (neither model. nor optimizer.)")));
+            }
+        }
+        load_state_dict(&mut self.model, model_tensors, &source)?;
+        self.optimizer.load_state(optim_tensors)?;
+        let mut missing_rng = None;
+        self.model.visit_rngs_mut(&mut |name, rng| match rngs.get(name) {
+            Some(saved) => *rng = saved.clone(),
+            None => missing_rng = Some(name.to_string()),
+        });
+        if let Some(name) = missing_rng {
+            return Err(file_err(format!("no saved state for the generator of `{name}`")));
+        }
+        self.epoch = epoch;
+        self.step = step;
+        self.base_lr = base_lr;
+        Ok(())
+    }
+}
+
+/// Evaluates `model` (switched to eval mode) over every batch of `loader`'s epoch 0.
+pub fn evaluate<T: Float, D: Dataset>(model: &mut dyn Layer<T>, loader: &DataLoader<'_, D>, style: ProgressStyle) -> Result<EvalStats> {
+    model.set_mode(Mode::Eval);
+    let loss_fn = CrossEntropyLoss::new();
+    let mut progress = Progress::new("evaluate", loader.num_batches(), style);
+    let mut stats = EvalStats { loss: 0.0, correct: 0, correct_top5: 0, total: 0, confusion: Vec::new(), seconds: 0.0 };
+    for batch in loader.epoch::<T>(0) {
+        let logits = model.forward(&batch.images)?;
+        let (loss, _) = loss_fn.forward(&logits, &batch.labels)?;
+        let classes = logits.shape()[1];
+        if stats.confusion.is_empty() {
+            stats.confusion = vec![vec![0; classes]; classes];
+        }
+        for (&label, pred) in batch.labels.iter().zip(predictions(&logits)) {
+            if label < classes {
+                stats.confusion[label][pred] += 1;
+            }
+        }
+        stats.loss += loss.as_f64() * batch.labels.len() as f64;
+        stats.correct += top_k_hits(&logits, &batch.labels, 1);
+        stats.correct_top5 += top_k_hits(&logits, &batch.labels, 5);
+        stats.total += batch.labels.len();
+        progress.advance(1, "");
+    }
+    progress.finish();
+    stats.loss /= stats.total.max(1) as f64;
+    stats.seconds = progress.elapsed();
+    Ok(stats)
+}
+
+/// The highest-scoring class of each row of `[N, C]` logits.
+pub fn predictions<T: Float>(logits: &Tensor<T>) -> Vec<usize> {
+    let logits = logits.as_standard_layout();
+    let classes = logits.shape().get(1).copied().unwrap_or(1).max(1);
+    logits
+        .as_slice()
+        .expect("standard layout")
+        .chunks(classes)
+        .map(|row| (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best }))
+        .collect()
+}
+
+/// How many rows of `[N, C]` logits rank their label among the top `k` classes.
+pub fn top_k_hits<T: Float>(logits: &Tensor<T>, labels: &[usize], k: usize) -> usize {
+    let logits = logits.as_standard_layout();
+    let classes = logits.shape().get(1).copied().unwrap_or(1).max(1);
+    logits
+        .as_slice()
+        .expect("standard layout")
+        .chunks(classes)
+        .zip(labels)
+        .filter(|(row, &label)| label < row.len() && row.iter().filter(|&&v| v > row[label]).count() < k)
+        .count()
+}
