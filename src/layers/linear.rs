@@ -1,1 +1,526 @@
-//! (in progress)
+use super::{cached, expect_shape};
+use crate::error::{Error, Result};
+use crate::init::{layer_rng, Init};
+use crate::kernels::gemm::{gemm, Op, Threads};
+use crate::layer::{Layer, Param, Slot, SlotMut};
+use crate::tensor::{contiguous, fmt_shape, from_vec, zeros, Float, Tensor};
+
+/// Fully connected layer (PyTorch `nn.Linear`), weight `W [out, in]`, bias `b [out]`.
+///
+/// ```text
+/// forward:  y[N, out] = x[N, in] · Wᵀ + b
+/// backward: dx[N, in]  = dy · W
+///           dW[out, in] += dyᵀ · x
+///           db[out]     += Σ_n dy[n, :]
+/// ```
+///
+/// The input is cached for `dW`. All three products are one call to the GEMM kernel.
+#[derive(Clone, Debug)]
+pub struct Linear<T: Float> {
+    in_features: usize,
+    out_features: usize,
+    weight: Param<T>,
+    bias: Option<Param<T>>,
+    input: Option<Tensor<T>>,
+}
+
+/// Configuration of a [`Linear`] layer.
+///
+/// The weight is drawn from [`LinearConfig::init`] with `fan_in = in_features`,
+/// `fan_out = out_features`; the bias from [`LinearConfig::bias_init`], whose default
+/// ([`Init::PyTorchDefault`]) is PyTorch's `U(-1/sqrt(in), 1/sqrt(in))`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearConfig {
+    /// Input features per sample.
+    pub in_features: usize,
+    /// Output features per sample.
+    pub out_features: usize,
+    /// Whether the layer adds a bias (default `true`).
+    pub bias: bool,
+    /// Weight initialisation (default [`Init::PyTorchDefault`]).
+    pub init: Init,
+    /// Bias initialisation (default [`Init::PyTorchDefault`], i.e. `U(±1/sqrt(in))`).
+    pub bias_init: Init,
+    /// Seed of the initialisation; `None` draws from the global generator
+    /// ([`crate::init::manual_seed`]).
+    pub seed: Option<u64>,
+}
+
+impl LinearConfig {
+    /// `in_features -> out_features` with a bias and PyTorch's default initialisation.
+    pub fn new(in_features: usize, out_features: usize) -> Self {
+        LinearConfig {
+            in_features,
+            out_features,
+            bias: true,
+            init: Init::PyTorchDefault,
+            bias_init: Init::PyTorchDefault,
+            seed: None,
+        }
+    }
+
+    /// Whether to add a bias.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// Weight initialisation.
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Bias initialisation (e.g. `Init::Constant(0.0)`).
+    pub fn bias_init(mut self, init: Init) -> Self {
+        self.bias_init = init;
+        self
+    }
+
+    /// Draws the initial values from this seed instead of the global generator.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+fn name(in_features: usize, out_features: usize) -> String {
+    format!("Linear({in_features} -> {out_features})")
+}
+
+/// Rejects distributions `Init::sample` cannot draw from (negative or non-finite spread).
+fn check_init(what: &str, which: &str, init: Init) -> Result<()> {
+    match init {
+        Init::Normal(std) if !(std.is_finite() && std >= 0.0) => Err(Error::config(
+            what,
+            format!("{which} Init::Normal std must be finite and >= 0, got {std}"),
+        )),
+        Init::Constant(c) if !c.is_finite() => Err(Error::config(
+            what,
+            format!("{which} Init::Constant must be finite, got {c}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl<T: Float> Linear<T> {
+    /// A layer `in_features -> out_features` with a bias and PyTorch's default initialisation.
+    pub fn new(in_features: usize, out_features: usize) -> Result<Self> {
+        Self::with_config(LinearConfig::new(in_features, out_features))
+    }
+
+    /// A layer built from a full configuration.
+    pub fn with_config(cfg: LinearConfig) -> Result<Self> {
+        let (i, o) = (cfg.in_features, cfg.out_features);
+        let what = name(i, o);
+        if i == 0 || o == 0 {
+            return Err(Error::config(
+                what,
+                "in_features and out_features must be at least 1",
+            ));
+        }
+        check_init(&what, "weight", cfg.init)?;
+        check_init(&what, "bias", cfg.bias_init)?;
+        let mut rng = layer_rng(cfg.seed);
+        let weight = cfg.init.sample(&[o, i], i, o, &mut rng);
+        let bias = cfg
+            .bias
+            .then(|| Param::new(cfg.bias_init.sample(&[o], i, o, &mut rng)));
+        Ok(Linear {
+            in_features: i,
+            out_features: o,
+            weight: Param::new(weight),
+            bias,
+            input: None,
+        })
+    }
+
+    /// A layer with the given weight `[out, in]` and optional bias `[out]`.
+    pub fn from_weights(weight: Tensor<T>, bias: Option<Tensor<T>>) -> Result<Self> {
+        let &[o, i] = weight.shape() else {
+            return Err(Error::shape(
+                "Linear (weight)",
+                "[out_features, in_features]",
+                weight.shape(),
+            ));
+        };
+        if i == 0 || o == 0 {
+            return Err(Error::config(
+                name(i, o),
+                "in_features and out_features must be at least 1",
+            ));
+        }
+        if let Some(b) = &bias {
+            if b.shape() != [o] {
+                return Err(Error::shape(
+                    format!("{} (bias)", name(i, o)),
+                    format!("[{o}]"),
+                    b.shape(),
+                ));
+            }
+        }
+        let standard = |t: Tensor<T>| t.as_standard_layout().into_owned();
+        Ok(Linear {
+            in_features: i,
+            out_features: o,
+            weight: Param::new(standard(weight)),
+            bias: bias.map(|b| Param::new(standard(b))),
+            input: None,
+        })
+    }
+
+    /// Input features per sample.
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// Output features per sample.
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// The weight `[out, in]` and its gradient.
+    pub fn weight(&self) -> &Param<T> {
+        &self.weight
+    }
+
+    /// The bias `[out]` and its gradient, if the layer has one.
+    pub fn bias(&self) -> Option<&Param<T>> {
+        self.bias.as_ref()
+    }
+
+    fn name(&self) -> String {
+        name(self.in_features, self.out_features)
+    }
+
+    /// Checks that the parameters still have their shapes (they are public through
+    /// `visit_mut`, so a loader could have replaced them).
+    fn check_params(&self) -> Result<()> {
+        let (i, o) = (self.in_features, self.out_features);
+        expect_param(&self.name(), "weight", &[o, i], &self.weight)?;
+        match &self.bias {
+            Some(b) => expect_param(&self.name(), "bias", &[o], b),
+            None => Ok(()),
+        }
+    }
+}
+
+fn expect_param<T: Float>(layer: &str, which: &str, shape: &[usize], p: &Param<T>) -> Result<()> {
+    for t in [&p.value, &p.grad] {
+        if t.shape() != shape {
+            return Err(Error::shape(
+                format!("{layer} ({which})"),
+                fmt_shape(shape),
+                t.shape(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The elements of a tensor as a mutable row-major slice (re-laying it out if needed).
+fn slice_mut<T: Float>(t: &mut Tensor<T>) -> &mut [T] {
+    if !t.is_standard_layout() {
+        *t = t.as_standard_layout().into_owned();
+    }
+    t.as_slice_mut().expect("standard layout")
+}
+
+impl<T: Float> Layer<T> for Linear<T> {
+    fn kind(&self) -> &'static str {
+        "Linear"
+    }
+
+    fn describe(&self) -> String {
+        let bias = if self.bias.is_some() { "" } else { ", no bias" };
+        format!("{} -> {}{bias}", self.in_features, self.out_features)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match input {
+            &[n, i] if i == self.in_features => Ok(vec![n, self.out_features]),
+            _ => Err(Error::shape(
+                self.name(),
+                format!("[N, {}]", self.in_features),
+                input,
+            )),
+        }
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let n = self.output_shape(input.shape())?[0];
+        self.check_params()?;
+        let (i, o) = (self.in_features, self.out_features);
+        let x = input.as_standard_layout().into_owned();
+        let w = contiguous(&self.weight.value);
+        let mut y = vec![T::zero(); n * o];
+        gemm(
+            n,
+            o,
+            i,
+            x.as_slice().expect("standard"),
+            Op::N,
+            &w,
+            Op::T,
+            &mut y,
+            false,
+            Threads::Pool,
+        );
+        if let Some(b) = &self.bias {
+            let b = contiguous(&b.value);
+            for row in y.chunks_exact_mut(o) {
+                row.iter_mut().zip(b.iter()).for_each(|(y, &b)| *y += b);
+            }
+        }
+        self.input = Some(x);
+        Ok(from_vec(&[n, o], y))
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let layer = self.name();
+        let x = cached(&self.input, &layer)?;
+        let (n, i, o) = (x.shape()[0], self.in_features, self.out_features);
+        expect_shape(&layer, &[n, o], grad_output.shape())?;
+        self.check_params()?;
+        let dy = contiguous(grad_output);
+        let x = x.as_slice().expect("cached input is standard layout");
+
+        let mut dx = zeros::<T>(&[n, i]);
+        let w = contiguous(&self.weight.value);
+        gemm(
+            n,
+            i,
+            o,
+            &dy,
+            Op::N,
+            &w,
+            Op::N,
+            slice_mut(&mut dx),
+            false,
+            Threads::Pool,
+        );
+        let dw = slice_mut(&mut self.weight.grad);
+        gemm(o, i, n, &dy, Op::T, x, Op::N, dw, true, Threads::Pool);
+        if let Some(b) = &mut self.bias {
+            let db = slice_mut(&mut b.grad);
+            for row in dy.chunks_exact(o) {
+                db.iter_mut().zip(row).for_each(|(db, &g)| *db += g);
+            }
+        }
+        Ok(dx)
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        f("weight", Slot::Param(&self.weight));
+        if let Some(b) = &self.bias {
+            f("bias", Slot::Param(b));
+        }
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        f("weight", SlotMut::Param(&mut self.weight));
+        if let Some(b) = &mut self.bias {
+            f("bias", SlotMut::Param(b));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use std::collections::HashMap;
+
+    /// Reads a parity case: its config JSON and every tensor (float64).
+    fn parity(file: &str) -> (serde_json::Value, HashMap<String, Tensor<f64>>) {
+        let path = format!("{}/tests/parity/{file}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let config = serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let tensors = st
+            .iter()
+            .map(|(name, view)| {
+                let data = view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()));
+                (name.to_string(), from_vec(view.shape(), data.collect()))
+            })
+            .collect();
+        (config, tensors)
+    }
+
+    fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
+        assert_eq!(got.shape(), want.shape(), "{what}: shape");
+        let scale = 1.0 + want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let err = got
+            .iter()
+            .zip(want)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err <= 1e-9 * scale,
+            "{what}: max error {err:e} (scale {scale})"
+        );
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let cases = [
+            (2, 8, 5, true),
+            (1, 1, 1, true),
+            (3, 7, 2, false),
+            (5, 13, 11, true),
+            (1, 3, 17, false),
+        ];
+        for (seed, &(n, i, o, bias)) in cases.iter().enumerate() {
+            let cfg = LinearConfig::new(i, o).bias(bias).seed(seed as u64);
+            let mut layer = Linear::<f64>::with_config(cfg).unwrap();
+            let x = random_tensor(&[n, i], seed as u64 + 10);
+            let opts = GradCheck {
+                seed: seed as u64,
+                ..GradCheck::default()
+            };
+            check_layer(&mut layer, &x, opts).unwrap();
+        }
+    }
+
+    #[test]
+    fn hand_computed_values_and_accumulating_grads() {
+        let w = from_vec(&[2, 3], vec![1.0, 2.0, 3.0, -1.0, 0.0, 0.5]);
+        let b = from_vec(&[2], vec![0.5, -2.0]);
+        let mut layer = Linear::<f64>::from_weights(w, Some(b)).unwrap();
+        let x = from_vec(&[1, 3], vec![1.0, 1.0, 2.0]);
+        let y = layer.forward(&x).unwrap();
+        // [1 + 2 + 6 + 0.5, -1 + 0 + 1 - 2]
+        assert_eq!(y, from_vec(&[1, 2], vec![9.5, -2.0]));
+        let dy = from_vec(&[1, 2], vec![1.0, 2.0]);
+        let dx = layer.backward(&dy).unwrap();
+        // dy · W = [1 - 2, 2 + 0, 3 + 1]
+        assert_eq!(dx, from_vec(&[1, 3], vec![-1.0, 2.0, 4.0]));
+        layer.backward(&dy).unwrap();
+        // Two backward passes accumulate: 2 · dyᵀ x, 2 · dy.
+        assert_eq!(
+            layer.weight().grad,
+            from_vec(&[2, 3], vec![2.0, 2.0, 4.0, 4.0, 4.0, 8.0])
+        );
+        assert_eq!(layer.bias().unwrap().grad, from_vec(&[2], vec![2.0, 4.0]));
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        let x64 = random_tensor(&[4, 9], 3);
+        let dy64 = random_tensor(&[4, 6], 4);
+        let mut l64 = Linear::<f64>::with_config(LinearConfig::new(9, 6).seed(7)).unwrap();
+        let mut l32 = Linear::<f32>::with_config(LinearConfig::new(9, 6).seed(7)).unwrap();
+        let y64 = l64.forward(&x64).unwrap();
+        let y32 = l32.forward(&x64.mapv(|v| v as f32)).unwrap();
+        let dx64 = l64.backward(&dy64).unwrap();
+        let dx32 = l32.backward(&dy64.mapv(|v| v as f32)).unwrap();
+        let close = |a: &Tensor<f32>, b: &Tensor<f64>| {
+            a.iter()
+                .zip(b)
+                .all(|(&a, &b)| (a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()))
+        };
+        assert!(close(&y32, &y64));
+        assert!(close(&dx32, &dx64));
+        assert!(close(&l32.weight().grad, &l64.weight().grad));
+        assert!(close(&l32.bias().unwrap().grad, &l64.bias().unwrap().grad));
+    }
+
+    #[test]
+    fn matches_pytorch_parity_cases() {
+        for k in 0..4 {
+            let (cfg, t) = parity(&format!("linear_{k:03}.safetensors"));
+            assert_eq!(cfg["bias"].as_bool().unwrap(), t.contains_key("bias"));
+            let mut layer =
+                Linear::from_weights(t["weight"].clone(), t.get("bias").cloned()).unwrap();
+            assert_eq!(
+                layer.in_features(),
+                cfg["in_features"].as_u64().unwrap() as usize
+            );
+            assert_eq!(
+                layer.out_features(),
+                cfg["out_features"].as_u64().unwrap() as usize
+            );
+            assert_close("output", &layer.forward(&t["input"]).unwrap(), &t["output"]);
+            assert_close(
+                "grad_input",
+                &layer.backward(&t["grad_output"]).unwrap(),
+                &t["grad_input"],
+            );
+            assert_close("grad_weight", &layer.weight().grad, &t["grad_weight"]);
+            if let Some(gb) = t.get("grad_bias") {
+                assert_close("grad_bias", &layer.bias().unwrap().grad, gb);
+            }
+        }
+    }
+
+    #[test]
+    fn default_init_is_bounded_and_seeded() {
+        let a = Linear::<f64>::with_config(LinearConfig::new(400, 30).seed(1)).unwrap();
+        let b = Linear::<f64>::with_config(LinearConfig::new(400, 30).seed(1)).unwrap();
+        assert_eq!(a.weight().value, b.weight().value);
+        let bound = 1.0 / 20.0;
+        assert!(a.weight().value.iter().all(|w| w.abs() <= bound));
+        assert!(a.bias().unwrap().value.iter().all(|w| w.abs() <= bound));
+        assert!(a.weight().value.iter().any(|w| w.abs() > 0.9 * bound));
+        let zero = LinearConfig::new(4, 3).bias_init(Init::Constant(0.0));
+        assert!(Linear::<f32>::with_config(zero)
+            .unwrap()
+            .bias()
+            .unwrap()
+            .value
+            .iter()
+            .all(|&b| b == 0.0));
+        assert_eq!(a.num_params(), 400 * 30 + 30);
+    }
+
+    #[test]
+    fn kind_describe_and_names() {
+        let l = Linear::<f32>::new(120, 84).unwrap();
+        assert_eq!(l.kind(), "Linear");
+        assert_eq!(l.describe(), "120 -> 84");
+        let mut names = Vec::new();
+        l.visit(&mut |n, _| names.push(n.to_string()));
+        assert_eq!(names, ["weight", "bias"]);
+        let nb = Linear::<f32>::with_config(LinearConfig::new(3, 2).bias(false)).unwrap();
+        assert_eq!(nb.describe(), "3 -> 2, no bias");
+        assert!(nb.bias().is_none());
+    }
+
+    #[test]
+    fn errors() {
+        let mut l = Linear::<f64>::new(120, 84).unwrap();
+        assert!(matches!(
+            l.backward(&zeros(&[2, 84])),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
+        let err = l.forward(&zeros(&[2, 100])).unwrap_err();
+        assert!(err.to_string().contains("Linear(120 -> 84)"), "{err}");
+        assert!(l.forward(&zeros(&[2, 120, 1])).is_err());
+        assert!(l.output_shape(&[120]).is_err());
+        l.forward(&zeros(&[2, 120])).unwrap();
+        assert!(matches!(
+            l.backward(&zeros(&[3, 84])),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(Linear::<f64>::new(0, 3).is_err());
+        assert!(Linear::<f64>::new(3, 0).is_err());
+        assert!(
+            Linear::<f64>::with_config(LinearConfig::new(3, 2).init(Init::Normal(-1.0))).is_err()
+        );
+        assert!(Linear::<f64>::from_weights(zeros(&[2, 3, 1]), None).is_err());
+        assert!(Linear::<f64>::from_weights(zeros(&[2, 3]), Some(zeros(&[3]))).is_err());
+        // A parameter replaced with the wrong shape is reported, not a panic in the kernel.
+        l.visit_mut(&mut |n, s| {
+            if let (SlotMut::Param(p), "weight") = (s, n) {
+                *p = Param::new(zeros(&[2, 2]));
+            }
+        });
+        assert!(matches!(
+            l.forward(&zeros(&[2, 120])),
+            Err(Error::ShapeMismatch { .. })
+        ));
+    }
+}
