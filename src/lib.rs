@@ -42,7 +42,9 @@ pub mod prelude {
     pub use crate::init::Init;
     pub use crate::layer::{Layer, Merge, Mode, Param};
     pub use crate::layers::*;
-    pub use crate::model::Sequential;
+    pub use crate::loss::{CrossEntropyLoss, MseLoss};
+    pub use crate::model::{Graph, GraphBuilder, Sequential};
+    pub use crate::optim::{Adam, AdamConfig, AdamW, AdamWConfig, LrSchedule, Optimizer, Sgd, SgdConfig};
     pub use crate::rng::Rng64;
     pub use crate::tensor::{Float, Tensor};
 }

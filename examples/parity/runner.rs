@@ -11,7 +11,7 @@
 use convnet::layer::{Layer, Merge, Mode, Slot, SlotMut};
 use convnet::layers::*;
 use convnet::loss::{CrossEntropyLoss, MseLoss};
-use convnet::optim::{Adam, AdamConfig, AdamW, Optimizer, Sgd, SgdConfig};
+use convnet::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 use convnet::{Param, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -392,13 +392,16 @@ fn compute(case: &Case) -> Result<Results, Outcome> {
         }
         "adam" | "adamw" => {
             let (b1, b2) = betas(case).map_err(fail)?;
-            let cfg = AdamConfig::new(case.f64("lr").map_err(fail)?)
-                .betas(b1, b2)
-                .eps(case.f64("eps").map_err(fail)?)
-                .weight_decay(case.f64("weight_decay").map_err(fail)?);
+            let (lr, eps, wd) = (
+                case.f64("lr").map_err(fail)?,
+                case.f64("eps").map_err(fail)?,
+                case.f64("weight_decay").map_err(fail)?,
+            );
             if case.layer == "adam" {
+                let cfg = AdamConfig::new(lr).betas(b1, b2).eps(eps).weight_decay(wd);
                 run_optimizer(&mut e(Adam::new(cfg))?, case, &mut res).map_err(fail)?;
             } else {
+                let cfg = AdamWConfig::new(lr).betas(b1, b2).eps(eps).weight_decay(wd);
                 run_optimizer(&mut e(AdamW::new(cfg))?, case, &mut res).map_err(fail)?;
             }
         }
