@@ -31,6 +31,7 @@ pub mod progress;
 pub mod rng;
 pub mod tensor;
 pub mod train;
+pub mod zoo;
 
 pub use error::{Error, Result};
 pub use layer::{Layer, Merge, Mode, Param, Slot, SlotMut};
