@@ -20,19 +20,44 @@ use crate::tensor::Float;
 /// Output positions `o` in `[lo, hi)` for which `o·stride + offset - pad` lies in
 /// `[0, len)`, clamped to `[0, out_len)`. `offset` is the tap's offset `i·dilation`.
 #[inline]
-fn valid_range(offset: usize, pad: usize, stride: usize, len: usize, out_len: usize) -> (usize, usize) {
-    let lo = if offset >= pad { 0 } else { (pad - offset).div_ceil(stride) };
-    let hi = if len + pad <= offset { 0 } else { (len + pad - offset).div_ceil(stride) };
+fn valid_range(
+    offset: usize,
+    pad: usize,
+    stride: usize,
+    len: usize,
+    out_len: usize,
+) -> (usize, usize) {
+    let lo = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
+    let hi = if len + pad <= offset {
+        0
+    } else {
+        (len + pad - offset).div_ceil(stride)
+    };
     let hi = hi.min(out_len);
     (lo.min(hi), hi)
 }
 
 /// Checks the slice lengths shared by both directions and returns `(C·H·W, rows·OH·OW)`.
-fn lengths(channels: usize, in_hw: [usize; 2], win: &Window2d, out_hw: [usize; 2]) -> (usize, usize) {
+fn lengths(
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    out_hw: [usize; 2],
+) -> (usize, usize) {
     let image = channels * in_hw[0] * in_hw[1];
     let col = channels * win.h.kernel * win.w.kernel * out_hw[0] * out_hw[1];
-    assert!(win.h.stride > 0 && win.w.stride > 0, "im2col: stride must be at least 1");
-    assert!(in_hw[0] * in_hw[1] > 0 && out_hw[0] * out_hw[1] > 0, "im2col: empty image or output");
+    assert!(
+        win.h.stride > 0 && win.w.stride > 0,
+        "im2col: stride must be at least 1"
+    );
+    assert!(
+        in_hw[0] * in_hw[1] > 0 && out_hw[0] * out_hw[1] > 0,
+        "im2col: empty image or output"
+    );
     (image, col)
 }
 
@@ -42,10 +67,25 @@ fn lengths(channels: usize, in_hw: [usize; 2], win: &Window2d, out_hw: [usize; 2
 ///
 /// # Panics
 /// If `x` or `col` is shorter than its shape (a bug in the caller).
-pub fn im2col<T: Float>(x: &[T], channels: usize, in_hw: [usize; 2], win: &Window2d, out_hw: [usize; 2], col: &mut [T]) {
+pub fn im2col<T: Float>(
+    x: &[T],
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    out_hw: [usize; 2],
+    col: &mut [T],
+) {
     let (image_len, col_len) = lengths(channels, in_hw, win, out_hw);
-    assert!(x.len() >= image_len, "im2col: image has {} elements, needs {image_len}", x.len());
-    assert!(col.len() >= col_len, "im2col: col has {} elements, needs {col_len}", col.len());
+    assert!(
+        x.len() >= image_len,
+        "im2col: image has {} elements, needs {image_len}",
+        x.len()
+    );
+    assert!(
+        col.len() >= col_len,
+        "im2col: col has {} elements, needs {col_len}",
+        col.len()
+    );
     let [h, w] = in_hw;
     let [oh, ow] = out_hw;
     let (wh, ww) = (win.h, win.w);
@@ -89,10 +129,25 @@ pub fn im2col<T: Float>(x: &[T], channels: usize, in_hw: [usize; 2], win: &Windo
 ///
 /// # Panics
 /// If `col` or `dx` is shorter than its shape (a bug in the caller).
-pub fn col2im<T: Float>(col: &[T], channels: usize, in_hw: [usize; 2], win: &Window2d, out_hw: [usize; 2], dx: &mut [T]) {
+pub fn col2im<T: Float>(
+    col: &[T],
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    out_hw: [usize; 2],
+    dx: &mut [T],
+) {
     let (image_len, col_len) = lengths(channels, in_hw, win, out_hw);
-    assert!(dx.len() >= image_len, "col2im: image has {} elements, needs {image_len}", dx.len());
-    assert!(col.len() >= col_len, "col2im: col has {} elements, needs {col_len}", col.len());
+    assert!(
+        dx.len() >= image_len,
+        "col2im: image has {} elements, needs {image_len}",
+        dx.len()
+    );
+    assert!(
+        col.len() >= col_len,
+        "col2im: col has {} elements, needs {col_len}",
+        col.len()
+    );
     let [h, w] = in_hw;
     let [oh, ow] = out_hw;
     let (wh, ww) = (win.h, win.w);
@@ -134,7 +189,15 @@ mod tests {
 
     /// The tap-by-tap definition, with explicit bounds tests: `Some(index into x)` or `None`
     /// for padding.
-    fn source(c: usize, i: usize, j: usize, oy: usize, ox: usize, in_hw: [usize; 2], win: &Window2d) -> Option<usize> {
+    fn source(
+        c: usize,
+        i: usize,
+        j: usize,
+        oy: usize,
+        ox: usize,
+        in_hw: [usize; 2],
+        win: &Window2d,
+    ) -> Option<usize> {
         let iy = (oy * win.h.stride + i * win.h.dilation) as i64 - win.h.padding as i64;
         let ix = (ox * win.w.stride + j * win.w.dilation) as i64 - win.w.padding as i64;
         if iy < 0 || ix < 0 || iy >= in_hw[0] as i64 || ix >= in_hw[1] as i64 {
@@ -144,7 +207,13 @@ mod tests {
         }
     }
 
-    fn naive_im2col(x: &[f64], c: usize, in_hw: [usize; 2], win: &Window2d, out_hw: [usize; 2]) -> Vec<f64> {
+    fn naive_im2col(
+        x: &[f64],
+        c: usize,
+        in_hw: [usize; 2],
+        win: &Window2d,
+        out_hw: [usize; 2],
+    ) -> Vec<f64> {
         let (kh, kw) = (win.h.kernel, win.w.kernel);
         let plane = out_hw[0] * out_hw[1];
         let mut col = vec![0.0; c * kh * kw * plane];
@@ -165,7 +234,13 @@ mod tests {
         col
     }
 
-    fn naive_col2im(col: &[f64], c: usize, in_hw: [usize; 2], win: &Window2d, out_hw: [usize; 2]) -> Vec<f64> {
+    fn naive_col2im(
+        col: &[f64],
+        c: usize,
+        in_hw: [usize; 2],
+        win: &Window2d,
+        out_hw: [usize; 2],
+    ) -> Vec<f64> {
         let (kh, kw) = (win.h.kernel, win.w.kernel);
         let plane = out_hw[0] * out_hw[1];
         let mut dx = vec![0.0; c * in_hw[0] * in_hw[1]];
@@ -191,7 +266,14 @@ mod tests {
     }
 
     /// (channels, in_hw, kernel, stride, padding, dilation)
-    type Case = (usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+    type Case = (
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+    );
 
     const CASES: &[Case] = &[
         (1, [5, 5], [3, 3], [1, 1], [0, 0], [1, 1]),
@@ -216,7 +298,11 @@ mod tests {
             // Garbage in `col` must be overwritten, padding entries included.
             let mut col = vec![f64::NAN; c * k[0] * k[1] * out_hw[0] * out_hw[1]];
             im2col(&x, c, in_hw, &win, out_hw, &mut col);
-            assert_eq!(col, naive_im2col(&x, c, in_hw, &win, out_hw), "im2col {k:?} {s:?} {p:?} {d:?}");
+            assert_eq!(
+                col,
+                naive_im2col(&x, c, in_hw, &win, out_hw),
+                "im2col {k:?} {s:?} {p:?} {d:?}"
+            );
 
             let g = random(col.len(), &mut rng);
             let base = random(x.len(), &mut rng);
@@ -224,7 +310,10 @@ mod tests {
             col2im(&g, c, in_hw, &win, out_hw, &mut dx);
             let want = naive_col2im(&g, c, in_hw, &win, out_hw);
             for ((got, b), w) in dx.iter().zip(&base).zip(&want) {
-                assert!((got - b - w).abs() < 1e-12, "col2im {k:?} {s:?} {p:?} {d:?}");
+                assert!(
+                    (got - b - w).abs() < 1e-12,
+                    "col2im {k:?} {s:?} {p:?} {d:?}"
+                );
             }
         }
     }

@@ -136,7 +136,12 @@ impl Conv2dConfig {
     /// The weight shape `[out, in / groups, kh, kw]` (PyTorch's layout).
     pub fn weight_shape(&self) -> [usize; 4] {
         let in_per_group = self.in_channels / self.groups.max(1);
-        [self.out_channels, in_per_group, self.kernel[0], self.kernel[1]]
+        [
+            self.out_channels,
+            in_per_group,
+            self.kernel[0],
+            self.kernel[1],
+        ]
     }
 
     /// The name used in error messages: `Conv2d(3 -> 96)`.
@@ -149,16 +154,25 @@ impl Conv2dConfig {
         if self.in_channels == 0 || self.out_channels == 0 {
             return fail("in_channels and out_channels must be at least 1".into());
         }
-        if self.groups == 0 || self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+        if self.groups == 0
+            || self.in_channels % self.groups != 0
+            || self.out_channels % self.groups != 0
+        {
             return fail(format!(
                 "groups ({}) must be at least 1 and divide both in_channels ({}) and out_channels ({})",
                 self.groups, self.in_channels, self.out_channels
             ));
         }
-        let pairs = [("kernel", self.kernel), ("stride", self.stride), ("dilation", self.dilation)];
+        let pairs = [
+            ("kernel", self.kernel),
+            ("stride", self.stride),
+            ("dilation", self.dilation),
+        ];
         for (what, [h, w]) in pairs {
             if h == 0 || w == 0 {
-                return fail(format!("{what} must be at least 1 on both axes, got [{h}, {w}]"));
+                return fail(format!(
+                    "{what} must be at least 1 on both axes, got [{h}, {w}]"
+                ));
             }
         }
         Ok(())
@@ -200,27 +214,48 @@ impl<T: Float> Conv2d<T> {
         let fan_out = shape[0] * shape[2] * shape[3];
         let mut rng = layer_rng(cfg.seed);
         let weight = cfg.init.sample(&shape, fan_in, fan_out, &mut rng);
-        let bias = cfg.bias.then(|| Init::PyTorchDefault.sample(&[cfg.out_channels], fan_in, fan_out, &mut rng));
+        let bias = cfg
+            .bias
+            .then(|| Init::PyTorchDefault.sample(&[cfg.out_channels], fan_in, fan_out, &mut rng));
         Ok(Self::assemble(cfg, weight, bias))
     }
 
     /// A convolution with the given weight `[out, in/groups, kh, kw]` and bias `[out]` (present
     /// exactly when `cfg.bias`). `cfg.init` and `cfg.seed` are ignored.
-    pub fn from_weights(cfg: Conv2dConfig, weight: Tensor<T>, bias: Option<Tensor<T>>) -> Result<Self> {
+    pub fn from_weights(
+        cfg: Conv2dConfig,
+        weight: Tensor<T>,
+        bias: Option<Tensor<T>>,
+    ) -> Result<Self> {
         cfg.validate()?;
         let name = cfg.name();
         if weight.shape() != cfg.weight_shape() {
-            return Err(Error::shape(format!("{name} weight"), format!("{:?}", cfg.weight_shape()), weight.shape()));
+            return Err(Error::shape(
+                format!("{name} weight"),
+                format!("{:?}", cfg.weight_shape()),
+                weight.shape(),
+            ));
         }
         match &bias {
             Some(b) if !cfg.bias => {
-                return Err(Error::shape(format!("{name} bias"), "no bias (config has bias = false)", b.shape()))
+                return Err(Error::shape(
+                    format!("{name} bias"),
+                    "no bias (config has bias = false)",
+                    b.shape(),
+                ))
             }
             Some(b) if b.shape() != [cfg.out_channels] => {
-                return Err(Error::shape(format!("{name} bias"), format!("[{}]", cfg.out_channels), b.shape()))
+                return Err(Error::shape(
+                    format!("{name} bias"),
+                    format!("[{}]", cfg.out_channels),
+                    b.shape(),
+                ))
             }
             None if cfg.bias => {
-                return Err(Error::config(name, "config has bias = true but no bias tensor was given"));
+                return Err(Error::config(
+                    name,
+                    "config has bias = true but no bias tensor was given",
+                ));
             }
             _ => {}
         }
@@ -257,20 +292,37 @@ impl<T: Float> Conv2d<T> {
         let name = self.cfg.name();
         let [n, _, h, w] = expect_nchw(&name, shape, Some(self.cfg.in_channels))?;
         if h == 0 || w == 0 {
-            return Err(Error::shape(name, format!("[N, {}, H, W] with H, W >= 1", self.cfg.in_channels), shape));
+            return Err(Error::shape(
+                name,
+                format!("[N, {}, H, W] with H, W >= 1", self.cfg.in_channels),
+                shape,
+            ));
         }
         if self.weight.value.shape() != self.cfg.weight_shape() {
             let expected = format!("{:?}", self.cfg.weight_shape());
-            return Err(Error::shape(format!("{name} weight"), expected, self.weight.value.shape()));
+            return Err(Error::shape(
+                format!("{name} weight"),
+                expected,
+                self.weight.value.shape(),
+            ));
         }
-        if let Some(b) = self.bias.as_ref().filter(|b| b.value.shape() != [self.cfg.out_channels]) {
-            return Err(Error::shape(format!("{name} bias"), format!("[{}]", self.cfg.out_channels), b.value.shape()));
+        if let Some(b) = self
+            .bias
+            .as_ref()
+            .filter(|b| b.value.shape() != [self.cfg.out_channels])
+        {
+            return Err(Error::shape(
+                format!("{name} bias"),
+                format!("[{}]", self.cfg.out_channels),
+                b.value.shape(),
+            ));
         }
         let win = self.cfg.window();
         let out_hw = win.output_hw(&name, [h, w], false)?;
         let groups = self.cfg.groups;
         let cin_g = self.cfg.in_channels / groups;
-        let identity = self.cfg.kernel == [1, 1] && self.cfg.stride == [1, 1] && self.cfg.padding == [0, 0];
+        let identity =
+            self.cfg.kernel == [1, 1] && self.cfg.stride == [1, 1] && self.cfg.padding == [0, 0];
         Ok(Plan {
             n,
             in_hw: [h, w],
@@ -282,7 +334,11 @@ impl<T: Float> Conv2d<T> {
             taps: cin_g * self.cfg.kernel[0] * self.cfg.kernel[1],
             pixels: out_hw[0] * out_hw[1],
             identity,
-            threads: if n == 1 { Threads::Pool } else { Threads::Single },
+            threads: if n == 1 {
+                Threads::Pool
+            } else {
+                Threads::Single
+            },
         })
     }
 }
@@ -323,7 +379,12 @@ impl Plan {
         }
     }
     fn output_shape(&self) -> Vec<usize> {
-        vec![self.n, self.groups * self.cout_g, self.out_hw[0], self.out_hw[1]]
+        vec![
+            self.n,
+            self.groups * self.cout_g,
+            self.out_hw[0],
+            self.out_hw[1],
+        ]
     }
 
     /// The column matrix of group `g` of one image: a view of the image for the identity
@@ -339,13 +400,31 @@ impl Plan {
     }
 
     /// `y = W · im2col(x) + b` for one image.
-    fn forward_image<T: Float>(&self, w: &[T], b: Option<&[T]>, x: &[T], y: &mut [T], col: &mut [T]) {
+    fn forward_image<T: Float>(
+        &self,
+        w: &[T],
+        b: Option<&[T]>,
+        x: &[T],
+        y: &mut [T],
+        col: &mut [T],
+    ) {
         let (wg_len, yg_len) = (self.cout_g * self.taps, self.cout_g * self.pixels);
         for g in 0..self.groups {
             let cols = self.columns(x, g, col);
             let wg = &w[g * wg_len..(g + 1) * wg_len];
             let yg = &mut y[g * yg_len..(g + 1) * yg_len];
-            gemm(self.cout_g, self.pixels, self.taps, wg, Op::N, cols, Op::N, yg, false, self.threads);
+            gemm(
+                self.cout_g,
+                self.pixels,
+                self.taps,
+                wg,
+                Op::N,
+                cols,
+                Op::N,
+                yg,
+                false,
+                self.threads,
+            );
         }
         if let Some(b) = b {
             for (row, &bo) in y.chunks_exact_mut(self.pixels).zip(b) {
@@ -367,18 +446,55 @@ impl Plan {
         col: &mut [T],
         dcol: &mut [T],
     ) {
-        let (wg_len, yg_len, xg_len) = (self.cout_g * self.taps, self.cout_g * self.pixels, self.group_image_len());
+        let (wg_len, yg_len, xg_len) = (
+            self.cout_g * self.taps,
+            self.cout_g * self.pixels,
+            self.group_image_len(),
+        );
         for g in 0..self.groups {
             let cols = self.columns(x, g, col);
             let wg = &w[g * wg_len..(g + 1) * wg_len];
             let dyg = &dy[g * yg_len..(g + 1) * yg_len];
             let dxg = &mut dx[g * xg_len..(g + 1) * xg_len];
             let dwg = &mut dw[g * wg_len..(g + 1) * wg_len];
-            gemm(self.cout_g, self.taps, self.pixels, dyg, Op::N, cols, Op::T, dwg, true, self.threads);
+            gemm(
+                self.cout_g,
+                self.taps,
+                self.pixels,
+                dyg,
+                Op::N,
+                cols,
+                Op::T,
+                dwg,
+                true,
+                self.threads,
+            );
             if self.identity {
-                gemm(self.taps, self.pixels, self.cout_g, wg, Op::T, dyg, Op::N, dxg, false, self.threads);
+                gemm(
+                    self.taps,
+                    self.pixels,
+                    self.cout_g,
+                    wg,
+                    Op::T,
+                    dyg,
+                    Op::N,
+                    dxg,
+                    false,
+                    self.threads,
+                );
             } else {
-                gemm(self.taps, self.pixels, self.cout_g, wg, Op::T, dyg, Op::N, dcol, false, self.threads);
+                gemm(
+                    self.taps,
+                    self.pixels,
+                    self.cout_g,
+                    wg,
+                    Op::T,
+                    dyg,
+                    Op::N,
+                    dcol,
+                    false,
+                    self.threads,
+                );
                 col2im(dcol, self.cin_g, self.in_hw, &self.win, self.out_hw, dxg);
             }
         }
@@ -436,10 +552,12 @@ impl<T: Float> Layer<T> for Conv2d<T> {
         let b = self.bias.as_ref().map(|b| contiguous(&b.value));
         let mut y = zeros(&plan.output_shape());
         let ys = y.as_slice_mut().expect("fresh tensor");
-        ys.par_chunks_mut(plan.out_len()).zip(xs.par_chunks(plan.image_len())).for_each_init(
-            || vec![T::zero(); plan.col_len()],
-            |col, (y_n, x_n)| plan.forward_image(&w, b.as_deref(), x_n, y_n, col),
-        );
+        ys.par_chunks_mut(plan.out_len())
+            .zip(xs.par_chunks(plan.image_len()))
+            .for_each_init(
+                || vec![T::zero(); plan.col_len()],
+                |col, (y_n, x_n)| plan.forward_image(&w, b.as_deref(), x_n, y_n, col),
+            );
         self.input = Some(x);
         Ok(y)
     }
@@ -450,7 +568,10 @@ impl<T: Float> Layer<T> for Conv2d<T> {
         let plan = self.plan(x.shape())?;
         expect_shape(&name, &plan.output_shape(), grad_output.shape())?;
         let dy = grad_output.as_standard_layout();
-        let (xs, dys) = (x.as_slice().expect("cached standard"), dy.as_slice().expect("standard"));
+        let (xs, dys) = (
+            x.as_slice().expect("cached standard"),
+            dy.as_slice().expect("standard"),
+        );
         let w = contiguous(&self.weight.value);
         let mut dx = zeros(x.shape());
         if plan.n == 0 {
@@ -459,7 +580,11 @@ impl<T: Float> Layer<T> for Conv2d<T> {
         // Fixed chunks of consecutive images, one per thread, each with its own dW/db; the
         // partial sums are added in chunk order so results do not depend on scheduling.
         let per = plan.n.div_ceil(rayon::current_num_threads().max(1));
-        let db_len = if self.bias.is_some() { self.cfg.out_channels } else { 0 };
+        let db_len = if self.bias.is_some() {
+            self.cfg.out_channels
+        } else {
+            0
+        };
         let dxs = dx.as_slice_mut().expect("fresh tensor");
         let partials: Vec<(Vec<T>, Vec<T>)> = dxs
             .par_chunks_mut(per * plan.image_len())
@@ -481,7 +606,11 @@ impl<T: Float> Layer<T> for Conv2d<T> {
             })
             .collect();
         for (dw, db) in &partials {
-            self.weight.grad.iter_mut().zip(dw).for_each(|(g, d)| *g += *d);
+            self.weight
+                .grad
+                .iter_mut()
+                .zip(dw)
+                .for_each(|(g, d)| *g += *d);
             if let Some(bias) = &mut self.bias {
                 bias.grad.iter_mut().zip(db).for_each(|(g, d)| *g += *d);
             }
@@ -521,26 +650,48 @@ mod tests {
             (Conv2dConfig::new(3, 4, 3).padding(1), [2, 3, 5, 6]),
             // Per-axis kernel, stride, padding and dilation.
             (
-                Conv2dConfig::new(2, 3, 3).kernel_hw([3, 2]).stride_hw([2, 1]).padding_hw([1, 0]).dilation_hw([1, 2]),
+                Conv2dConfig::new(2, 3, 3)
+                    .kernel_hw([3, 2])
+                    .stride_hw([2, 1])
+                    .padding_hw([1, 0])
+                    .dilation_hw([1, 2]),
                 [2, 2, 7, 8],
             ),
             // Two groups.
-            (Conv2dConfig::new(4, 6, 3).groups(2).padding(1), [2, 4, 5, 5]),
+            (
+                Conv2dConfig::new(4, 6, 3).groups(2).padding(1),
+                [2, 4, 5, 5],
+            ),
             // Depthwise with stride 2.
-            (Conv2dConfig::new(3, 3, 3).groups(3).stride(2).padding(1), [2, 3, 7, 7]),
+            (
+                Conv2dConfig::new(3, 3, 3).groups(3).stride(2).padding(1),
+                [2, 3, 7, 7],
+            ),
             // No bias.
             (Conv2dConfig::new(2, 3, 2).bias(false), [3, 2, 4, 5]),
             // 1x1 fast path, with and without groups.
             (Conv2dConfig::new(5, 3, 1), [2, 5, 3, 4]),
-            (Conv2dConfig::new(4, 6, 1).groups(2).bias(false), [3, 4, 2, 3]),
+            (
+                Conv2dConfig::new(4, 6, 1).groups(2).bias(false),
+                [3, 4, 2, 3],
+            ),
             // 1x1 with stride 2 and padding goes through im2col.
-            (Conv2dConfig::new(2, 2, 1).stride(2).padding(1), [2, 2, 5, 4]),
+            (
+                Conv2dConfig::new(2, 2, 1).stride(2).padding(1),
+                [2, 2, 5, 4],
+            ),
             // Stride larger than the kernel: some inputs are never read.
             (Conv2dConfig::new(2, 2, 2).stride(3), [2, 2, 8, 7]),
             // Batch 1 (threaded GEMM path), dilation 2 with padding 2.
-            (Conv2dConfig::new(3, 2, 3).padding(2).dilation(2), [1, 3, 6, 5]),
+            (
+                Conv2dConfig::new(3, 2, 3).padding(2).dilation(2),
+                [1, 3, 6, 5],
+            ),
             // Larger odd case, more images than threads.
-            (Conv2dConfig::new(3, 5, 5).stride(2).padding(2), [5, 3, 9, 11]),
+            (
+                Conv2dConfig::new(3, 5, 5).stride(2).padding(2),
+                [5, 3, 9, 11],
+            ),
         ]
     }
 
@@ -549,8 +700,12 @@ mod tests {
         for (i, (cfg, shape)) in grad_cases().into_iter().enumerate() {
             let mut conv = layer(cfg.seed(i as u64));
             let x = random_tensor(&shape, 100 + i as u64);
-            let opts = GradCheck { seed: i as u64, ..GradCheck::default() };
-            let report = check_layer(&mut conv, &x, opts).unwrap_or_else(|e| panic!("case {i} {cfg:?}: {e}"));
+            let opts = GradCheck {
+                seed: i as u64,
+                ..GradCheck::default()
+            };
+            let report = check_layer(&mut conv, &x, opts)
+                .unwrap_or_else(|e| panic!("case {i} {cfg:?}: {e}"));
             assert!(report.coords > 0);
         }
     }
@@ -562,7 +717,10 @@ mod tests {
         let g = random_tensor(&[2, 3, 5, 5], 2);
         conv.forward(&x).unwrap();
         conv.backward(&g).unwrap();
-        let once = (conv.weight().grad.clone(), conv.bias().unwrap().grad.clone());
+        let once = (
+            conv.weight().grad.clone(),
+            conv.bias().unwrap().grad.clone(),
+        );
         conv.backward(&g).unwrap();
         for (a, b) in conv.weight().grad.iter().zip(&once.0) {
             assert!((a - 2.0 * b).abs() < 1e-12);
@@ -599,10 +757,18 @@ mod tests {
         let x = from_vec(&[1, 1, 3, 3], (1..=9).map(f64::from).collect());
         let y = conv.forward(&x).unwrap();
         assert_eq!(y.as_slice().unwrap(), &[12.5, 16.5, 24.5, 28.5]);
-        let dx = conv.backward(&from_vec(&[1, 1, 2, 2], vec![1.0; 4])).unwrap();
+        let dx = conv
+            .backward(&from_vec(&[1, 1, 2, 2], vec![1.0; 4]))
+            .unwrap();
         // dX counts the windows covering each pixel; dW[i,j] sums the pixels tap (i,j) saw.
-        assert_eq!(dx.as_slice().unwrap(), &[1., 2., 1., 2., 4., 2., 1., 2., 1.]);
-        assert_eq!(conv.weight().grad.as_slice().unwrap(), &[12., 16., 24., 28.]);
+        assert_eq!(
+            dx.as_slice().unwrap(),
+            &[1., 2., 1., 2., 4., 2., 1., 2., 1.]
+        );
+        assert_eq!(
+            conv.weight().grad.as_slice().unwrap(),
+            &[12., 16., 24., 28.]
+        );
         assert_eq!(conv.bias().unwrap().grad.as_slice().unwrap(), &[4.]);
     }
 
@@ -612,7 +778,10 @@ mod tests {
         let cfg = Conv2dConfig::new(4, 2, 1).groups(2).bias(false);
         let w = from_vec(&[2, 2, 1, 1], vec![2., 3., 5., 7.]);
         let mut conv = Conv2d::from_weights(cfg, w, None).unwrap();
-        let x = from_vec(&[1, 4, 1, 2], vec![1., 10., 100., 1000., 1e4, 1e5, 1e6, 1e7]);
+        let x = from_vec(
+            &[1, 4, 1, 2],
+            vec![1., 10., 100., 1000., 1e4, 1e5, 1e6, 1e7],
+        );
         let y = conv.forward(&x).unwrap();
         assert_eq!(y.as_slice().unwrap(), &[302., 3020., 7.05e6, 7.05e7]);
     }
@@ -623,7 +792,8 @@ mod tests {
             let mut c64 = layer(cfg.seed(50 + i as u64));
             let cast = |t: &Tensor<f64>| t.mapv(|v| v as f32);
             let bias32 = c64.bias().map(|b| cast(&b.value));
-            let mut c32 = Conv2d::<f32>::from_weights(cfg, cast(&c64.weight().value), bias32).unwrap();
+            let mut c32 =
+                Conv2d::<f32>::from_weights(cfg, cast(&c64.weight().value), bias32).unwrap();
             let x = random_tensor(&shape, 7 + i as u64);
             let y64 = c64.forward(&x).unwrap();
             let y32 = c32.forward(&cast(&x)).unwrap();
@@ -632,8 +802,14 @@ mod tests {
             let dx32 = c32.backward(&cast(&g)).unwrap();
             let close = |a: &Tensor<f32>, b: &Tensor<f64>, what: &str| {
                 let scale = 1.0 + b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let err = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((*x as f64 - y).abs()));
-                assert!(err <= 1e-4 * scale, "case {i} {what}: {err} vs scale {scale}");
+                let err = a
+                    .iter()
+                    .zip(b)
+                    .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - y).abs()));
+                assert!(
+                    err <= 1e-4 * scale,
+                    "case {i} {what}: {err} vs scale {scale}"
+                );
             };
             close(&y32, &y64, "output");
             close(&dx32, &dx64, "grad_input");
@@ -656,13 +832,19 @@ mod tests {
             .dilation(2)
             .groups(32)
             .bias(false);
-        assert_eq!(layer(cfg).describe(), "64 3x1 filters at stride 2x1, pad 1x0, dilation 2, groups 32, no bias");
+        assert_eq!(
+            layer(cfg).describe(),
+            "64 3x1 filters at stride 2x1, pad 1x0, dilation 2, groups 32, no bias"
+        );
     }
 
     #[test]
     fn output_shape_and_parameters() {
         let alex = layer(Conv2dConfig::new(3, 96, 11).stride(4));
-        assert_eq!(alex.output_shape(&[2, 3, 227, 227]).unwrap(), vec![2, 96, 55, 55]);
+        assert_eq!(
+            alex.output_shape(&[2, 3, 227, 227]).unwrap(),
+            vec![2, 96, 55, 55]
+        );
         assert_eq!(alex.num_params(), 96 * 3 * 11 * 11 + 96);
         let mut names = Vec::new();
         alex.visit(&mut |n, _| names.push(n.to_string()));
@@ -691,7 +873,10 @@ mod tests {
     fn impossible_geometry_explains_the_formula() {
         let mut conv = layer(Conv2dConfig::new(1, 1, 5));
         let x = random_tensor(&[1, 1, 3, 3], 0);
-        for err in [conv.output_shape(x.shape()).unwrap_err(), conv.forward(&x).unwrap_err()] {
+        for err in [
+            conv.output_shape(x.shape()).unwrap_err(),
+            conv.forward(&x).unwrap_err(),
+        ] {
             let msg = err.to_string();
             assert!(matches!(err, Error::Geometry { .. }), "{err:?}");
             assert!(msg.contains("O = (N - F + 2P) / S + 1"), "{msg}");
@@ -734,7 +919,10 @@ mod tests {
         ];
         for cfg in bad {
             let err = Conv2d::<f64>::new(cfg).unwrap_err();
-            assert!(matches!(err, Error::InvalidConfig { .. }), "{cfg:?}: {err:?}");
+            assert!(
+                matches!(err, Error::InvalidConfig { .. }),
+                "{cfg:?}: {err:?}"
+            );
             assert!(err.to_string().contains(&cfg.name()), "{err}");
         }
     }
@@ -771,7 +959,12 @@ mod tests {
             let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
             let config = &meta.metadata().as_ref().unwrap()["config"];
             let c: serde_json::Value = serde_json::from_str(config).unwrap();
-            let pair = |k: &str| [c[k][0].as_u64().unwrap() as usize, c[k][1].as_u64().unwrap() as usize];
+            let pair = |k: &str| {
+                [
+                    c[k][0].as_u64().unwrap() as usize,
+                    c[k][1].as_u64().unwrap() as usize,
+                ]
+            };
             let num = |k: &str| c[k].as_u64().unwrap() as usize;
             let cfg = Conv2dConfig::new(num("in_channels"), num("out_channels"), 1)
                 .kernel_hw(pair("kernel_size"))
@@ -783,7 +976,10 @@ mod tests {
             let st = SafeTensors::deserialize(&bytes).unwrap();
             let get = |name: &str| -> Option<Tensor<f64>> {
                 let view = st.tensor(name).ok()?;
-                let data = view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()));
+                let data = view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()));
                 Some(from_vec(view.shape(), data.collect()))
             };
             let case = path.file_name().unwrap().to_string_lossy().to_string();
@@ -794,8 +990,14 @@ mod tests {
                 let want = get(name).unwrap();
                 assert_eq!(got.shape(), want.shape(), "{case} {name}");
                 let scale = 1.0 + want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let err = got.iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-                assert!(err.is_finite() && err <= 1e-9 * scale, "{case} {name}: max err {err:e}");
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    err.is_finite() && err <= 1e-9 * scale,
+                    "{case} {name}: max err {err:e}"
+                );
             };
             check(&y, "output");
             check(&dx, "grad_input");
