@@ -48,7 +48,14 @@ pub struct PoolPlan {
 }
 
 /// The taps of a sliding window along one axis of length `len` with `out` positions.
-fn window_axis(len: usize, out: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Vec<Taps> {
+fn window_axis(
+    len: usize,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+) -> Vec<Taps> {
     let (len_i, pad_i, dil_i) = (len as isize, pad as isize, dil as isize);
     let span = (dil * (kernel - 1) + 1) as isize;
     (0..out)
@@ -56,7 +63,11 @@ fn window_axis(len: usize, out: usize, kernel: usize, stride: usize, pad: usize,
             let start = (o * stride) as isize - pad_i;
             let pool_size = ((start + span).min(len_i + pad_i) - start).max(0) as usize;
             // Skip taps in the left padding: the first j with start + j·d >= 0.
-            let skip = if start < 0 { (-start + dil_i - 1) / dil_i } else { 0 };
+            let skip = if start < 0 {
+                (-start + dil_i - 1) / dil_i
+            } else {
+                0
+            };
             let first = start + skip * dil_i;
             let count = if skip >= kernel as isize || first >= len_i {
                 0
@@ -64,7 +75,11 @@ fn window_axis(len: usize, out: usize, kernel: usize, stride: usize, pad: usize,
                 (kernel - skip as usize).min(((len_i - 1 - first) / dil_i + 1) as usize)
             };
             let first = if count == 0 { 0 } else { first as usize };
-            Taps { first, count, pool_size }
+            Taps {
+                first,
+                count,
+                pool_size,
+            }
         })
         .collect()
 }
@@ -75,7 +90,11 @@ fn adaptive_axis(len: usize, out: usize) -> Vec<Taps> {
         .map(|i| {
             let first = i * len / out;
             let end = ((i + 1) * len).div_ceil(out);
-            Taps { first, count: end - first, pool_size: end - first }
+            Taps {
+                first,
+                count: end - first,
+                pool_size: end - first,
+            }
         })
         .collect()
 }
@@ -92,8 +111,22 @@ impl PoolPlan {
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> Self {
-        let axis = |a: usize| window_axis(in_hw[a], out_hw[a], kernel[a], stride[a], padding[a], dilation[a]);
-        PoolPlan { in_hw, dilation, rows: axis(0), cols: axis(1) }
+        let axis = |a: usize| {
+            window_axis(
+                in_hw[a],
+                out_hw[a],
+                kernel[a],
+                stride[a],
+                padding[a],
+                dilation[a],
+            )
+        };
+        PoolPlan {
+            in_hw,
+            dilation,
+            rows: axis(0),
+            cols: axis(1),
+        }
     }
 
     /// Adaptive pooling from `in_hw` to `out_hw` (both at least 1 per axis).
@@ -112,7 +145,10 @@ impl PoolPlan {
     }
 
     fn plane_sizes(&self) -> (usize, usize) {
-        let (hw, ohw) = (self.in_hw[0] * self.in_hw[1], self.rows.len() * self.cols.len());
+        let (hw, ohw) = (
+            self.in_hw[0] * self.in_hw[1],
+            self.rows.len() * self.cols.len(),
+        );
         assert!(hw > 0 && ohw > 0, "pool kernel: empty plane");
         (hw, ohw)
     }
@@ -198,20 +234,29 @@ pub fn avg_pool_forward<T: Float>(plan: &PoolPlan, divisor: Divisor, x: &[T], y:
     let (hw, ohw) = plan.plane_sizes();
     assert!(x.len() % hw == 0 && y.len() == x.len() / hw * ohw);
     let w = plan.in_hw[1];
-    x.par_chunks(hw).zip(y.par_chunks_mut(ohw)).for_each(|(x, y)| {
-        let mut o = 0;
-        for r in &plan.rows {
-            for c in &plan.cols {
-                let mut sum = T::zero();
-                for i in r.first..r.first + r.count {
-                    sum += x[i * w + c.first..i * w + c.first + c.count].iter().copied().sum::<T>();
+    x.par_chunks(hw)
+        .zip(y.par_chunks_mut(ohw))
+        .for_each(|(x, y)| {
+            let mut o = 0;
+            for r in &plan.rows {
+                for c in &plan.cols {
+                    let mut sum = T::zero();
+                    for i in r.first..r.first + r.count {
+                        sum += x[i * w + c.first..i * w + c.first + c.count]
+                            .iter()
+                            .copied()
+                            .sum::<T>();
+                    }
+                    let d = divisor.of(r, c);
+                    y[o] = if d == 0 {
+                        T::zero()
+                    } else {
+                        sum / T::of(d as f64)
+                    };
+                    o += 1;
                 }
-                let d = divisor.of(r, c);
-                y[o] = if d == 0 { T::zero() } else { sum / T::of(d as f64) };
-                o += 1;
             }
-        }
-    });
+        });
 }
 
 /// Average pooling backward: every cell of window `o` gets `dy[o] / divisor(o)` (adds into `dx`).
@@ -219,19 +264,27 @@ pub fn avg_pool_backward<T: Float>(plan: &PoolPlan, divisor: Divisor, dy: &[T], 
     let (hw, ohw) = plan.plane_sizes();
     assert!(dx.len() % hw == 0 && dy.len() == dx.len() / hw * ohw);
     let w = plan.in_hw[1];
-    dx.par_chunks_mut(hw).zip(dy.par_chunks(ohw)).for_each(|(dx, dy)| {
-        let mut o = 0;
-        for r in &plan.rows {
-            for c in &plan.cols {
-                let d = divisor.of(r, c);
-                let g = if d == 0 { T::zero() } else { dy[o] / T::of(d as f64) };
-                for i in r.first..r.first + r.count {
-                    dx[i * w + c.first..i * w + c.first + c.count].iter_mut().for_each(|v| *v += g);
+    dx.par_chunks_mut(hw)
+        .zip(dy.par_chunks(ohw))
+        .for_each(|(dx, dy)| {
+            let mut o = 0;
+            for r in &plan.rows {
+                for c in &plan.cols {
+                    let d = divisor.of(r, c);
+                    let g = if d == 0 {
+                        T::zero()
+                    } else {
+                        dy[o] / T::of(d as f64)
+                    };
+                    for i in r.first..r.first + r.count {
+                        dx[i * w + c.first..i * w + c.first + c.count]
+                            .iter_mut()
+                            .for_each(|v| *v += g);
+                    }
+                    o += 1;
                 }
-                o += 1;
             }
-        }
-    });
+        });
 }
 
 #[cfg(test)]
@@ -248,7 +301,15 @@ mod tests {
     /// Naive max pool straight from the definition: every tap of the full window in row-major
     /// order, padding read as -inf, the first strictly larger value wins.
     #[allow(clippy::too_many_arguments)]
-    fn naive_max(x: &[f64], l: [usize; 2], o: [usize; 2], k: [usize; 2], s: [usize; 2], p: [usize; 2], d: [usize; 2]) -> (Vec<f64>, Vec<u32>) {
+    fn naive_max(
+        x: &[f64],
+        l: [usize; 2],
+        o: [usize; 2],
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        d: [usize; 2],
+    ) -> (Vec<f64>, Vec<u32>) {
         let (mut y, mut a) = (vec![], vec![]);
         for oh in 0..o[0] {
             for ow in 0..o[1] {
@@ -277,7 +338,15 @@ mod tests {
 
     /// Naive average pool from the PyTorch divisor definition, cell by cell.
     #[allow(clippy::too_many_arguments)]
-    fn naive_avg(x: &[f64], l: [usize; 2], o: [usize; 2], k: [usize; 2], s: [usize; 2], p: [usize; 2], div: Divisor) -> Vec<f64> {
+    fn naive_avg(
+        x: &[f64],
+        l: [usize; 2],
+        o: [usize; 2],
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        div: Divisor,
+    ) -> Vec<f64> {
         let mut y = vec![];
         for oh in 0..o[0] {
             for ow in 0..o[1] {
@@ -333,7 +402,10 @@ mod tests {
     fn close(a: &[f64], b: &[f64]) {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()) || x == y, "at {i}: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-12 * (1.0 + y.abs()) || x == y,
+                "at {i}: {x} vs {y}"
+            );
         }
     }
 
@@ -342,7 +414,14 @@ mod tests {
     }
 
     // (input, kernel, stride, padding, dilation, ceil_mode)
-    type Case = ([usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2], bool);
+    type Case = (
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        bool,
+    );
     const CASES: [Case; 9] = [
         ([8, 8], [2, 2], [2, 2], [0, 0], [1, 1], false),
         ([9, 7], [3, 3], [2, 2], [1, 1], [1, 1], false),
@@ -414,7 +493,9 @@ mod tests {
     #[test]
     fn avg_pool_matches_naive_and_is_its_own_adjoint() {
         for (t, &(l, k, s, p, _, ceil)) in CASES.iter().enumerate() {
-            let o = Window2d::new(k, s, p, [1, 1]).output_hw("t", l, ceil).unwrap();
+            let o = Window2d::new(k, s, p, [1, 1])
+                .output_hw("t", l, ceil)
+                .unwrap();
             let plan = PoolPlan::window(l, o, k, s, p, [1, 1]);
             for div in [Divisor::PoolSize, Divisor::InBounds, Divisor::Fixed(5)] {
                 let x = rand_vec(2 * l[0] * l[1], t as u64);
@@ -428,7 +509,10 @@ mod tests {
                 let dy = rand_vec(y.len(), 50 + t as u64);
                 let mut dx = vec![0.0; x.len()];
                 avg_pool_backward(&plan, div, &dy, &mut dx);
-                assert!((dot(&dx, &x) - dot(&dy, &y)).abs() < 1e-10, "case {t} {div:?}");
+                assert!(
+                    (dot(&dx, &x) - dot(&dy, &y)).abs() < 1e-10,
+                    "case {t} {div:?}"
+                );
             }
         }
     }
@@ -438,17 +522,34 @@ mod tests {
         // L=5, k=2, s=2, p=0, ceil: windows [0,2) [2,4) [4,6) -> the last one is clipped to
         // [4,5) by L + P = 5, so even count_include_pad divides by 1 there.
         let t = window_axis(5, 3, 2, 2, 0, 1);
-        assert_eq!(t[2], Taps { first: 4, count: 1, pool_size: 1 });
+        assert_eq!(
+            t[2],
+            Taps {
+                first: 4,
+                count: 1,
+                pool_size: 1
+            }
+        );
         // L=5, k=3, s=2, p=1: windows [-1,2) [1,4) [3,6): pool sizes 3, in-bounds 2, 3, 2.
         let t = window_axis(5, 3, 3, 2, 1, 1);
-        assert_eq!(t.iter().map(|t| (t.pool_size, t.count)).collect::<Vec<_>>(), [(3, 2), (3, 3), (3, 2)]);
+        assert_eq!(
+            t.iter().map(|t| (t.pool_size, t.count)).collect::<Vec<_>>(),
+            [(3, 2), (3, 3), (3, 2)]
+        );
     }
 
     #[test]
     fn adaptive_matches_naive_and_is_its_own_adjoint() {
-        for (t, (l, o)) in [([6, 6], [1, 1]), ([7, 7], [3, 3]), ([6, 9], [2, 3]), ([3, 2], [5, 7]), ([5, 10], [3, 4]), ([1, 1], [2, 2])]
-            .into_iter()
-            .enumerate()
+        for (t, (l, o)) in [
+            ([6, 6], [1, 1]),
+            ([7, 7], [3, 3]),
+            ([6, 9], [2, 3]),
+            ([3, 2], [5, 7]),
+            ([5, 10], [3, 4]),
+            ([1, 1], [2, 2]),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let plan = PoolPlan::adaptive(l, o);
             assert_eq!(plan.out_hw(), o);

@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 /// ```
 /// use convnet::layers::MaxPool2dConfig;
 /// let cfg = MaxPool2dConfig::new(3).stride(2).padding(1);
-/// assert_eq!((cfg.kernel, cfg.stride(), cfg.padding), ([3, 3], [2, 2], [1, 1]));
+/// assert_eq!((cfg.kernel, cfg.stride_or_kernel(), cfg.padding), ([3, 3], [2, 2], [1, 1]));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaxPool2dConfig {
@@ -94,7 +94,12 @@ impl MaxPool2dConfig {
     }
 
     fn window(&self) -> Window2d {
-        Window2d::new(self.kernel, self.stride_or_kernel(), self.padding, self.dilation)
+        Window2d::new(
+            self.kernel,
+            self.stride_or_kernel(),
+            self.padding,
+            self.dilation,
+        )
     }
 }
 
@@ -161,7 +166,11 @@ impl<T: Float> MaxPool2d<T> {
     /// A max pooling layer, or [`Error::InvalidConfig`] for a zero kernel, stride or dilation
     /// or a padding larger than half the kernel.
     pub fn new(cfg: MaxPool2dConfig) -> Result<Self> {
-        let layer = MaxPool2d { cfg, cache: None, _t: PhantomData };
+        let layer = MaxPool2d {
+            cfg,
+            cache: None,
+            _t: PhantomData,
+        };
         check_pool_window(&layer.name(), &cfg.window())?;
         Ok(layer)
     }
@@ -183,7 +192,11 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
 
     fn describe(&self) -> String {
         let c = &self.cfg;
-        let mut s = format!("{} filters at stride {}", hw_text(c.kernel, false), hw_text(c.stride_or_kernel(), true));
+        let mut s = format!(
+            "{} filters at stride {}",
+            hw_text(c.kernel, false),
+            hw_text(c.stride_or_kernel(), true)
+        );
         if c.padding != [0, 0] {
             s += &format!(", pad {}", hw_text(c.padding, true));
         }
@@ -200,23 +213,45 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
         let name = self.name();
         let [n, c, h, w] = expect_nchw(&name, input, None)?;
         if h == 0 || w == 0 || h * w >= NO_TAP as usize {
-            return Err(Error::shape(name, "[N, C, H, W] with 1 <= H·W < 2^32 - 1", input));
+            return Err(Error::shape(
+                name,
+                "[N, C, H, W] with 1 <= H·W < 2^32 - 1",
+                input,
+            ));
         }
-        let [oh, ow] = self.cfg.window().output_hw(&name, [h, w], self.cfg.ceil_mode)?;
+        let [oh, ow] = self
+            .cfg
+            .window()
+            .output_hw(&name, [h, w], self.cfg.ceil_mode)?;
         Ok(vec![n, c, oh, ow])
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let out_shape = self.output_shape(input.shape())?;
         let c = &self.cfg;
-        let (in_hw, out_hw) = ([input.shape()[2], input.shape()[3]], [out_shape[2], out_shape[3]]);
-        let plan = PoolPlan::window(in_hw, out_hw, c.kernel, c.stride_or_kernel(), c.padding, c.dilation);
+        let (in_hw, out_hw) = (
+            [input.shape()[2], input.shape()[3]],
+            [out_shape[2], out_shape[3]],
+        );
+        let plan = PoolPlan::window(
+            in_hw,
+            out_hw,
+            c.kernel,
+            c.stride_or_kernel(),
+            c.padding,
+            c.dilation,
+        );
         let len = out_shape.iter().product();
         let (mut y, mut argmax) = (vec![T::zero(); len], vec![0u32; len]);
         max_pool_forward(&plan, &contiguous(input), &mut y, &mut argmax);
         let in_shape = input.shape().to_vec();
         let y = from_vec(&out_shape, y);
-        self.cache = Some(MaxPoolCache { plan, in_shape, out_shape, argmax });
+        self.cache = Some(MaxPoolCache {
+            plan,
+            in_shape,
+            out_shape,
+            argmax,
+        });
         Ok(y)
     }
 
@@ -253,11 +288,20 @@ pub(crate) mod tests {
         let c = MaxPool2dConfig::new;
         vec![
             (vec![2, 3, 9, 9], c(3).stride(2)),
-            (vec![1, 2, 7, 8], c(2).kernel_hw([2, 3]).stride_hw([2, 1]).padding_hw([1, 1])),
+            (
+                vec![1, 2, 7, 8],
+                c(2).kernel_hw([2, 3]).stride_hw([2, 1]).padding_hw([1, 1]),
+            ),
             (vec![2, 2, 9, 9], c(3).stride(1).padding(1).dilation(2)),
             (vec![1, 3, 7, 7], c(2).ceil_mode(true)),
             (vec![2, 1, 8, 10], c(3).stride(2).padding(1).ceil_mode(true)),
-            (vec![1, 1, 5, 7], c(3).stride(2).padding_hw([1, 0]).dilation_hw([2, 1]).ceil_mode(true)),
+            (
+                vec![1, 1, 5, 7],
+                c(3).stride(2)
+                    .padding_hw([1, 0])
+                    .dilation_hw([2, 1])
+                    .ceil_mode(true),
+            ),
         ]
     }
 
@@ -266,7 +310,14 @@ pub(crate) mod tests {
         for (seed, (shape, cfg)) in configs().into_iter().enumerate() {
             let x = no_ties(&shape, seed as u64);
             let mut layer = MaxPool2d::new(cfg).unwrap();
-            let report = check_layer(&mut layer, &x, GradCheck { seed: seed as u64, ..GradCheck::default() });
+            let report = check_layer(
+                &mut layer,
+                &x,
+                GradCheck {
+                    seed: seed as u64,
+                    ..GradCheck::default()
+                },
+            );
             report.unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
         }
     }
@@ -275,14 +326,20 @@ pub(crate) mod tests {
     fn f32_agrees_with_f64() {
         for (seed, (shape, cfg)) in configs().into_iter().enumerate() {
             let x = no_ties(&shape, seed as u64);
-            let (mut l64, mut l32) = (MaxPool2d::<f64>::new(cfg).unwrap(), MaxPool2d::<f32>::new(cfg).unwrap());
+            let (mut l64, mut l32) = (
+                MaxPool2d::<f64>::new(cfg).unwrap(),
+                MaxPool2d::<f32>::new(cfg).unwrap(),
+            );
             let y64 = l64.forward(&x).unwrap();
             let y32 = l32.forward(&x.mapv(|v| v as f32)).unwrap();
             let g = no_ties(y64.shape(), 99);
             let dx64 = l64.backward(&g).unwrap();
             let dx32 = l32.backward(&g.mapv(|v| v as f32)).unwrap();
             for (a, b) in y64.iter().chain(&dx64).zip(y32.iter().chain(&dx32)) {
-                assert!((a - *b as f64).abs() <= 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
+                assert!(
+                    (a - *b as f64).abs() <= 1e-4 * (1.0 + a.abs()),
+                    "{a} vs {b}"
+                );
             }
         }
     }
@@ -294,8 +351,13 @@ pub(crate) mod tests {
         let mut layer = MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap();
         let y = layer.forward(&x).unwrap();
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [5.0, 7.0, 13.0, 15.0]);
-        let dx = layer.backward(&from_vec(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0])).unwrap();
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            [5.0, 7.0, 13.0, 15.0]
+        );
+        let dx = layer
+            .backward(&from_vec(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]))
+            .unwrap();
         let mut want = vec![0.0; 16];
         (want[5], want[7], want[13], want[15]) = (1.0, 2.0, 3.0, 4.0);
         assert_eq!(dx.iter().copied().collect::<Vec<_>>(), want);
@@ -307,7 +369,9 @@ pub(crate) mod tests {
         let mut layer = MaxPool2d::new(MaxPool2dConfig::new(3).stride(1)).unwrap();
         let y = layer.forward(&from_vec(&[1, 1, 4, 4], x)).unwrap();
         assert!(y.iter().all(|&v| v == 1.0));
-        let dx = layer.backward(&from_vec(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0])).unwrap();
+        let dx = layer
+            .backward(&from_vec(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]))
+            .unwrap();
         assert_eq!(dx.as_slice().unwrap()[5], 10.0);
         assert_eq!(dx.sum(), 10.0);
     }
@@ -315,10 +379,22 @@ pub(crate) mod tests {
     #[test]
     fn describe_in_course_words() {
         let d = |cfg| Layer::<f32>::describe(&MaxPool2d::new(cfg).unwrap());
-        assert_eq!(d(MaxPool2dConfig::new(3).stride(2)), "3x3 filters at stride 2");
-        assert_eq!(d(MaxPool2dConfig::new(3).stride(2).padding(1).ceil_mode(true)), "3x3 filters at stride 2, pad 1, ceil_mode");
-        assert_eq!(d(MaxPool2dConfig::new(2).kernel_hw([2, 3]).stride_hw([2, 1])), "2x3 filters at stride 2x1");
-        assert_eq!(Layer::<f32>::kind(&MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap()), "MaxPool2d");
+        assert_eq!(
+            d(MaxPool2dConfig::new(3).stride(2)),
+            "3x3 filters at stride 2"
+        );
+        assert_eq!(
+            d(MaxPool2dConfig::new(3).stride(2).padding(1).ceil_mode(true)),
+            "3x3 filters at stride 2, pad 1, ceil_mode"
+        );
+        assert_eq!(
+            d(MaxPool2dConfig::new(2).kernel_hw([2, 3]).stride_hw([2, 1])),
+            "2x3 filters at stride 2x1"
+        );
+        assert_eq!(
+            Layer::<f32>::kind(&MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap()),
+            "MaxPool2d"
+        );
     }
 
     #[test]
@@ -333,17 +409,35 @@ pub(crate) mod tests {
 
         let mut layer = MaxPool2d::<f64>::new(MaxPool2dConfig::new(3).stride(2)).unwrap();
         let g = no_ties(&[1, 1, 2, 2], 0);
-        assert!(matches!(layer.backward(&g), Err(Error::BackwardBeforeForward { .. })));
+        assert!(matches!(
+            layer.backward(&g),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
         for shape in [vec![3, 8, 8], vec![1, 1, 1, 8, 8], vec![1, 1, 0, 8]] {
             let err = layer.forward(&Tensor::zeros(shape.as_slice())).unwrap_err();
-            assert!(matches!(err, Error::ShapeMismatch { .. }), "{shape:?}: {err}");
-            assert!(err.to_string().contains("MaxPool2d(3x3 filters at stride 2)"), "{err}");
+            assert!(
+                matches!(err, Error::ShapeMismatch { .. }),
+                "{shape:?}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("MaxPool2d(3x3 filters at stride 2)"),
+                "{err}"
+            );
         }
-        let err = layer.forward(&Tensor::zeros(&[1, 1, 2, 8][..])).unwrap_err();
+        let err = layer
+            .forward(&Tensor::zeros(&[1, 1, 2, 8][..]))
+            .unwrap_err();
         assert!(matches!(err, Error::Geometry { .. }), "{err}");
-        assert!(err.to_string().contains("O = (N - F + 2P) / S + 1"), "{err}");
+        assert!(
+            err.to_string().contains("O = (N - F + 2P) / S + 1"),
+            "{err}"
+        );
         layer.forward(&no_ties(&[1, 1, 5, 5], 0)).unwrap();
-        assert!(matches!(layer.backward(&no_ties(&[1, 1, 2, 3], 0)), Err(Error::ShapeMismatch { .. })));
+        assert!(matches!(
+            layer.backward(&no_ties(&[1, 1, 2, 3], 0)),
+            Err(Error::ShapeMismatch { .. })
+        ));
         assert!(layer.backward(&no_ties(&[1, 1, 2, 2], 0)).is_ok());
     }
 
@@ -364,7 +458,8 @@ pub(crate) mod tests {
         let load = |path: &std::path::PathBuf| {
             let bytes = std::fs::read(path).unwrap();
             let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-            let config = serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
+            let config =
+                serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
             let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
             let le = |b: &[u8]| f64::from_le_bytes(b.try_into().unwrap());
             let tensors = st.tensors().into_iter().map(|(k, v)| {
@@ -379,14 +474,24 @@ pub(crate) mod tests {
     /// `max|got - ref| <= 1e-9 (1 + max|ref|)` with identical shapes.
     pub(crate) fn assert_parity(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
         assert_eq!(got.shape(), want.shape(), "{what}");
-        let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let err = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
         assert!(err <= 1e-9 * (1.0 + scale), "{what}: max err {err:e}");
-        assert!(got.iter().all(|v| v.is_finite()), "{what}: non-finite value");
+        assert!(
+            got.iter().all(|v| v.is_finite()),
+            "{what}: non-finite value"
+        );
     }
 
     fn pair(v: &serde_json::Value) -> [usize; 2] {
-        [v[0].as_u64().unwrap() as usize, v[1].as_u64().unwrap() as usize]
+        [
+            v[0].as_u64().unwrap() as usize,
+            v[1].as_u64().unwrap() as usize,
+        ]
     }
 
     #[test]
