@@ -1,1 +1,566 @@
-//! (in progress)
+//! Pooling loops on contiguous NCHW slices, one `H x W` plane at a time, planes in parallel.
+//!
+//! A [`PoolPlan`] lists, for every output row and every output column, which input cells the
+//! window reads (its [`Taps`]). The 2-D window of output `(oh, ow)` is the product
+//! `rows[oh] x cols[ow]`, so the loops below never test bounds per cell:
+//!
+//! ```text
+//! sliding window (max/avg): start = o·S - P, taps start + j·d for j in 0..k, kept if in [0, L)
+//!                           pool_size = min(start + F, L + P) - start        (F = d(k-1) + 1)
+//! adaptive bin i:           [floor(i·L/O), ceil((i+1)·L/O))
+//! ```
+//!
+//! Max pooling records the flat in-plane index of the winner (the first maximum in row-major
+//! window order; padding is -inf and never wins), and its backward adds each upstream gradient
+//! to that cell. Average pooling divides by a [`Divisor`] and spreads the gradient evenly.
+
+use crate::tensor::Float;
+use rayon::prelude::*;
+
+/// The argmax of a window that holds no input cell (possible only with dilation, when every
+/// tap falls in the padding): its output is -inf and it receives no gradient.
+pub const NO_TAP: u32 = u32::MAX;
+
+/// The input cells one output position reads along one axis: `count` taps starting at
+/// `first`, `dilation` apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taps {
+    /// Input index of the first in-bounds tap.
+    pub first: usize,
+    /// Number of in-bounds taps (0 when the window lies entirely in the padding).
+    pub count: usize,
+    /// Cells of the window clipped to `[-P, L + P)`: the divisor share of
+    /// `count_include_pad` average pooling (padding counts, cells past `L + P` do not).
+    pub pool_size: usize,
+}
+
+/// Per-axis taps of every output position of a 2-D pooling, for planes of size `in_hw`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolPlan {
+    /// Input plane `[height, width]`.
+    pub in_hw: [usize; 2],
+    /// Spacing between taps `[height, width]` (1 except for dilated max pooling).
+    pub dilation: [usize; 2],
+    /// Taps of each output row.
+    pub rows: Vec<Taps>,
+    /// Taps of each output column.
+    pub cols: Vec<Taps>,
+}
+
+/// The taps of a sliding window along one axis of length `len` with `out` positions.
+fn window_axis(
+    len: usize,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+) -> Vec<Taps> {
+    let (len_i, pad_i, dil_i) = (len as isize, pad as isize, dil as isize);
+    let span = (dil * (kernel - 1) + 1) as isize;
+    (0..out)
+        .map(|o| {
+            let start = (o * stride) as isize - pad_i;
+            let pool_size = ((start + span).min(len_i + pad_i) - start).max(0) as usize;
+            // Skip taps in the left padding: the first j with start + j·d >= 0.
+            let skip = if start < 0 {
+                (-start + dil_i - 1) / dil_i
+            } else {
+                0
+            };
+            let first = start + skip * dil_i;
+            let count = if skip >= kernel as isize || first >= len_i {
+                0
+            } else {
+                (kernel - skip as usize).min(((len_i - 1 - first) / dil_i + 1) as usize)
+            };
+            let first = if count == 0 { 0 } else { first as usize };
+            Taps {
+                first,
+                count,
+                pool_size,
+            }
+        })
+        .collect()
+}
+
+/// The bins of adaptive pooling along one axis: `[floor(i·L/O), ceil((i+1)·L/O))`.
+fn adaptive_axis(len: usize, out: usize) -> Vec<Taps> {
+    (0..out)
+        .map(|i| {
+            let first = i * len / out;
+            let end = ((i + 1) * len).div_ceil(out);
+            Taps {
+                first,
+                count: end - first,
+                pool_size: end - first,
+            }
+        })
+        .collect()
+}
+
+impl PoolPlan {
+    /// A sliding window with `out_hw` positions (from [`crate::geometry::Window2d::output_hw`]).
+    ///
+    /// All pairs are `[height, width]`; kernel, stride and dilation must be at least 1.
+    pub fn window(
+        in_hw: [usize; 2],
+        out_hw: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Self {
+        let axis = |a: usize| {
+            window_axis(
+                in_hw[a],
+                out_hw[a],
+                kernel[a],
+                stride[a],
+                padding[a],
+                dilation[a],
+            )
+        };
+        PoolPlan {
+            in_hw,
+            dilation,
+            rows: axis(0),
+            cols: axis(1),
+        }
+    }
+
+    /// Adaptive pooling from `in_hw` to `out_hw` (both at least 1 per axis).
+    pub fn adaptive(in_hw: [usize; 2], out_hw: [usize; 2]) -> Self {
+        PoolPlan {
+            in_hw,
+            dilation: [1, 1],
+            rows: adaptive_axis(in_hw[0], out_hw[0]),
+            cols: adaptive_axis(in_hw[1], out_hw[1]),
+        }
+    }
+
+    /// Output plane `[height, width]`.
+    pub fn out_hw(&self) -> [usize; 2] {
+        [self.rows.len(), self.cols.len()]
+    }
+
+    fn plane_sizes(&self) -> (usize, usize) {
+        let (hw, ohw) = (
+            self.in_hw[0] * self.in_hw[1],
+            self.rows.len() * self.cols.len(),
+        );
+        assert!(hw > 0 && ohw > 0, "pool kernel: empty plane");
+        (hw, ohw)
+    }
+}
+
+/// What an average window divides its sum by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Divisor {
+    /// `pool_size` of rows times columns: padding counts (`count_include_pad = true`).
+    PoolSize,
+    /// The number of in-bounds cells (`count_include_pad = false`, adaptive pooling).
+    InBounds,
+    /// A fixed divisor (`divisor_override`), at least 1.
+    Fixed(usize),
+}
+
+impl Divisor {
+    fn of(self, r: &Taps, c: &Taps) -> usize {
+        match self {
+            Divisor::PoolSize => r.pool_size * c.pool_size,
+            Divisor::InBounds => r.count * c.count,
+            Divisor::Fixed(d) => d,
+        }
+    }
+}
+
+/// Max pooling forward: `y[o] = max over the window of x`, `argmax[o]` = in-plane index of
+/// the first maximum (NaN counts as a maximum, as in PyTorch).
+///
+/// `x` holds whole input planes, `y` and `argmax` the matching output planes.
+pub fn max_pool_forward<T: Float>(plan: &PoolPlan, x: &[T], y: &mut [T], argmax: &mut [u32]) {
+    let (hw, ohw) = plan.plane_sizes();
+    assert!(x.len() % hw == 0 && y.len() == x.len() / hw * ohw && argmax.len() == y.len());
+    let (w, [dh, dw]) = (plan.in_hw[1], plan.dilation);
+    x.par_chunks(hw)
+        .zip(y.par_chunks_mut(ohw))
+        .zip(argmax.par_chunks_mut(ohw))
+        .for_each(|((x, y), arg)| {
+            let mut o = 0;
+            for r in &plan.rows {
+                for c in &plan.cols {
+                    let (mut best, mut at) = (T::neg_infinity(), NO_TAP);
+                    if r.count > 0 && c.count > 0 {
+                        at = (r.first * w + c.first) as u32;
+                    }
+                    for i in 0..r.count {
+                        let row = (r.first + i * dh) * w;
+                        for j in 0..c.count {
+                            let k = row + c.first + j * dw;
+                            let v = x[k];
+                            if v > best || v.is_nan() {
+                                best = v;
+                                at = k as u32;
+                            }
+                        }
+                    }
+                    y[o] = best;
+                    arg[o] = at;
+                    o += 1;
+                }
+            }
+        });
+}
+
+/// Max pooling backward: `dx[argmax[o]] += dy[o]` (adds into `dx`).
+pub fn max_pool_backward<T: Float>(plan: &PoolPlan, dy: &[T], argmax: &[u32], dx: &mut [T]) {
+    let (hw, ohw) = plan.plane_sizes();
+    assert!(dx.len() % hw == 0 && dy.len() == dx.len() / hw * ohw && argmax.len() == dy.len());
+    dx.par_chunks_mut(hw)
+        .zip(dy.par_chunks(ohw))
+        .zip(argmax.par_chunks(ohw))
+        .for_each(|((dx, dy), arg)| {
+            for (&g, &at) in dy.iter().zip(arg) {
+                if at != NO_TAP {
+                    dx[at as usize] += g;
+                }
+            }
+        });
+}
+
+/// Average pooling forward: `y[o] = Σ_window x / divisor(o)`.
+pub fn avg_pool_forward<T: Float>(plan: &PoolPlan, divisor: Divisor, x: &[T], y: &mut [T]) {
+    let (hw, ohw) = plan.plane_sizes();
+    assert!(x.len() % hw == 0 && y.len() == x.len() / hw * ohw);
+    let w = plan.in_hw[1];
+    x.par_chunks(hw)
+        .zip(y.par_chunks_mut(ohw))
+        .for_each(|(x, y)| {
+            let mut o = 0;
+            for r in &plan.rows {
+                for c in &plan.cols {
+                    let mut sum = T::zero();
+                    for i in r.first..r.first + r.count {
+                        sum += x[i * w + c.first..i * w + c.first + c.count]
+                            .iter()
+                            .copied()
+                            .sum::<T>();
+                    }
+                    let d = divisor.of(r, c);
+                    y[o] = if d == 0 {
+                        T::zero()
+                    } else {
+                        sum / T::of(d as f64)
+                    };
+                    o += 1;
+                }
+            }
+        });
+}
+
+/// Average pooling backward: every cell of window `o` gets `dy[o] / divisor(o)` (adds into `dx`).
+pub fn avg_pool_backward<T: Float>(plan: &PoolPlan, divisor: Divisor, dy: &[T], dx: &mut [T]) {
+    let (hw, ohw) = plan.plane_sizes();
+    assert!(dx.len() % hw == 0 && dy.len() == dx.len() / hw * ohw);
+    let w = plan.in_hw[1];
+    dx.par_chunks_mut(hw)
+        .zip(dy.par_chunks(ohw))
+        .for_each(|(dx, dy)| {
+            let mut o = 0;
+            for r in &plan.rows {
+                for c in &plan.cols {
+                    let d = divisor.of(r, c);
+                    let g = if d == 0 {
+                        T::zero()
+                    } else {
+                        dy[o] / T::of(d as f64)
+                    };
+                    for i in r.first..r.first + r.count {
+                        dx[i * w + c.first..i * w + c.first + c.count]
+                            .iter_mut()
+                            .for_each(|v| *v += g);
+                    }
+                    o += 1;
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Window2d;
+    use crate::rng::Rng64;
+
+    fn rand_vec(n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = Rng64::seed(seed);
+        (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
+    }
+
+    /// Naive max pool straight from the definition: every tap of the full window in row-major
+    /// order, padding read as -inf, the first strictly larger value wins.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_max(
+        x: &[f64],
+        l: [usize; 2],
+        o: [usize; 2],
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        d: [usize; 2],
+    ) -> (Vec<f64>, Vec<u32>) {
+        let (mut y, mut a) = (vec![], vec![]);
+        for oh in 0..o[0] {
+            for ow in 0..o[1] {
+                let (mut best, mut at) = (f64::NEG_INFINITY, NO_TAP);
+                for i in 0..k[0] {
+                    for j in 0..k[1] {
+                        let h = (oh * s[0] + i * d[0]) as isize - p[0] as isize;
+                        let w = (ow * s[1] + j * d[1]) as isize - p[1] as isize;
+                        let inside = h >= 0 && w >= 0 && (h as usize) < l[0] && (w as usize) < l[1];
+                        if !inside {
+                            continue;
+                        }
+                        let idx = h as usize * l[1] + w as usize;
+                        if at == NO_TAP || x[idx] > best {
+                            best = x[idx];
+                            at = idx as u32;
+                        }
+                    }
+                }
+                y.push(best);
+                a.push(at);
+            }
+        }
+        (y, a)
+    }
+
+    /// Naive average pool from the PyTorch divisor definition, cell by cell.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_avg(
+        x: &[f64],
+        l: [usize; 2],
+        o: [usize; 2],
+        k: [usize; 2],
+        s: [usize; 2],
+        p: [usize; 2],
+        div: Divisor,
+    ) -> Vec<f64> {
+        let mut y = vec![];
+        for oh in 0..o[0] {
+            for ow in 0..o[1] {
+                let (mut sum, mut padded, mut inside) = (0.0, 0, 0);
+                for i in 0..k[0] {
+                    for j in 0..k[1] {
+                        let h = (oh * s[0] + i) as isize - p[0] as isize;
+                        let w = (ow * s[1] + j) as isize - p[1] as isize;
+                        // Cells past L + P (created by ceil_mode) do not exist at all.
+                        if h >= (l[0] + p[0]) as isize || w >= (l[1] + p[1]) as isize {
+                            continue;
+                        }
+                        padded += 1;
+                        if h >= 0 && w >= 0 && (h as usize) < l[0] && (w as usize) < l[1] {
+                            inside += 1;
+                            sum += x[h as usize * l[1] + w as usize];
+                        }
+                    }
+                }
+                let d = match div {
+                    Divisor::PoolSize => padded,
+                    Divisor::InBounds => inside,
+                    Divisor::Fixed(d) => d,
+                };
+                y.push(sum / d as f64);
+            }
+        }
+        y
+    }
+
+    fn naive_adaptive(x: &[f64], l: [usize; 2], o: [usize; 2]) -> Vec<f64> {
+        let bin = |i: usize, l: usize, o: usize| {
+            let lo = (i as f64 * l as f64 / o as f64).floor() as usize;
+            let hi = ((i + 1) as f64 * l as f64 / o as f64).ceil() as usize;
+            lo..hi
+        };
+        let mut y = vec![];
+        for oh in 0..o[0] {
+            for ow in 0..o[1] {
+                let (mut sum, mut n) = (0.0, 0.0);
+                for h in bin(oh, l[0], o[0]) {
+                    for w in bin(ow, l[1], o[1]) {
+                        sum += x[h * l[1] + w];
+                        n += 1.0;
+                    }
+                }
+                y.push(sum / n);
+            }
+        }
+        y
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-12 * (1.0 + y.abs()) || x == y,
+                "at {i}: {x} vs {y}"
+            );
+        }
+    }
+
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    // (input, kernel, stride, padding, dilation, ceil_mode)
+    type Case = (
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        bool,
+    );
+    const CASES: [Case; 9] = [
+        ([8, 8], [2, 2], [2, 2], [0, 0], [1, 1], false),
+        ([9, 7], [3, 3], [2, 2], [1, 1], [1, 1], false),
+        ([7, 7], [2, 2], [2, 2], [0, 0], [1, 1], true),
+        ([8, 10], [3, 3], [2, 2], [0, 0], [1, 1], true),
+        ([5, 6], [3, 2], [2, 1], [1, 1], [1, 1], true),
+        ([6, 7], [2, 3], [2, 1], [0, 1], [1, 1], false),
+        ([9, 9], [3, 3], [1, 2], [1, 1], [2, 2], false),
+        ([8, 11], [3, 2], [2, 3], [1, 1], [2, 3], true),
+        ([1, 1], [1, 1], [1, 1], [0, 0], [1, 1], false),
+    ];
+
+    #[test]
+    fn max_pool_matches_naive_and_scatters_to_argmax() {
+        for (t, &(l, k, s, p, d, ceil)) in CASES.iter().enumerate() {
+            let o = Window2d::new(k, s, p, d).output_hw("t", l, ceil).unwrap();
+            let plan = PoolPlan::window(l, o, k, s, p, d);
+            let planes = 3;
+            let x = rand_vec(planes * l[0] * l[1], t as u64);
+            let mut y = vec![0.0; planes * o[0] * o[1]];
+            let mut arg = vec![0; y.len()];
+            max_pool_forward(&plan, &x, &mut y, &mut arg);
+            let (ohw, hw) = (o[0] * o[1], l[0] * l[1]);
+            for c in 0..planes {
+                let (ny, na) = naive_max(&x[c * hw..(c + 1) * hw], l, o, k, s, p, d);
+                assert_eq!(&y[c * ohw..(c + 1) * ohw], &ny[..], "case {t}");
+                assert_eq!(&arg[c * ohw..(c + 1) * ohw], &na[..], "case {t}");
+            }
+            // Backward: a naive scatter, plus the identity <dx, x> = <dy, y>.
+            let dy = rand_vec(y.len(), 100 + t as u64);
+            let mut dx = vec![1.0; x.len()];
+            max_pool_backward(&plan, &dy, &arg, &mut dx);
+            let mut want = vec![1.0; x.len()];
+            for (i, (&g, &a)) in dy.iter().zip(&arg).enumerate() {
+                want[i / ohw * hw + a as usize] += g;
+            }
+            close(&dx, &want);
+            dx.iter_mut().for_each(|v| *v -= 1.0);
+            assert!((dot(&dx, &x) - dot(&dy, &y)).abs() < 1e-10);
+        }
+    }
+
+    #[test]
+    fn max_pool_ties_take_the_first_and_padding_never_wins() {
+        // All equal negative values: padding (-inf) must lose, the first in-bounds tap wins.
+        let (l, k, s, p) = ([3, 3], [3, 3], [1, 1], [1, 1]);
+        let plan = PoolPlan::window(l, [3, 3], k, s, p, [1, 1]);
+        let x = vec![-5.0; 9];
+        let (mut y, mut arg) = (vec![0.0; 9], vec![0; 9]);
+        max_pool_forward(&plan, &x, &mut y, &mut arg);
+        assert!(y.iter().all(|&v| v == -5.0));
+        // Output (1, 1) sees the whole plane; (2, 2) starts at input (1, 1).
+        assert_eq!(arg, vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
+    }
+
+    #[test]
+    fn window_entirely_in_padding_has_no_tap() {
+        // k=2, d=3, p=1 over L=2: taps at -1 and 2, both outside.
+        let plan = PoolPlan::window([2, 2], [1, 1], [2, 2], [1, 1], [1, 1], [3, 3]);
+        assert_eq!(plan.rows[0].count, 0);
+        let (mut y, mut arg) = (vec![0.0; 1], vec![0; 1]);
+        max_pool_forward(&plan, &[1.0, 2.0, 3.0, 4.0], &mut y, &mut arg);
+        assert_eq!((y[0], arg[0]), (f64::NEG_INFINITY, NO_TAP));
+        let mut dx = vec![0.0; 4];
+        max_pool_backward(&plan, &[1.0], &arg, &mut dx);
+        assert_eq!(dx, vec![0.0; 4]);
+    }
+
+    #[test]
+    fn avg_pool_matches_naive_and_is_its_own_adjoint() {
+        for (t, &(l, k, s, p, _, ceil)) in CASES.iter().enumerate() {
+            let o = Window2d::new(k, s, p, [1, 1])
+                .output_hw("t", l, ceil)
+                .unwrap();
+            let plan = PoolPlan::window(l, o, k, s, p, [1, 1]);
+            for div in [Divisor::PoolSize, Divisor::InBounds, Divisor::Fixed(5)] {
+                let x = rand_vec(2 * l[0] * l[1], t as u64);
+                let mut y = vec![0.0; 2 * o[0] * o[1]];
+                avg_pool_forward(&plan, div, &x, &mut y);
+                let hw = l[0] * l[1];
+                let mut want = naive_avg(&x[..hw], l, o, k, s, p, div);
+                want.extend(naive_avg(&x[hw..], l, o, k, s, p, div));
+                close(&y, &want);
+                // The forward is linear, so backward must be its transpose.
+                let dy = rand_vec(y.len(), 50 + t as u64);
+                let mut dx = vec![0.0; x.len()];
+                avg_pool_backward(&plan, div, &dy, &mut dx);
+                assert!(
+                    (dot(&dx, &x) - dot(&dy, &y)).abs() < 1e-10,
+                    "case {t} {div:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ceil_mode_edge_window_divisors() {
+        // L=5, k=2, s=2, p=0, ceil: windows [0,2) [2,4) [4,6) -> the last one is clipped to
+        // [4,5) by L + P = 5, so even count_include_pad divides by 1 there.
+        let t = window_axis(5, 3, 2, 2, 0, 1);
+        assert_eq!(
+            t[2],
+            Taps {
+                first: 4,
+                count: 1,
+                pool_size: 1
+            }
+        );
+        // L=5, k=3, s=2, p=1: windows [-1,2) [1,4) [3,6): pool sizes 3, in-bounds 2, 3, 2.
+        let t = window_axis(5, 3, 3, 2, 1, 1);
+        assert_eq!(
+            t.iter().map(|t| (t.pool_size, t.count)).collect::<Vec<_>>(),
+            [(3, 2), (3, 3), (3, 2)]
+        );
+    }
+
+    #[test]
+    fn adaptive_matches_naive_and_is_its_own_adjoint() {
+        for (t, (l, o)) in [
+            ([6, 6], [1, 1]),
+            ([7, 7], [3, 3]),
+            ([6, 9], [2, 3]),
+            ([3, 2], [5, 7]),
+            ([5, 10], [3, 4]),
+            ([1, 1], [2, 2]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let plan = PoolPlan::adaptive(l, o);
+            assert_eq!(plan.out_hw(), o);
+            let x = rand_vec(l[0] * l[1], t as u64);
+            let mut y = vec![0.0; o[0] * o[1]];
+            avg_pool_forward(&plan, Divisor::InBounds, &x, &mut y);
+            close(&y, &naive_adaptive(&x, l, o));
+            let dy = rand_vec(y.len(), 9 + t as u64);
+            let mut dx = vec![0.0; x.len()];
+            avg_pool_backward(&plan, Divisor::InBounds, &dy, &mut dx);
+            assert!((dot(&dx, &x) - dot(&dy, &y)).abs() < 1e-10);
+        }
+    }
+}

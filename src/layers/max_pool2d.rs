@@ -1,1 +1,515 @@
-//! (in progress)
+use super::{expect_nchw, expect_shape};
+use crate::error::{Error, Result};
+use crate::geometry::Window2d;
+use crate::kernels::pool::{max_pool_backward, max_pool_forward, PoolPlan, NO_TAP};
+use crate::layer::Layer;
+use crate::tensor::{contiguous, from_vec, Float, Tensor};
+use std::marker::PhantomData;
+
+/// Settings of a [`MaxPool2d`], builder style. All pairs are `[height, width]`.
+///
+/// ```
+/// use convnet::layers::MaxPool2dConfig;
+/// let cfg = MaxPool2dConfig::new(3).stride(2).padding(1);
+/// assert_eq!((cfg.kernel, cfg.stride_or_kernel(), cfg.padding), ([3, 3], [2, 2], [1, 1]));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool2dConfig {
+    /// Window size `k`.
+    pub kernel: [usize; 2],
+    /// Stride `S`; `None` means "equal to the kernel", PyTorch's default.
+    pub stride: Option<[usize; 2]>,
+    /// Padding `P` on each side (read as -inf), at most `k / 2`.
+    pub padding: [usize; 2],
+    /// Dilation `d`: spacing between window taps.
+    pub dilation: [usize; 2],
+    /// Round the output size up instead of down (last window must still start inside the
+    /// input or its left padding).
+    pub ceil_mode: bool,
+}
+
+impl MaxPool2dConfig {
+    /// A `kernel x kernel` window at stride `kernel`, no padding, no dilation, floor mode.
+    pub fn new(kernel: usize) -> Self {
+        MaxPool2dConfig {
+            kernel: [kernel, kernel],
+            stride: None,
+            padding: [0, 0],
+            dilation: [1, 1],
+            ceil_mode: false,
+        }
+    }
+
+    /// Sets a `[kh, kw]` window.
+    pub fn kernel_hw(mut self, kernel: [usize; 2]) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// Sets the stride on both axes.
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = Some([stride, stride]);
+        self
+    }
+
+    /// Sets a `[sh, sw]` stride.
+    pub fn stride_hw(mut self, stride: [usize; 2]) -> Self {
+        self.stride = Some(stride);
+        self
+    }
+
+    /// Sets the padding on both axes.
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.padding = [padding, padding];
+        self
+    }
+
+    /// Sets a `[ph, pw]` padding.
+    pub fn padding_hw(mut self, padding: [usize; 2]) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Sets the dilation on both axes.
+    pub fn dilation(mut self, dilation: usize) -> Self {
+        self.dilation = [dilation, dilation];
+        self
+    }
+
+    /// Sets a `[dh, dw]` dilation.
+    pub fn dilation_hw(mut self, dilation: [usize; 2]) -> Self {
+        self.dilation = dilation;
+        self
+    }
+
+    /// Rounds the output size up (`true`) or down (`false`, the default).
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// The stride in effect: the one set, or the kernel.
+    pub fn stride_or_kernel(&self) -> [usize; 2] {
+        self.stride.unwrap_or(self.kernel)
+    }
+
+    fn window(&self) -> Window2d {
+        Window2d::new(
+            self.kernel,
+            self.stride_or_kernel(),
+            self.padding,
+            self.dilation,
+        )
+    }
+}
+
+/// `3x3` for a kernel; `2` or `2x1` for stride, padding and dilation.
+pub(crate) fn hw_text(v: [usize; 2], square_as_one: bool) -> String {
+    if square_as_one && v[0] == v[1] {
+        v[0].to_string()
+    } else {
+        format!("{}x{}", v[0], v[1])
+    }
+}
+
+/// PyTorch's pooling checks: kernel, stride and dilation at least 1, padding at most `k / 2`.
+pub(crate) fn check_pool_window(what: &str, w: &Window2d) -> Result<()> {
+    for (axis, a) in [("height", &w.h), ("width", &w.w)] {
+        if a.kernel == 0 || a.stride == 0 || a.dilation == 0 {
+            return Err(Error::config(
+                what,
+                format!(
+                    "kernel ({}), stride ({}) and dilation ({}) must all be at least 1 on the {axis} axis",
+                    a.kernel, a.stride, a.dilation
+                ),
+            ));
+        }
+        if a.padding > a.kernel / 2 {
+            return Err(Error::config(
+                what,
+                format!(
+                    "padding {} on the {axis} axis exceeds half the kernel size {}",
+                    a.padding, a.kernel
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 2-D max pooling with PyTorch semantics (`nn.MaxPool2d`).
+///
+/// ```text
+/// forward:  y[n,c,i,j] = max_{a<kh, b<kw} xp[n, c, i·sh + a·dh, j·sw + b·dw]
+///           (xp = x padded with -inf by P; the first maximum in row-major window order wins)
+/// backward: dx[n,c,h,w] = Σ_{(i,j) : argmax(i,j) = (h,w)} dy[n,c,i,j]
+/// ```
+///
+/// Output size per axis: `O = (N - F + 2P) / S + 1` with `F = d(k - 1) + 1`, rounded down
+/// (or up with `ceil_mode`). Forward caches only the argmax indices.
+#[derive(Clone, Debug)]
+pub struct MaxPool2d<T: Float> {
+    cfg: MaxPool2dConfig,
+    cache: Option<MaxPoolCache>,
+    _t: PhantomData<T>,
+}
+
+#[derive(Clone, Debug)]
+struct MaxPoolCache {
+    plan: PoolPlan,
+    in_shape: Vec<usize>,
+    out_shape: Vec<usize>,
+    argmax: Vec<u32>,
+}
+
+impl<T: Float> MaxPool2d<T> {
+    /// A max pooling layer, or [`Error::InvalidConfig`] for a zero kernel, stride or dilation
+    /// or a padding larger than half the kernel.
+    pub fn new(cfg: MaxPool2dConfig) -> Result<Self> {
+        let layer = MaxPool2d {
+            cfg,
+            cache: None,
+            _t: PhantomData,
+        };
+        check_pool_window(&layer.name(), &cfg.window())?;
+        Ok(layer)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> MaxPool2dConfig {
+        self.cfg
+    }
+
+    fn name(&self) -> String {
+        format!("MaxPool2d({})", Layer::<T>::describe(self))
+    }
+}
+
+impl<T: Float> Layer<T> for MaxPool2d<T> {
+    fn kind(&self) -> &'static str {
+        "MaxPool2d"
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.cfg;
+        let mut s = format!(
+            "{} filters at stride {}",
+            hw_text(c.kernel, false),
+            hw_text(c.stride_or_kernel(), true)
+        );
+        if c.padding != [0, 0] {
+            s += &format!(", pad {}", hw_text(c.padding, true));
+        }
+        if c.dilation != [1, 1] {
+            s += &format!(", dilation {}", hw_text(c.dilation, true));
+        }
+        if c.ceil_mode {
+            s += ", ceil_mode";
+        }
+        s
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let name = self.name();
+        let [n, c, h, w] = expect_nchw(&name, input, None)?;
+        if h == 0 || w == 0 || h * w >= NO_TAP as usize {
+            return Err(Error::shape(
+                name,
+                "[N, C, H, W] with 1 <= H·W < 2^32 - 1",
+                input,
+            ));
+        }
+        let [oh, ow] = self
+            .cfg
+            .window()
+            .output_hw(&name, [h, w], self.cfg.ceil_mode)?;
+        Ok(vec![n, c, oh, ow])
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let out_shape = self.output_shape(input.shape())?;
+        let c = &self.cfg;
+        let (in_hw, out_hw) = (
+            [input.shape()[2], input.shape()[3]],
+            [out_shape[2], out_shape[3]],
+        );
+        let plan = PoolPlan::window(
+            in_hw,
+            out_hw,
+            c.kernel,
+            c.stride_or_kernel(),
+            c.padding,
+            c.dilation,
+        );
+        let len = out_shape.iter().product();
+        let (mut y, mut argmax) = (vec![T::zero(); len], vec![0u32; len]);
+        max_pool_forward(&plan, &contiguous(input), &mut y, &mut argmax);
+        let in_shape = input.shape().to_vec();
+        let y = from_vec(&out_shape, y);
+        self.cache = Some(MaxPoolCache {
+            plan,
+            in_shape,
+            out_shape,
+            argmax,
+        });
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let name = self.name();
+        let c = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
+        expect_shape(&name, &c.out_shape, grad_output.shape())?;
+        let mut dx = vec![T::zero(); c.in_shape.iter().product()];
+        max_pool_backward(&c.plan, &contiguous(grad_output), &c.argmax, &mut dx);
+        Ok(from_vec(&c.in_shape, dx))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::gradcheck::{check_layer, GradCheck};
+    use crate::rng::Rng64;
+    use std::collections::HashMap;
+
+    /// Distinct values (a scaled random permutation), so no two cells are within 0.1 of each
+    /// other and finite differences never cross an argmax change.
+    fn no_ties(shape: &[usize], seed: u64) -> Tensor<f64> {
+        let n: usize = shape.iter().product();
+        let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
+        let mut rng = Rng64::seed(seed);
+        for i in (1..n).rev() {
+            v.swap(i, rng.below(i + 1));
+        }
+        from_vec(shape, v)
+    }
+
+    fn configs() -> Vec<(Vec<usize>, MaxPool2dConfig)> {
+        let c = MaxPool2dConfig::new;
+        vec![
+            (vec![2, 3, 9, 9], c(3).stride(2)),
+            (
+                vec![1, 2, 7, 8],
+                c(2).kernel_hw([2, 3]).stride_hw([2, 1]).padding_hw([1, 1]),
+            ),
+            (vec![2, 2, 9, 9], c(3).stride(1).padding(1).dilation(2)),
+            (vec![1, 3, 7, 7], c(2).ceil_mode(true)),
+            (vec![2, 1, 8, 10], c(3).stride(2).padding(1).ceil_mode(true)),
+            (
+                vec![1, 1, 5, 7],
+                c(3).stride(2)
+                    .padding_hw([1, 0])
+                    .dilation_hw([2, 1])
+                    .ceil_mode(true),
+            ),
+        ]
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        for (seed, (shape, cfg)) in configs().into_iter().enumerate() {
+            let x = no_ties(&shape, seed as u64);
+            let mut layer = MaxPool2d::new(cfg).unwrap();
+            let report = check_layer(
+                &mut layer,
+                &x,
+                GradCheck {
+                    seed: seed as u64,
+                    ..GradCheck::default()
+                },
+            );
+            report.unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        for (seed, (shape, cfg)) in configs().into_iter().enumerate() {
+            let x = no_ties(&shape, seed as u64);
+            let (mut l64, mut l32) = (
+                MaxPool2d::<f64>::new(cfg).unwrap(),
+                MaxPool2d::<f32>::new(cfg).unwrap(),
+            );
+            let y64 = l64.forward(&x).unwrap();
+            let y32 = l32.forward(&x.mapv(|v| v as f32)).unwrap();
+            let g = no_ties(y64.shape(), 99);
+            let dx64 = l64.backward(&g).unwrap();
+            let dx32 = l32.backward(&g.mapv(|v| v as f32)).unwrap();
+            for (a, b) in y64.iter().chain(&dx64).zip(y32.iter().chain(&dx32)) {
+                assert!(
+                    (a - *b as f64).abs() <= 1e-4 * (1.0 + a.abs()),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hand_computed_values() {
+        // 0..16 in a 4x4 plane, 2x2 windows: the bottom-right cell of each window wins.
+        let x = from_vec(&[1, 1, 4, 4], (0..16).map(|v| v as f64).collect());
+        let mut layer = MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap();
+        let y = layer.forward(&x).unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            [5.0, 7.0, 13.0, 15.0]
+        );
+        let dx = layer
+            .backward(&from_vec(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]))
+            .unwrap();
+        let mut want = vec![0.0; 16];
+        (want[5], want[7], want[13], want[15]) = (1.0, 2.0, 3.0, 4.0);
+        assert_eq!(dx.iter().copied().collect::<Vec<_>>(), want);
+
+        // Overlapping 3x3 windows at stride 1 on a plane with one peak: every window sees it,
+        // so its gradient is the sum of all upstream gradients.
+        let mut x = vec![0.0; 16];
+        x[5] = 1.0;
+        let mut layer = MaxPool2d::new(MaxPool2dConfig::new(3).stride(1)).unwrap();
+        let y = layer.forward(&from_vec(&[1, 1, 4, 4], x)).unwrap();
+        assert!(y.iter().all(|&v| v == 1.0));
+        let dx = layer
+            .backward(&from_vec(&[1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]))
+            .unwrap();
+        assert_eq!(dx.as_slice().unwrap()[5], 10.0);
+        assert_eq!(dx.sum(), 10.0);
+    }
+
+    #[test]
+    fn describe_in_course_words() {
+        let d = |cfg| Layer::<f32>::describe(&MaxPool2d::new(cfg).unwrap());
+        assert_eq!(
+            d(MaxPool2dConfig::new(3).stride(2)),
+            "3x3 filters at stride 2"
+        );
+        assert_eq!(
+            d(MaxPool2dConfig::new(3).stride(2).padding(1).ceil_mode(true)),
+            "3x3 filters at stride 2, pad 1, ceil_mode"
+        );
+        assert_eq!(
+            d(MaxPool2dConfig::new(2).kernel_hw([2, 3]).stride_hw([2, 1])),
+            "2x3 filters at stride 2x1"
+        );
+        assert_eq!(
+            Layer::<f32>::kind(&MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap()),
+            "MaxPool2d"
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let bad = |cfg| matches!(MaxPool2d::<f64>::new(cfg), Err(Error::InvalidConfig { .. }));
+        assert!(bad(MaxPool2dConfig::new(3).padding(2)));
+        assert!(bad(MaxPool2dConfig::new(3).padding_hw([1, 2])));
+        assert!(bad(MaxPool2dConfig::new(0)));
+        assert!(bad(MaxPool2dConfig::new(2).stride(0)));
+        assert!(bad(MaxPool2dConfig::new(2).dilation(0)));
+        assert!(MaxPool2d::<f64>::new(MaxPool2dConfig::new(3).padding(1)).is_ok());
+
+        let mut layer = MaxPool2d::<f64>::new(MaxPool2dConfig::new(3).stride(2)).unwrap();
+        let g = no_ties(&[1, 1, 2, 2], 0);
+        assert!(matches!(
+            layer.backward(&g),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
+        for shape in [vec![3, 8, 8], vec![1, 1, 1, 8, 8], vec![1, 1, 0, 8]] {
+            let err = layer.forward(&Tensor::zeros(shape.as_slice())).unwrap_err();
+            assert!(
+                matches!(err, Error::ShapeMismatch { .. }),
+                "{shape:?}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("MaxPool2d(3x3 filters at stride 2)"),
+                "{err}"
+            );
+        }
+        let err = layer
+            .forward(&Tensor::zeros(&[1, 1, 2, 8][..]))
+            .unwrap_err();
+        assert!(matches!(err, Error::Geometry { .. }), "{err}");
+        assert!(
+            err.to_string().contains("O = (N - F + 2P) / S + 1"),
+            "{err}"
+        );
+        layer.forward(&no_ties(&[1, 1, 5, 5], 0)).unwrap();
+        assert!(matches!(
+            layer.backward(&no_ties(&[1, 1, 2, 3], 0)),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(layer.backward(&no_ties(&[1, 1, 2, 2], 0)).is_ok());
+    }
+
+    type Case = (serde_json::Value, HashMap<String, Tensor<f64>>);
+
+    /// Every `tests/parity/<prefix>_NNN.safetensors`: the config JSON and all tensors.
+    pub(crate) fn parity_cases(prefix: &str) -> Vec<Case> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let f = p.file_name().unwrap().to_string_lossy();
+                f.starts_with(&format!("{prefix}_")) && f.ends_with(".safetensors")
+            })
+            .collect();
+        files.sort();
+        let load = |path: &std::path::PathBuf| {
+            let bytes = std::fs::read(path).unwrap();
+            let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+            let config =
+                serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
+            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let le = |b: &[u8]| f64::from_le_bytes(b.try_into().unwrap());
+            let tensors = st.tensors().into_iter().map(|(k, v)| {
+                let data = v.data().chunks_exact(8).map(le).collect();
+                (k, from_vec(v.shape(), data))
+            });
+            (config, tensors.collect())
+        };
+        files.iter().map(load).collect()
+    }
+
+    /// `max|got - ref| <= 1e-9 (1 + max|ref|)` with identical shapes.
+    pub(crate) fn assert_parity(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        let err = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        assert!(err <= 1e-9 * (1.0 + scale), "{what}: max err {err:e}");
+        assert!(
+            got.iter().all(|v| v.is_finite()),
+            "{what}: non-finite value"
+        );
+    }
+
+    fn pair(v: &serde_json::Value) -> [usize; 2] {
+        [
+            v[0].as_u64().unwrap() as usize,
+            v[1].as_u64().unwrap() as usize,
+        ]
+    }
+
+    #[test]
+    fn matches_pytorch_parity_cases() {
+        let cases = parity_cases("max_pool2d");
+        assert_eq!(cases.len(), 7);
+        for (cfg, t) in cases {
+            let c = MaxPool2dConfig::new(1)
+                .kernel_hw(pair(&cfg["kernel_size"]))
+                .stride_hw(pair(&cfg["stride"]))
+                .padding_hw(pair(&cfg["padding"]))
+                .dilation_hw(pair(&cfg["dilation"]))
+                .ceil_mode(cfg["ceil_mode"].as_bool().unwrap());
+            let mut layer = MaxPool2d::new(c).unwrap();
+            let y = layer.forward(&t["input"]).unwrap();
+            assert_parity(&format!("{cfg} output"), &y, &t["output"]);
+            let dx = layer.backward(&t["grad_output"]).unwrap();
+            assert_parity(&format!("{cfg} grad_input"), &dx, &t["grad_input"]);
+        }
+    }
+}
