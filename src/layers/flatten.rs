@@ -79,7 +79,7 @@ impl<T: Float> Layer<T> for Flatten<T> {
     }
 
     fn describe(&self) -> String {
-        format!("dims {}..={}", self.start, self.end)
+        format!("start_dim {}, end_dim {}", self.start, self.end)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -176,6 +176,7 @@ mod tests {
         let f = Flatten::<f64>::with_dims(2, -2).unwrap();
         assert_eq!(f.output_shape(&[2, 3, 4, 5]).unwrap(), vec![2, 3, 4, 5]);
         assert!(f.output_shape(&[2, 3]).is_err());
+        assert_eq!(Flatten::<f32>::new().describe(), "start_dim 1, end_dim -1");
     }
 
     #[test]
