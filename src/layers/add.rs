@@ -1,1 +1,134 @@
-//! (in progress)
+use crate::error::{Error, Result};
+use crate::layer::Merge;
+use crate::tensor::{Float, Tensor};
+use std::marker::PhantomData;
+
+/// Elementwise sum of one or more same-shape tensors: the residual connection
+/// `y = F(x) + x` of ResNet.
+///
+/// ```text
+/// forward:  y = x_0 + x_1 + ... + x_(k-1)
+/// backward: dx_i = dy        for every input i
+/// ```
+#[derive(Clone, Debug)]
+pub struct Add<T: Float> {
+    /// Shape and number of inputs of the last forward.
+    cache: Option<(Vec<usize>, usize)>,
+    _t: PhantomData<T>,
+}
+
+impl<T: Float> Default for Add<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> Add<T> {
+    /// An elementwise sum.
+    pub fn new() -> Self {
+        Add {
+            cache: None,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Float> Merge<T> for Add<T> {
+    fn kind(&self) -> &'static str {
+        "Add"
+    }
+
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        let first = inputs
+            .first()
+            .ok_or_else(|| Error::input("Add", "needs at least one input"))?;
+        for (i, shape) in inputs.iter().enumerate().skip(1) {
+            if shape != first {
+                let expected = format!("{first:?} (the shape of input 0)");
+                return Err(Error::shape(format!("Add (input {i})"), expected, shape));
+            }
+        }
+        Ok(first.to_vec())
+    }
+
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        let shape = self.output_shape(&shapes)?;
+        let mut y = inputs[0].to_owned();
+        for x in &inputs[1..] {
+            y += *x;
+        }
+        self.cache = Some((shape, inputs.len()));
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Vec<Tensor<T>>> {
+        let (shape, count) = self.cache.as_ref().ok_or_else(|| Error::no_cache("Add"))?;
+        super::expect_shape("Add", shape, grad_output.shape())?;
+        Ok(vec![grad_output.to_owned(); *count])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flatten::parity_fixture::{assert_close, load};
+    use super::*;
+    use crate::gradcheck::{check_merge, random_tensor, GradCheck};
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        for (k, shape) in [(2, vec![2, 3, 4, 4]), (1, vec![5]), (3, vec![1, 2, 3, 1])] {
+            let xs: Vec<_> = (0..k).map(|i| random_tensor(&shape, i as u64)).collect();
+            check_merge(&mut Add::new(), &xs, GradCheck::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn sums_and_f32_agrees() {
+        let (a, b, c) = (
+            random_tensor(&[2, 3], 0),
+            random_tensor(&[2, 3], 1),
+            random_tensor(&[2, 3], 2),
+        );
+        let y = Add::new().forward(&[&a, &b, &c]).unwrap();
+        assert!(y
+            .iter()
+            .zip(a.iter().zip(&b).zip(&c))
+            .all(|(y, ((a, b), c))| *y == a + b + c));
+        let f = |t: &Tensor<f64>| t.mapv(|v| v as f32);
+        let y32 = Add::new().forward(&[&f(&a), &f(&b), &f(&c)]).unwrap();
+        assert!(y
+            .iter()
+            .zip(&y32)
+            .all(|(p, q)| (p - *q as f64).abs() < 1e-6));
+    }
+
+    #[test]
+    fn errors() {
+        let mut add = Add::<f64>::new();
+        assert!(matches!(
+            add.backward(&random_tensor(&[2], 0)),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
+        assert!(matches!(add.forward(&[]), Err(Error::InvalidInput { .. })));
+        let (a, b) = (random_tensor(&[2, 3], 0), random_tensor(&[2, 4], 1));
+        let err = add.forward(&[&a, &a, &b]).unwrap_err();
+        assert!(err.to_string().contains("Add (input 2)"), "{err}");
+        add.forward(&[&a, &a]).unwrap();
+        assert!(matches!(add.backward(&b), Err(Error::ShapeMismatch { .. })));
+    }
+
+    #[test]
+    fn matches_pytorch() {
+        let (_, t) = load("residual_add_000");
+        let mut add = Add::new();
+        assert_close(
+            &add.forward(&[&t["input"], &t["input2"]]).unwrap(),
+            &t["output"],
+            "output",
+        );
+        let grads = add.backward(&t["grad_output"]).unwrap();
+        assert_close(&grads[0], &t["grad_input"], "grad_input");
+        assert_close(&grads[1], &t["grad_input2"], "grad_input2");
+    }
+}

@@ -1,1 +1,634 @@
-//! (in progress)
+use super::{expect_nchw, expect_shape};
+use crate::error::{Error, Result};
+use crate::layer::{Layer, Mode, Param, Slot, SlotMut};
+use crate::tensor::{contiguous, from_vec, Float, Tensor};
+use ndarray::IxDyn;
+
+/// Configuration of [`BatchNorm2d`], with PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm2dConfig {
+    /// Number of channels `C` of the `[N, C, H, W]` input.
+    pub num_features: usize,
+    /// Added to the variance inside the square root (default `1e-5`).
+    pub eps: f64,
+    /// Weight of the *new* batch statistic in the running averages (default `0.1`).
+    pub momentum: f64,
+    /// Learn a per-channel scale `weight` and shift `bias` (default `true`).
+    pub affine: bool,
+    /// Keep running statistics for evaluation (default `true`). Without them batch statistics
+    /// are used in both modes.
+    pub track_running_stats: bool,
+}
+
+impl BatchNorm2dConfig {
+    /// PyTorch's defaults for `num_features` channels: eps 1e-5, momentum 0.1, affine,
+    /// tracking running statistics.
+    pub fn new(num_features: usize) -> Self {
+        BatchNorm2dConfig {
+            num_features,
+            eps: 1e-5,
+            momentum: 0.1,
+            affine: true,
+            track_running_stats: true,
+        }
+    }
+
+    /// Sets `eps`.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Sets `momentum`.
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Sets `affine`.
+    pub fn affine(mut self, affine: bool) -> Self {
+        self.affine = affine;
+        self
+    }
+
+    /// Sets `track_running_stats`.
+    pub fn track_running_stats(mut self, track: bool) -> Self {
+        self.track_running_stats = track;
+        self
+    }
+}
+
+/// Batch normalisation of `[N, C, H, W]` activations per channel (Ioffe and Szegedy 2015),
+/// matching `nn.BatchNorm2d`. Statistics run over the `m = N·H·W` values of each channel.
+///
+/// ```text
+/// train:    μ = mean(x),  σ² = mean((x - μ)²)  (biased),  istd = 1 / sqrt(σ² + eps)
+///           running_mean = (1 - momentum)·running_mean + momentum·μ
+///           running_var  = (1 - momentum)·running_var  + momentum·σ²·m/(m-1)   (unbiased)
+///           num_batches_tracked += 1
+/// eval:     μ = running_mean,  istd = 1 / sqrt(running_var + eps)     (no update)
+/// forward:  x̂ = (x - μ)·istd,   y = weight·x̂ + bias
+/// backward: dweight += Σ dy·x̂,   dbias += Σ dy,   g = dy·weight
+///           dx = istd·(g - mean(g) - x̂·mean(g·x̂))      batch statistics (train)
+///           dx = istd·g                                 running statistics (eval)
+/// ```
+///
+/// Without `affine`, `weight = 1` and `bias = 0` are fixed. Without `track_running_stats`,
+/// batch statistics are used in eval mode too (as PyTorch does). Batch statistics need
+/// `m > 1`. State names: `weight`, `bias` (parameters, if affine), `running_mean`,
+/// `running_var`, `num_batches_tracked` (buffers, if tracking; the count is a 0-d tensor).
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d<T: Float> {
+    cfg: BatchNorm2dConfig,
+    affine: Option<Affine<T>>,
+    running: Option<Running<T>>,
+    mode: Mode,
+    cache: Option<Cache<T>>,
+}
+
+#[derive(Clone, Debug)]
+struct Affine<T: Float> {
+    weight: Param<T>,
+    bias: Param<T>,
+}
+
+#[derive(Clone, Debug)]
+struct Running<T: Float> {
+    mean: Tensor<T>,
+    var: Tensor<T>,
+    num_batches_tracked: Tensor<T>,
+}
+
+/// What backward needs: x̂, the per-channel `istd`, and whether batch statistics were used.
+#[derive(Clone, Debug)]
+struct Cache<T: Float> {
+    xhat: Tensor<T>,
+    istd: Vec<T>,
+    batch_stats: bool,
+}
+
+impl<T: Float> BatchNorm2d<T> {
+    /// A batch norm layer with `weight = 1`, `bias = 0`, `running_mean = 0`, `running_var = 1`,
+    /// `num_batches_tracked = 0`, in training mode. Fails for zero features, a negative or
+    /// non-finite `eps`, or a `momentum` outside `[0, 1]`.
+    pub fn new(cfg: BatchNorm2dConfig) -> Result<Self> {
+        let c = cfg.num_features;
+        let fail = |msg: String| Err(Error::config(format!("BatchNorm2d({c})"), msg));
+        if c == 0 {
+            return fail("num_features must be at least 1".into());
+        }
+        if !(cfg.eps.is_finite() && cfg.eps >= 0.0) {
+            return fail(format!("eps must be finite and >= 0, got {}", cfg.eps));
+        }
+        if !(0.0..=1.0).contains(&cfg.momentum) {
+            return fail(format!("momentum must be in [0, 1], got {}", cfg.momentum));
+        }
+        let vector = |v: f64| Tensor::from_elem(IxDyn(&[c]), T::of(v));
+        Ok(BatchNorm2d {
+            cfg,
+            affine: cfg.affine.then(|| Affine {
+                weight: Param::new(vector(1.0)),
+                bias: Param::new(vector(0.0)),
+            }),
+            running: cfg.track_running_stats.then(|| Running {
+                mean: vector(0.0),
+                var: vector(1.0),
+                num_batches_tracked: Tensor::from_elem(IxDyn(&[]), T::zero()),
+            }),
+            mode: Mode::Train,
+            cache: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> BatchNorm2dConfig {
+        self.cfg
+    }
+
+    /// The current mode (training or evaluation).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn name(&self) -> String {
+        format!("BatchNorm2d({})", self.cfg.num_features)
+    }
+}
+
+impl<T: Float> Layer<T> for BatchNorm2d<T> {
+    fn kind(&self) -> &'static str {
+        "BatchNorm2d"
+    }
+
+    fn describe(&self) -> String {
+        let c = &self.cfg;
+        let mut s = format!(
+            "{} features, eps {}, momentum {}",
+            c.num_features, c.eps, c.momentum
+        );
+        if !c.affine {
+            s += ", no affine";
+        }
+        if !c.track_running_stats {
+            s += ", no running stats";
+        }
+        s
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        expect_nchw(&self.name(), input, Some(self.cfg.num_features))?;
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let [n, c, h, w] = expect_nchw(&self.name(), input.shape(), Some(self.cfg.num_features))?;
+        let dims = [n, c, h * w];
+        let m = n * h * w;
+        let x = contiguous(input);
+        let (mean, var, batch_stats) = match (self.mode, &self.running) {
+            (Mode::Eval, Some(r)) => (
+                r.mean.iter().copied().collect(),
+                r.var.iter().copied().collect(),
+                false,
+            ),
+            _ if m <= 1 => {
+                let expected = format!(
+                    "more than 1 value per channel (N·H·W > 1) for batch statistics, C = {c}"
+                );
+                return Err(Error::shape(self.name(), expected, input.shape()));
+            }
+            _ => {
+                let mf = T::of(m as f64);
+                let mean: Vec<T> = channel_sum(dims, |_, j| x[j])
+                    .into_iter()
+                    .map(|s| s / mf)
+                    .collect();
+                let var: Vec<T> = channel_sum(dims, |ch, j| (x[j] - mean[ch]).powi(2))
+                    .into_iter()
+                    .map(|s| s / mf)
+                    .collect();
+                (mean, var, true)
+            }
+        };
+        if let (Mode::Train, Some(r)) = (self.mode, self.running.as_mut()) {
+            let mom = T::of(self.cfg.momentum);
+            let unbiased = T::of(m as f64 / (m - 1) as f64);
+            for (r, &b) in r.mean.iter_mut().zip(&mean) {
+                *r = (T::one() - mom) * *r + mom * b;
+            }
+            for (r, &b) in r.var.iter_mut().zip(&var) {
+                *r = (T::one() - mom) * *r + mom * b * unbiased;
+            }
+            r.num_batches_tracked.mapv_inplace(|t| t + T::one());
+        }
+        let istd: Vec<T> = var
+            .iter()
+            .map(|&v| T::one() / (v + T::of(self.cfg.eps)).sqrt())
+            .collect();
+        let (weight, bias) = self.weight_bias();
+        let mut xhat = vec![T::zero(); x.len()];
+        let mut y = vec![T::zero(); x.len()];
+        for_each_channel(dims, |ch, j| {
+            xhat[j] = (x[j] - mean[ch]) * istd[ch];
+            y[j] = weight[ch] * xhat[j] + bias[ch];
+        });
+        self.cache = Some(Cache {
+            xhat: from_vec(input.shape(), xhat),
+            istd,
+            batch_stats,
+        });
+        Ok(from_vec(input.shape(), y))
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let name = self.name();
+        let cache = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
+        expect_shape(&name, cache.xhat.shape(), grad_output.shape())?;
+        let [n, c, h, w] = expect_nchw(&name, grad_output.shape(), None)?;
+        let dims = [n, c, h * w];
+        let mf = T::of((n * h * w) as f64);
+        let (xhat, dy) = (contiguous(&cache.xhat), contiguous(grad_output));
+        let sum_dy = channel_sum(dims, |_, j| dy[j]);
+        let sum_dy_xhat = channel_sum(dims, |_, j| dy[j] * xhat[j]);
+        let (weight, _) = self.weight_bias();
+        let istd = &cache.istd;
+        let mut dx = vec![T::zero(); dy.len()];
+        if cache.batch_stats {
+            for_each_channel(dims, |ch, j| {
+                dx[j] = weight[ch]
+                    * istd[ch]
+                    * (dy[j] - sum_dy[ch] / mf - xhat[j] * sum_dy_xhat[ch] / mf);
+            });
+        } else {
+            for_each_channel(dims, |ch, j| dx[j] = weight[ch] * istd[ch] * dy[j]);
+        }
+        if let Some(a) = self.affine.as_mut() {
+            a.weight
+                .grad
+                .zip_mut_with(&from_vec(&[c], sum_dy_xhat), |g, &s| *g += s);
+            a.bias
+                .grad
+                .zip_mut_with(&from_vec(&[c], sum_dy), |g, &s| *g += s);
+        }
+        Ok(from_vec(grad_output.shape(), dx))
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        if let Some(a) = &self.affine {
+            f("weight", Slot::Param(&a.weight));
+            f("bias", Slot::Param(&a.bias));
+        }
+        if let Some(r) = &self.running {
+            f("running_mean", Slot::Buffer(&r.mean));
+            f("running_var", Slot::Buffer(&r.var));
+            f("num_batches_tracked", Slot::Buffer(&r.num_batches_tracked));
+        }
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        if let Some(a) = &mut self.affine {
+            f("weight", SlotMut::Param(&mut a.weight));
+            f("bias", SlotMut::Param(&mut a.bias));
+        }
+        if let Some(r) = &mut self.running {
+            f("running_mean", SlotMut::Buffer(&mut r.mean));
+            f("running_var", SlotMut::Buffer(&mut r.var));
+            f(
+                "num_batches_tracked",
+                SlotMut::Buffer(&mut r.num_batches_tracked),
+            );
+        }
+    }
+}
+
+impl<T: Float> BatchNorm2d<T> {
+    /// Per-channel weight and bias (`1` and `0` without affine).
+    fn weight_bias(&self) -> (Vec<T>, Vec<T>) {
+        match &self.affine {
+            Some(a) => (
+                a.weight.value.iter().copied().collect(),
+                a.bias.value.iter().copied().collect(),
+            ),
+            None => (
+                vec![T::one(); self.cfg.num_features],
+                vec![T::zero(); self.cfg.num_features],
+            ),
+        }
+    }
+}
+
+/// Calls `f(ch, j)` for every element `j` of an `[N, C, H·W]` slice, with `ch` its channel.
+fn for_each_channel(dims: [usize; 3], mut f: impl FnMut(usize, usize)) {
+    let [n, c, hw] = dims;
+    for row in 0..n * c {
+        for j in row * hw..(row + 1) * hw {
+            f(row % c, j);
+        }
+    }
+}
+
+/// `s[ch] = Σ f(ch, j)` over the elements `j` of each channel.
+fn channel_sum<T: Float>(dims: [usize; 3], f: impl Fn(usize, usize) -> T) -> Vec<T> {
+    let mut s = vec![T::zero(); dims[1]];
+    for_each_channel(dims, |ch, j| s[ch] += f(ch, j));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flatten::parity_fixture::{assert_close, load};
+    use super::*;
+    use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+
+    /// Sets weight, bias and running statistics to random values (running_var > 0).
+    fn randomize(bn: &mut BatchNorm2d<f64>, seed: u64) {
+        let c = bn.config().num_features;
+        bn.visit_mut(&mut |name, slot| match (name, slot) {
+            ("weight", SlotMut::Param(p)) => p.value = random_tensor(&[c], seed) + 1.0,
+            ("bias", SlotMut::Param(p)) => p.value = random_tensor(&[c], seed + 1),
+            ("running_mean", SlotMut::Buffer(b)) => *b = random_tensor(&[c], seed + 2),
+            ("running_var", SlotMut::Buffer(b)) => {
+                *b = random_tensor(&[c], seed + 3).mapv(|v| v.abs() + 0.5)
+            }
+            _ => {}
+        });
+    }
+
+    fn buffer(bn: &BatchNorm2d<f64>, key: &str) -> Tensor<f64> {
+        let mut out = None;
+        bn.visit(&mut |name, slot| {
+            if let (true, Slot::Buffer(b)) = (name == key, slot) {
+                out = Some(b.clone());
+            }
+        });
+        out.unwrap()
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        // (config, mode, shape, input scale, offset)
+        let cases = [
+            (
+                BatchNorm2dConfig::new(3),
+                Mode::Train,
+                vec![4, 3, 3, 3],
+                1.0,
+                0.0,
+            ),
+            (
+                BatchNorm2dConfig::new(2),
+                Mode::Train,
+                vec![1, 2, 2, 3],
+                2.0,
+                1.0,
+            ),
+            (
+                BatchNorm2dConfig::new(2),
+                Mode::Train,
+                vec![2, 2, 1, 1],
+                1.0,
+                0.0,
+            ),
+            (
+                BatchNorm2dConfig::new(3).affine(false),
+                Mode::Train,
+                vec![2, 3, 2, 2],
+                1.0,
+                -2.0,
+            ),
+            (
+                BatchNorm2dConfig::new(3),
+                Mode::Eval,
+                vec![2, 3, 2, 2],
+                1.5,
+                0.0,
+            ),
+            (
+                BatchNorm2dConfig::new(1),
+                Mode::Eval,
+                vec![1, 1, 1, 1],
+                1.0,
+                0.0,
+            ),
+            (
+                BatchNorm2dConfig::new(4).affine(false),
+                Mode::Eval,
+                vec![1, 4, 2, 1],
+                1.0,
+                0.0,
+            ),
+            (
+                BatchNorm2dConfig::new(3).track_running_stats(false),
+                Mode::Eval,
+                vec![3, 3, 2, 1],
+                1.0,
+                0.5,
+            ),
+            (
+                BatchNorm2dConfig::new(2).eps(1e-3).momentum(0.3),
+                Mode::Train,
+                vec![3, 2, 2, 2],
+                1.0,
+                0.0,
+            ),
+        ];
+        for (seed, (cfg, mode, shape, scale, offset)) in cases.into_iter().enumerate() {
+            let mut bn = BatchNorm2d::new(cfg).unwrap();
+            randomize(&mut bn, 10 * seed as u64);
+            bn.set_mode(mode);
+            let x = random_tensor(&shape, seed as u64) * scale + offset;
+            let r = check_layer(&mut bn, &x, GradCheck::default());
+            assert!(r.is_ok(), "case {seed}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn train_statistics_and_running_update_by_hand() {
+        // One channel, m = 4 values: mean 2.5, biased var 1.25, unbiased var 5/3.
+        let x = from_vec(&[2, 1, 1, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        let mut bn = BatchNorm2d::new(BatchNorm2dConfig::new(1).eps(0.0)).unwrap();
+        let y = bn.forward(&x).unwrap();
+        let istd = 1.0 / 1.25f64.sqrt();
+        for (got, x) in y.iter().zip([1.0, 2.0, 3.0, 4.0]) {
+            assert!((got - (x - 2.5) * istd).abs() < 1e-15);
+        }
+        assert!((buffer(&bn, "running_mean")[0] - 0.25).abs() < 1e-15);
+        assert!((buffer(&bn, "running_var")[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-15);
+        assert_eq!(buffer(&bn, "num_batches_tracked").shape(), &[] as &[usize]);
+        assert_eq!(buffer(&bn, "num_batches_tracked")[[]], 1.0);
+        // Eval uses the running statistics and leaves them alone.
+        bn.set_mode(Mode::Eval);
+        let y = bn.forward(&x).unwrap();
+        let (rm, rv) = (0.25, 0.9 + 0.1 * 5.0 / 3.0);
+        assert!((y[[0, 0, 0, 0]] - (1.0 - rm) / f64::sqrt(rv)).abs() < 1e-15);
+        assert_eq!(buffer(&bn, "num_batches_tracked")[[]], 1.0);
+        assert!((buffer(&bn, "running_mean")[0] - 0.25).abs() < 1e-15);
+    }
+
+    #[test]
+    fn names_follow_pytorch() {
+        let names = |cfg| {
+            let mut v = Vec::new();
+            BatchNorm2d::<f32>::new(cfg)
+                .unwrap()
+                .visit(&mut |n, s| v.push((n.to_string(), matches!(s, Slot::Param(_)))));
+            v
+        };
+        let all = names(BatchNorm2dConfig::new(3));
+        let keys: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "weight",
+                "bias",
+                "running_mean",
+                "running_var",
+                "num_batches_tracked"
+            ]
+        );
+        assert_eq!(all.iter().filter(|(_, p)| *p).count(), 2);
+        assert_eq!(names(BatchNorm2dConfig::new(3).affine(false)).len(), 3);
+        assert_eq!(
+            names(BatchNorm2dConfig::new(3).track_running_stats(false)).len(),
+            2
+        );
+        let bn = BatchNorm2d::<f32>::new(BatchNorm2dConfig::new(3)).unwrap();
+        assert_eq!(bn.num_params(), 6);
+        assert_eq!(bn.describe(), "3 features, eps 0.00001, momentum 0.1");
+    }
+
+    #[test]
+    fn without_running_stats_eval_uses_the_batch() {
+        let x = random_tensor(&[3, 2, 2, 2], 5) * 3.0 + 1.0;
+        let mut bn =
+            BatchNorm2d::<f64>::new(BatchNorm2dConfig::new(2).track_running_stats(false)).unwrap();
+        let train = bn.forward(&x).unwrap();
+        bn.set_mode(Mode::Eval);
+        assert_eq!(bn.forward(&x).unwrap(), train);
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        for mode in [Mode::Train, Mode::Eval] {
+            let x = random_tensor(&[4, 3, 3, 3], 3) * 2.0 + 1.0;
+            let g = random_tensor(&[4, 3, 3, 3], 4);
+            let mut a = BatchNorm2d::<f64>::new(BatchNorm2dConfig::new(3)).unwrap();
+            randomize(&mut a, 1);
+            let mut b = BatchNorm2d::<f32>::new(BatchNorm2dConfig::new(3)).unwrap();
+            let mut values = Vec::new();
+            a.visit(&mut |_, s| match s {
+                Slot::Param(p) => values.push(p.value.mapv(|v| v as f32)),
+                Slot::Buffer(t) => values.push(t.mapv(|v| v as f32)),
+            });
+            let mut it = values.into_iter();
+            b.visit_mut(&mut |_, s| match s {
+                SlotMut::Param(p) => p.value = it.next().unwrap(),
+                SlotMut::Buffer(t) => *t = it.next().unwrap(),
+            });
+            a.set_mode(mode);
+            b.set_mode(mode);
+            let (y64, y32) = (
+                a.forward(&x).unwrap(),
+                b.forward(&x.mapv(|v| v as f32)).unwrap(),
+            );
+            let (d64, d32) = (
+                a.backward(&g).unwrap(),
+                b.backward(&g.mapv(|v| v as f32)).unwrap(),
+            );
+            for (p, q) in y64.iter().zip(&y32).chain(d64.iter().zip(&d32)) {
+                assert!(
+                    (p - *q as f64).abs() <= 1e-4 * (1.0 + p.abs()),
+                    "{p} vs {q}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn errors() {
+        for cfg in [
+            BatchNorm2dConfig::new(0),
+            BatchNorm2dConfig::new(3).eps(-1.0),
+            BatchNorm2dConfig::new(3).eps(f64::NAN),
+            BatchNorm2dConfig::new(3).momentum(1.5),
+        ] {
+            assert!(matches!(
+                BatchNorm2d::<f64>::new(cfg),
+                Err(Error::InvalidConfig { .. })
+            ));
+        }
+        let mut bn = BatchNorm2d::<f64>::new(BatchNorm2dConfig::new(3)).unwrap();
+        assert!(matches!(
+            bn.backward(&random_tensor(&[2, 3, 2, 2], 0)),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
+        let err = bn.forward(&random_tensor(&[2, 4, 2, 2], 0)).unwrap_err();
+        assert!(err.to_string().contains("BatchNorm2d(3)"), "{err}");
+        assert!(bn.forward(&random_tensor(&[2, 3, 4], 0)).is_err());
+        // One value per channel: impossible in training, fine in eval.
+        let single = random_tensor(&[1, 3, 1, 1], 0);
+        assert!(matches!(
+            bn.forward(&single),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert_eq!(buffer(&bn, "num_batches_tracked")[[]], 0.0);
+        bn.set_mode(Mode::Eval);
+        bn.forward(&single).unwrap();
+        assert!(matches!(
+            bn.backward(&random_tensor(&[1, 3, 1, 2], 0)),
+            Err(Error::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn matches_pytorch() {
+        for i in 0..5 {
+            let file = format!("batch_norm2d_{i:03}");
+            let (cfg, t) = load(&file);
+            let c = cfg["num_features"].as_u64().unwrap() as usize;
+            let config = BatchNorm2dConfig::new(c)
+                .eps(cfg["eps"].as_f64().unwrap())
+                .momentum(cfg["momentum"].as_f64().unwrap())
+                .affine(cfg["affine"].as_bool().unwrap())
+                .track_running_stats(cfg["track_running_stats"].as_bool().unwrap());
+            let mut bn = BatchNorm2d::new(config).unwrap();
+            bn.visit_mut(&mut |name, slot| match slot {
+                SlotMut::Param(p) => p.value = t[name].clone(),
+                SlotMut::Buffer(b) if name != "num_batches_tracked" => *b = t[name].clone(),
+                SlotMut::Buffer(_) => {}
+            });
+            let train = cfg["mode"] == "train";
+            bn.set_mode(if train { Mode::Train } else { Mode::Eval });
+            assert_close(&bn.forward(&t["input"]).unwrap(), &t["output"], &file);
+            assert_close(
+                &bn.backward(&t["grad_output"]).unwrap(),
+                &t["grad_input"],
+                &file,
+            );
+            let mut grads = Vec::new();
+            bn.visit(&mut |name, slot| {
+                if let Slot::Param(p) = slot {
+                    grads.push((format!("grad_{name}"), p.grad.clone()));
+                }
+            });
+            assert_eq!(grads.len(), 2);
+            for (key, g) in &grads {
+                assert_close(g, &t[key], &format!("{file} {key}"));
+            }
+            assert_close(
+                &buffer(&bn, "running_mean"),
+                &t["running_mean_after"],
+                &file,
+            );
+            assert_close(&buffer(&bn, "running_var"), &t["running_var_after"], &file);
+            assert_eq!(
+                buffer(&bn, "num_batches_tracked")[[]],
+                if train { 1.0 } else { 0.0 }
+            );
+        }
+    }
+}

@@ -1,1 +1,181 @@
-//! (in progress)
+use super::{cached, expect_shape};
+use crate::error::Result;
+use crate::layer::Layer;
+use crate::tensor::{Float, Tensor};
+
+/// Leaky rectified linear unit with slope `a = negative_slope` for negative inputs.
+///
+/// ```text
+/// forward:  y = x      if x > 0,   a · x  otherwise
+/// backward: dx = dy    if x > 0,   a · dy otherwise      (slope a at exactly x = 0, as PyTorch)
+/// ```
+///
+/// Any slope is accepted, including slopes above 1 and negative ones, so the input (not the
+/// output) is cached.
+#[derive(Clone, Debug)]
+pub struct LeakyReLU<T: Float> {
+    negative_slope: f64,
+    input: Option<Tensor<T>>,
+}
+
+impl<T: Float> Default for LeakyReLU<T> {
+    /// PyTorch's default slope, 0.01.
+    fn default() -> Self {
+        Self::new(0.01)
+    }
+}
+
+impl<T: Float> LeakyReLU<T> {
+    /// A leaky ReLU with the given slope for negative inputs (PyTorch's default is 0.01).
+    pub fn new(negative_slope: f64) -> Self {
+        LeakyReLU {
+            negative_slope,
+            input: None,
+        }
+    }
+
+    /// The slope for negative inputs.
+    pub fn negative_slope(&self) -> f64 {
+        self.negative_slope
+    }
+}
+
+impl<T: Float> Layer<T> for LeakyReLU<T> {
+    fn kind(&self) -> &'static str {
+        "LeakyReLU"
+    }
+
+    fn describe(&self) -> String {
+        format!("negative_slope {}", self.negative_slope)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let a = T::of(self.negative_slope);
+        let y = input.mapv(|x| if x > T::zero() { x } else { a * x });
+        self.input = Some(input.to_owned());
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let x = cached(&self.input, "LeakyReLU")?;
+        expect_shape("LeakyReLU", x.shape(), grad_output.shape())?;
+        let a = T::of(self.negative_slope);
+        let mut dx = grad_output.to_owned();
+        dx.zip_mut_with(x, |d, &x| {
+            if x <= T::zero() {
+                *d *= a
+            }
+        });
+        Ok(dx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flatten::parity_fixture::{assert_close, load};
+    use super::super::ReLU;
+    use super::*;
+    use crate::error::Error;
+    use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use crate::tensor::from_vec;
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let cases = [
+            (0.01, vec![2, 3, 4, 5]),
+            (0.2, vec![7, 3]),
+            (1.7, vec![1, 1]),
+            (-0.5, vec![3, 2, 2]),
+            (0.0, vec![4]),
+        ];
+        for (seed, (slope, shape)) in cases.into_iter().enumerate() {
+            check_layer(
+                &mut LeakyReLU::new(slope),
+                &random_tensor(&shape, seed as u64),
+                GradCheck::default(),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn values_by_hand() {
+        let x = from_vec(&[4], vec![-2.0, 0.0, 0.5, 3.0]);
+        let mut l = LeakyReLU::new(1.7);
+        assert_eq!(
+            l.forward(&x).unwrap().into_raw_vec_and_offset().0,
+            vec![-3.4, 0.0, 0.5, 3.0]
+        );
+        let dx = l.backward(&from_vec(&[4], vec![1.0; 4])).unwrap();
+        assert_eq!(dx.into_raw_vec_and_offset().0, vec![1.7, 1.7, 1.0, 1.0]);
+        assert_eq!(Layer::<f64>::describe(&l), "negative_slope 1.7");
+        assert_eq!(Layer::<f64>::kind(&l), "LeakyReLU");
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        let x = random_tensor(&[2, 3, 4], 1);
+        let g = random_tensor(&[2, 3, 4], 2);
+        let (mut a, mut b) = (LeakyReLU::<f64>::new(0.3), LeakyReLU::<f32>::new(0.3));
+        let (y64, y32) = (
+            a.forward(&x).unwrap(),
+            b.forward(&x.mapv(|v| v as f32)).unwrap(),
+        );
+        let (d64, d32) = (
+            a.backward(&g).unwrap(),
+            b.backward(&g.mapv(|v| v as f32)).unwrap(),
+        );
+        for (p, q) in y64.iter().zip(&y32).chain(d64.iter().zip(&d32)) {
+            assert!(
+                (p - *q as f64).abs() <= 1e-6 * (1.0 + p.abs()),
+                "{p} vs {q}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let mut l = LeakyReLU::<f64>::new(0.1);
+        assert!(matches!(
+            l.backward(&random_tensor(&[2, 2], 0)),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
+        l.forward(&random_tensor(&[2, 2], 0)).unwrap();
+        assert!(matches!(
+            l.backward(&random_tensor(&[4], 0)),
+            Err(Error::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn matches_pytorch() {
+        for file in ["leaky_relu_000", "leaky_relu_001"] {
+            let (cfg, t) = load(file);
+            let mut l = LeakyReLU::new(cfg["negative_slope"].as_f64().unwrap());
+            assert_close(&l.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(
+                &l.backward(&t["grad_output"]).unwrap(),
+                &t["grad_input"],
+                file,
+            );
+        }
+    }
+
+    #[test]
+    fn relu_matches_pytorch() {
+        for file in ["relu_000", "relu_001"] {
+            let (_, t) = load(file);
+            let mut l = ReLU::new();
+            assert_close(&l.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(
+                &l.backward(&t["grad_output"]).unwrap(),
+                &t["grad_input"],
+                file,
+            );
+        }
+    }
+}
