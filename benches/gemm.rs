@@ -13,21 +13,41 @@ use std::hint::black_box;
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm_f32");
     // (m, n, k): AlexNet CONV2 per image [256, 27*27, 96*25], a ResNet 3x3 layer, a square.
-    for &(m, n, k) in &[(256usize, 729usize, 2400usize), (128, 784, 1152), (512, 512, 512)] {
+    for &(m, n, k) in &[
+        (256usize, 729usize, 2400usize),
+        (128, 784, 1152),
+        (512, 512, 512),
+    ] {
         let a: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         let label = format!("{m}x{n}x{k}");
         group.bench_function(BenchmarkId::new("convnet", &label), |bench| {
             let mut c = vec![0f32; m * n];
-            bench.iter(|| gemm(m, n, k, black_box(&a), Op::N, black_box(&b), Op::N, &mut c, false, Threads::Pool));
+            bench.iter(|| {
+                gemm(
+                    m,
+                    n,
+                    k,
+                    black_box(&a),
+                    Op::N,
+                    black_box(&b),
+                    Op::N,
+                    &mut c,
+                    false,
+                    Threads::Pool,
+                )
+            });
         });
         let aa = Array2::from_shape_vec((m, k), a.clone()).unwrap();
         let bb = Array2::from_shape_vec((k, n), b.clone()).unwrap();
-        group.bench_function(BenchmarkId::new("ndarray_matrixmultiply", &label), |bench| {
-            let mut cc = Array2::<f32>::zeros((m, n));
-            bench.iter(|| general_mat_mul(1.0, black_box(&aa), black_box(&bb), 0.0, &mut cc));
-        });
+        group.bench_function(
+            BenchmarkId::new("ndarray_matrixmultiply", &label),
+            |bench| {
+                let mut cc = Array2::<f32>::zeros((m, n));
+                bench.iter(|| general_mat_mul(1.0, black_box(&aa), black_box(&bb), 0.0, &mut cc));
+            },
+        );
     }
     group.finish();
 }

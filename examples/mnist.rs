@@ -55,13 +55,20 @@ fn parse_args() -> Result<Args, String> {
         if flag == "--help" || flag == "-h" {
             return Err(USAGE.into());
         }
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |v: &str| v.parse::<usize>().map_err(|_| format!("{flag}: `{v}` is not a whole number"));
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
+        };
         match flag.as_str() {
             "--epochs" => args.epochs = number(&value)?,
             "--batch-size" => args.batch_size = number(&value)?,
             "--lr" => {
-                let lr: f64 = value.parse().map_err(|_| format!("--lr: `{value}` is not a number"))?;
+                let lr: f64 = value
+                    .parse()
+                    .map_err(|_| format!("--lr: `{value}` is not a number"))?;
                 if !(lr > 0.0 && lr.is_finite()) {
                     return Err(format!("--lr must be a positive number, got {value}"));
                 }
@@ -69,7 +76,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--optimizer" => match value.as_str() {
                 "adam" | "sgd" => args.optimizer = value,
-                other => return Err(format!("--optimizer: unknown optimizer `{other}` (choose adam or sgd)")),
+                other => {
+                    return Err(format!(
+                        "--optimizer: unknown optimizer `{other}` (choose adam or sgd)"
+                    ))
+                }
             },
             "--data" => args.data = PathBuf::from(value),
             "--out" => args.out = PathBuf::from(value),
@@ -78,7 +89,11 @@ fn parse_args() -> Result<Args, String> {
                 0 => return Err("--threads must be at least 1".into()),
                 n => args.threads = Some(n),
             },
-            "--seed" => args.seed = value.parse().map_err(|_| format!("--seed: `{value}` is not a whole number"))?,
+            "--seed" => {
+                args.seed = value
+                    .parse()
+                    .map_err(|_| format!("--seed: `{value}` is not a whole number"))?
+            }
             other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
         }
     }
@@ -135,41 +150,75 @@ fn plot(path: &Path, history: &[Record]) -> Result<(), Box<dyn std::error::Error
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
     let epochs = history.len().max(1) as f64;
-    let max_loss = history.iter().map(|r| r.train_loss.max(r.test_loss)).fold(0.0, f64::max) * 1.1;
+    let max_loss = history
+        .iter()
+        .map(|r| r.train_loss.max(r.test_loss))
+        .fold(0.0, f64::max)
+        * 1.1;
     let mut chart = ChartBuilder::on(&left)
         .caption("loss", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(55)
         .build_cartesian_2d(0.5..epochs + 0.5, 0.0..max_loss.max(1e-3))?;
-    chart.configure_mesh().x_desc("epoch").y_desc("cross-entropy").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("cross-entropy")
+        .draw()?;
     for (name, color, pick) in [("train", BLUE, 0), ("test", RED, 1)] {
-        let points = history.iter().map(|r| (r.epoch as f64, if pick == 0 { r.train_loss } else { r.test_loss }));
+        let points = history.iter().map(|r| {
+            (
+                r.epoch as f64,
+                if pick == 0 { r.train_loss } else { r.test_loss },
+            )
+        });
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart.draw_series(points.map(|p| Circle::new(p, 3, color.filled())))?;
     }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw()?;
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
 
-    let low = history.iter().map(|r| r.train_acc.min(r.test_acc)).fold(100.0, f64::min);
+    let low = history
+        .iter()
+        .map(|r| r.train_acc.min(r.test_acc))
+        .fold(100.0, f64::min);
     let mut chart = ChartBuilder::on(&right)
         .caption("accuracy (%)", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(55)
         .build_cartesian_2d(0.5..epochs + 0.5, (low - 0.5).min(99.0)..100.0)?;
-    chart.configure_mesh().x_desc("epoch").y_desc("accuracy").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("accuracy")
+        .draw()?;
     for (name, color, pick) in [("train", BLUE, 0), ("test", RED, 1)] {
-        let points = history.iter().map(|r| (r.epoch as f64, if pick == 0 { r.train_acc } else { r.test_acc }));
+        let points = history.iter().map(|r| {
+            (
+                r.epoch as f64,
+                if pick == 0 { r.train_acc } else { r.test_acc },
+            )
+        });
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart.draw_series(points.map(|p| Circle::new(p, 3, color.filled())))?;
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).border_style(BLACK).background_style(WHITE).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -193,7 +242,9 @@ fn print_confusion(eval: &EvalStats) {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
     }
     let mnist = Mnist::load(&args.data)?;
     println!(
@@ -210,11 +261,21 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", model.summary(&[args.batch_size, 1, 28, 28])?);
 
     let schedule = CosineAnnealing::new(args.epochs, 0.0)?;
-    let lr = args.lr.unwrap_or(if args.optimizer == "adam" { 2e-3 } else { 0.05 });
+    let lr = args
+        .lr
+        .unwrap_or(if args.optimizer == "adam" { 2e-3 } else { 0.05 });
     let mut trainer = match args.optimizer.as_str() {
         "adam" => Trainer::new(model, Adam::new(AdamConfig::new(lr))?).with_schedule(schedule),
-        _ => Trainer::new(model, Sgd::new(SgdConfig::new(lr).momentum(0.9).nesterov(true).weight_decay(5e-4))?)
-            .with_schedule(schedule),
+        _ => Trainer::new(
+            model,
+            Sgd::new(
+                SgdConfig::new(lr)
+                    .momentum(0.9)
+                    .nesterov(true)
+                    .weight_decay(5e-4),
+            )?,
+        )
+        .with_schedule(schedule),
     };
     let history_path = args.out.join("history.csv");
     let mut history = Vec::new();
@@ -222,7 +283,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         trainer.load_checkpoint(path)?;
         history = read_history(&history_path);
         history.truncate(trainer.epoch());
-        println!("resumed from {} after epoch {}", path.display(), trainer.epoch());
+        println!(
+            "resumed from {} after epoch {}",
+            path.display(),
+            trainer.epoch()
+        );
     }
     println!(
         "training: {} optimizer, lr {lr} (cosine to 0), batch {}, {} epochs, shifts of up to 2 pixels, {} threads",
@@ -234,9 +299,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     let train = DataLoader::new(
         &mnist.train,
-        LoaderConfig::new(args.batch_size).shuffle(args.seed).normalize(MNIST_MEAN, MNIST_STD).max_shift(2),
+        LoaderConfig::new(args.batch_size)
+            .shuffle(args.seed)
+            .normalize(MNIST_MEAN, MNIST_STD)
+            .max_shift(2),
     )?;
-    let test = DataLoader::new(&mnist.test, LoaderConfig::new(500).normalize(MNIST_MEAN, MNIST_STD))?;
+    let test = DataLoader::new(
+        &mnist.test,
+        LoaderConfig::new(500).normalize(MNIST_MEAN, MNIST_STD),
+    )?;
     let checkpoint = args.out.join("checkpoint.safetensors");
     let mut last_eval = None;
     while trainer.epoch() < args.epochs {
@@ -282,7 +353,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         plot_path.display(),
         start.elapsed().as_secs_f64()
     );
-    println!("test accuracy: {:.2}% ({}/{})", 100.0 * eval.top1(), eval.correct, eval.total);
+    println!(
+        "test accuracy: {:.2}% ({}/{})",
+        100.0 * eval.top1(),
+        eval.correct,
+        eval.total
+    );
     Ok(())
 }
 

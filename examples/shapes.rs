@@ -26,10 +26,12 @@ fn make_batch(n: usize, rng: &mut Rng64) -> (Tensor<f32>, Vec<usize>) {
         let mut img = images.slice_mut(s![i, 0, .., ..]);
         img.mapv_inplace(|_| 0.3 * (rng.uniform() as f32 - 0.5));
         if class != 1 {
-            img.slice_mut(s![row, 1..SIDE - 1]).mapv_inplace(|v| v + 1.0);
+            img.slice_mut(s![row, 1..SIDE - 1])
+                .mapv_inplace(|v| v + 1.0);
         }
         if class != 0 {
-            img.slice_mut(s![1..SIDE - 1, col]).mapv_inplace(|v| v + 1.0);
+            img.slice_mut(s![1..SIDE - 1, col])
+                .mapv_inplace(|v| v + 1.0);
         }
         labels.push(class);
     }
@@ -43,7 +45,9 @@ fn accuracy(logits: &Tensor<f32>, labels: &[usize]) -> f64 {
     let correct = rows
         .zip(labels)
         .filter(|(row, &y)| {
-            let best = (0..classes).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
+            let best = (0..classes)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap_or(0);
             best == y
         })
         .count();
@@ -61,7 +65,11 @@ fn main() -> convnet::Result<()> {
         .add(MaxPool2d::new(MaxPool2dConfig::new(2))?) // [3x3x16]
         .add(Flatten::new())
         .add(Linear::new(16 * 3 * 3, 3)?);
-    println!("network: {} parameters, output shape {:?} for a batch of 32", net.num_params(), net.output_shape(&[32, 1, SIDE, SIDE])?);
+    println!(
+        "network: {} parameters, output shape {:?} for a batch of 32",
+        net.num_params(),
+        net.output_shape(&[32, 1, SIDE, SIDE])?
+    );
 
     let loss_fn = CrossEntropyLoss::new();
     let mut opt = Sgd::new(SgdConfig::new(0.05).momentum(0.9))?;
@@ -82,15 +90,24 @@ fn main() -> convnet::Result<()> {
         }
         net.set_mode(Mode::Eval);
         let acc = accuracy(&net.forward(&test_x)?, &test_y);
-        println!("epoch {epoch}: train loss {:.4}, test accuracy {:.1}%", total / 40.0, 100.0 * acc);
+        println!(
+            "epoch {epoch}: train loss {:.4}, test accuracy {:.1}%",
+            total / 40.0,
+            100.0 * acc
+        );
     }
 
     let (x, y) = make_batch(3, &mut rng);
     let logits = net.forward(&x)?;
     for (i, &label) in y.iter().enumerate() {
         let row = logits.slice(s![i, ..]);
-        let guess = (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
-        println!("sample {i}: a {} is predicted {}", CLASSES[label], CLASSES[guess]);
+        let guess = (0..3)
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap_or(0);
+        println!(
+            "sample {i}: a {} is predicted {}",
+            CLASSES[label], CLASSES[guess]
+        );
     }
     Ok(())
 }

@@ -89,7 +89,11 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-fn describe_mismatch(missing: &[String], unexpected: &[String], mismatched: &[(String, Vec<usize>, Vec<usize>)]) -> String {
+fn describe_mismatch(
+    missing: &[String],
+    unexpected: &[String],
+    mismatched: &[(String, Vec<usize>, Vec<usize>)],
+) -> String {
     let list = |names: &[String]| {
         let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
         let more = names.len().saturating_sub(8);

@@ -36,7 +36,13 @@ impl Window {
     /// [`Error::Geometry`] that explains with `O = (N - F + 2P) / S + 1` why no window fits.
     ///
     /// `layer` and `axis` ("height"/"width") only label the error message.
-    pub fn output_len(&self, layer: &str, axis: &str, input: usize, ceil_mode: bool) -> Result<usize> {
+    pub fn output_len(
+        &self,
+        layer: &str,
+        axis: &str,
+        input: usize,
+        ceil_mode: bool,
+    ) -> Result<usize> {
         if self.kernel == 0 || self.stride == 0 || self.dilation == 0 {
             return Err(Error::config(
                 layer,
@@ -95,14 +101,22 @@ pub struct Window2d {
 
 impl Window2d {
     /// Builds a 2-D window from per-axis `[h, w]` pairs.
-    pub fn new(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2]) -> Self {
+    pub fn new(
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Self {
         let axis = |i: usize| Window {
             kernel: kernel[i],
             stride: stride[i],
             padding: padding[i],
             dilation: dilation[i],
         };
-        Window2d { h: axis(0), w: axis(1) }
+        Window2d {
+            h: axis(0),
+            w: axis(1),
+        }
     }
 
     /// Output `[height, width]` for an input of `[height, width]`.
@@ -119,36 +133,71 @@ mod tests {
     use super::*;
 
     fn win(k: usize, s: usize, p: usize, d: usize) -> Window {
-        Window { kernel: k, stride: s, padding: p, dilation: d }
+        Window {
+            kernel: k,
+            stride: s,
+            padding: p,
+            dilation: d,
+        }
     }
 
     #[test]
     fn course_examples() {
         // AlexNet CONV1: (227 - 11) / 4 + 1 = 55.
-        assert_eq!(win(11, 4, 0, 1).output_len("c", "height", 227, false).unwrap(), 55);
+        assert_eq!(
+            win(11, 4, 0, 1)
+                .output_len("c", "height", 227, false)
+                .unwrap(),
+            55
+        );
         // 7x7 input, 3x3 filter, stride 2: 3x3 output.
-        assert_eq!(win(3, 2, 0, 1).output_len("c", "height", 7, false).unwrap(), 3);
+        assert_eq!(
+            win(3, 2, 0, 1).output_len("c", "height", 7, false).unwrap(),
+            3
+        );
         // Padding 1 keeps a 3x3 conv size-preserving.
-        assert_eq!(win(3, 1, 1, 1).output_len("c", "height", 32, false).unwrap(), 32);
+        assert_eq!(
+            win(3, 1, 1, 1)
+                .output_len("c", "height", 32, false)
+                .unwrap(),
+            32
+        );
         // Dilation 2 turns a 3-tap kernel into a 5-cell window.
-        assert_eq!(win(3, 1, 0, 2).output_len("c", "height", 9, false).unwrap(), 5);
+        assert_eq!(
+            win(3, 1, 0, 2).output_len("c", "height", 9, false).unwrap(),
+            5
+        );
     }
 
     #[test]
     fn ceil_mode_drops_window_starting_in_right_padding() {
         // L=5, k=2, s=2, p=1: floor gives 3, ceil gives 4 but the 4th window starts at 6-1=5 >= L+p=6? no:
         // (4-1)*2 = 6 >= 5 + 1 = 6, so it is dropped.
-        assert_eq!(win(2, 2, 1, 1).output_len("p", "width", 5, true).unwrap(), 3);
+        assert_eq!(
+            win(2, 2, 1, 1).output_len("p", "width", 5, true).unwrap(),
+            3
+        );
         // L=6, k=3, s=2, p=0: floor 2, ceil 3 (the last window starts at 4 < 6).
-        assert_eq!(win(3, 2, 0, 1).output_len("p", "width", 6, false).unwrap(), 2);
-        assert_eq!(win(3, 2, 0, 1).output_len("p", "width", 6, true).unwrap(), 3);
+        assert_eq!(
+            win(3, 2, 0, 1).output_len("p", "width", 6, false).unwrap(),
+            2
+        );
+        assert_eq!(
+            win(3, 2, 0, 1).output_len("p", "width", 6, true).unwrap(),
+            3
+        );
     }
 
     #[test]
     fn impossible_geometry_explains_itself() {
-        let err = win(5, 1, 0, 1).output_len("Conv2d(1 -> 1)", "height", 3, false).unwrap_err();
+        let err = win(5, 1, 0, 1)
+            .output_len("Conv2d(1 -> 1)", "height", 3, false)
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("O = (N - F + 2P) / S + 1 = (3 - 5 + 2*0) / 1 + 1 = -1"), "{msg}");
+        assert!(
+            msg.contains("O = (N - F + 2P) / S + 1 = (3 - 5 + 2*0) / 1 + 1 = -1"),
+            "{msg}"
+        );
         assert!(msg.contains("Conv2d(1 -> 1)"), "{msg}");
         assert!(matches!(err, Error::Geometry { .. }));
     }

@@ -70,7 +70,10 @@ impl GradReport {
         if self.max_err <= tol {
             Ok(self)
         } else {
-            Err(format!("gradient check failed: max_err {:.3e} > {tol:.1e} at {}", self.max_err, self.worst))
+            Err(format!(
+                "gradient check failed: max_err {:.3e} > {tol:.1e} at {}",
+                self.max_err, self.worst
+            ))
         }
     }
 }
@@ -102,14 +105,22 @@ fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
 /// let report = check_layer(&mut Tanh::new(), &x, GradCheck::default()).unwrap();
 /// assert!(report.max_err < 1e-6);
 /// ```
-pub fn check_layer(layer: &mut dyn Layer<f64>, input: &Tensor<f64>, opts: GradCheck) -> Result<GradReport, String> {
+pub fn check_layer(
+    layer: &mut dyn Layer<f64>,
+    input: &Tensor<f64>,
+    opts: GradCheck,
+) -> Result<GradReport, String> {
     let mut rng = Rng64::seed(opts.seed);
     let out = layer.forward(input).map_err(|e| e.to_string())?;
     let g = random_like(out.shape(), &mut rng);
     layer.zero_grad();
     let grad_input = layer.backward(&g).map_err(|e| e.to_string())?;
     if grad_input.shape() != input.shape() {
-        return Err(format!("grad_input shape {:?} != input shape {:?}", grad_input.shape(), input.shape()));
+        return Err(format!(
+            "grad_input shape {:?} != input shape {:?}",
+            grad_input.shape(),
+            input.shape()
+        ));
     }
     let mut analytic_params: Vec<(String, Tensor<f64>)> = Vec::new();
     layer.visit(&mut |name, slot| {
@@ -131,7 +142,11 @@ pub fn check_layer(layer: &mut dyn Layer<f64>, input: &Tensor<f64>, opts: GradCh
         x.as_slice_mut().unwrap()[i] = orig - opts.eps;
         let down = loss(layer, &x)?;
         x.as_slice_mut().unwrap()[i] = orig;
-        report.record("input", grad_input.as_slice().expect("standard")[i], (up - down) / (2.0 * opts.eps));
+        report.record(
+            "input",
+            grad_input.as_slice().expect("standard")[i],
+            (up - down) / (2.0 * opts.eps),
+        );
     }
 
     for (name, analytic) in &analytic_params {
@@ -151,27 +166,43 @@ pub fn check_layer(layer: &mut dyn Layer<f64>, input: &Tensor<f64>, opts: GradCh
             nudge(layer, -2.0 * opts.eps);
             let down = loss(layer, input)?;
             nudge(layer, opts.eps);
-            report.record(name, analytic.as_slice().unwrap()[i], (up - down) / (2.0 * opts.eps));
+            report.record(
+                name,
+                analytic.as_slice().unwrap()[i],
+                (up - down) / (2.0 * opts.eps),
+            );
         }
     }
     report.within(opts.tol)
 }
 
 /// Checks a [`Merge`]'s `backward` against central differences for every input.
-pub fn check_merge(merge: &mut dyn Merge<f64>, inputs: &[Tensor<f64>], opts: GradCheck) -> Result<GradReport, String> {
+pub fn check_merge(
+    merge: &mut dyn Merge<f64>,
+    inputs: &[Tensor<f64>],
+    opts: GradCheck,
+) -> Result<GradReport, String> {
     let mut rng = Rng64::seed(opts.seed);
     let refs: Vec<&Tensor<f64>> = inputs.iter().collect();
     let out = merge.forward(&refs).map_err(|e| e.to_string())?;
     let g = random_like(out.shape(), &mut rng);
     let grads = merge.backward(&g).map_err(|e| e.to_string())?;
     if grads.len() != inputs.len() {
-        return Err(format!("{} gradients for {} inputs", grads.len(), inputs.len()));
+        return Err(format!(
+            "{} gradients for {} inputs",
+            grads.len(),
+            inputs.len()
+        ));
     }
     let mut report = GradReport::new();
     let mut xs: Vec<Tensor<f64>> = inputs.to_vec();
     for k in 0..xs.len() {
         if grads[k].shape() != xs[k].shape() {
-            return Err(format!("grad {k} shape {:?} != input shape {:?}", grads[k].shape(), xs[k].shape()));
+            return Err(format!(
+                "grad {k} shape {:?} != input shape {:?}",
+                grads[k].shape(),
+                xs[k].shape()
+            ));
         }
         for i in coords(xs[k].len(), opts.max_coords, &mut rng) {
             let mut eval = |xs: &[Tensor<f64>]| -> Result<f64, String> {
@@ -184,7 +215,11 @@ pub fn check_merge(merge: &mut dyn Merge<f64>, inputs: &[Tensor<f64>], opts: Gra
             xs[k].as_slice_mut().unwrap()[i] = orig - opts.eps;
             let down = eval(&xs)?;
             xs[k].as_slice_mut().unwrap()[i] = orig;
-            report.record(&format!("input{k}"), grads[k].as_slice().expect("standard")[i], (up - down) / (2.0 * opts.eps));
+            report.record(
+                &format!("input{k}"),
+                grads[k].as_slice().expect("standard")[i],
+                (up - down) / (2.0 * opts.eps),
+            );
         }
     }
     report.within(opts.tol)

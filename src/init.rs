@@ -56,7 +56,13 @@ pub enum Init {
 
 impl Init {
     /// Draws a tensor of `shape` with the given fans.
-    pub fn sample<T: Float>(self, shape: &[usize], fan_in: usize, fan_out: usize, rng: &mut Rng64) -> Tensor<T> {
+    pub fn sample<T: Float>(
+        self,
+        shape: &[usize],
+        fan_in: usize,
+        fan_out: usize,
+        rng: &mut Rng64,
+    ) -> Tensor<T> {
         let fan_in = fan_in.max(1) as f64;
         let fan_out = fan_out.max(1) as f64;
         let uniform = |b: f64, rng: &mut Rng64| -> Tensor<T> {
@@ -96,7 +102,10 @@ mod tests {
         let mut rng = Rng64::seed(0);
         let w: Tensor<f64> = Init::KaimingNormal.sample(&[256, 64, 3, 3], 576, 2304, &mut rng);
         let var = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
-        assert!((var - 2.0 / 576.0).abs() / (2.0 / 576.0) < 0.03, "var {var}");
+        assert!(
+            (var - 2.0 / 576.0).abs() / (2.0 / 576.0) < 0.03,
+            "var {var}"
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub mod prelude {
     pub use crate::layers::*;
     pub use crate::loss::{CrossEntropyLoss, MseLoss};
     pub use crate::model::{Graph, GraphBuilder, Sequential};
-    pub use crate::optim::{Adam, AdamConfig, AdamW, AdamWConfig, LrSchedule, Optimizer, Sgd, SgdConfig};
+    pub use crate::optim::{
+        Adam, AdamConfig, AdamW, AdamWConfig, LrSchedule, Optimizer, Sgd, SgdConfig,
+    };
     pub use crate::rng::Rng64;
     pub use crate::tensor::{Float, Tensor};
 }

@@ -68,7 +68,13 @@ impl Progress {
             let tenth = 10 * self.done / self.total;
             if tenth > self.last_line && tenth < 10 {
                 self.last_line = tenth;
-                println!("{} {:>3}% {}/{} {message}", self.label, tenth * 10, self.done, self.total);
+                println!(
+                    "{} {:>3}% {}/{} {message}",
+                    self.label,
+                    tenth * 10,
+                    self.done,
+                    self.total
+                );
             }
         }
     }

@@ -202,7 +202,12 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
             .into_iter()
             .map(|(name, t)| (format!("model.{name}"), t))
             .collect();
-        tensors.extend(self.optimizer.state().into_iter().map(|(name, t)| (format!("optimizer.{name}"), t)));
+        tensors.extend(
+            self.optimizer
+                .state()
+                .into_iter()
+                .map(|(name, t)| (format!("optimizer.{name}"), t)),
+        );
         let mut rngs = String::new();
         self.model.visit_rngs_mut(&mut |name, rng| {
             let s = rng.state();
@@ -222,20 +227,30 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
     /// model and optimizer must be of the same architecture and kind).
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let source = path.display().to_string();
-        let file_err = |message: String| Error::File { path: source.clone(), message };
+        let file_err = |message: String| Error::File {
+            path: source.clone(),
+            message,
+        };
         let bytes = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         if meta.get("convnet_checkpoint").map(String::as_str) != Some("1") {
-            return Err(file_err("not a convnet checkpoint (no convnet_checkpoint metadata)".into()));
+            return Err(file_err(
+                "not a convnet checkpoint (no convnet_checkpoint metadata)".into(),
+            ));
         }
         let kind = meta.get("optimizer").cloned().unwrap_or_default();
         if kind != self.optimizer.kind() {
-            return Err(file_err(format!("checkpoint was written by a {kind} optimizer, this trainer uses {}", self.optimizer.kind())));
+            return Err(file_err(format!(
+                "checkpoint was written by a {kind} optimizer, this trainer uses {}",
+                self.optimizer.kind()
+            )));
         }
         let number = |key: &str| -> Result<usize> {
-            meta.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| file_err(format!("metadata `{key}` missing or not a number")))
+            meta.get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| file_err(format!("metadata `{key}` missing or not a number")))
         };
         let (epoch, step) = (number("epoch")?, number("step")?);
         let base_lr: f64 = meta
@@ -245,10 +260,15 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
         let mut rngs: HashMap<String, Rng64> = HashMap::new();
         for line in meta.get("rngs").map(String::as_str).unwrap_or("").lines() {
             let parts: Vec<&str> = line.split(' ').collect();
-            let words: Option<Vec<u64>> = parts.get(1..).map(|w| w.iter().filter_map(|x| x.parse().ok()).collect());
+            let words: Option<Vec<u64>> = parts
+                .get(1..)
+                .map(|w| w.iter().filter_map(|x| x.parse().ok()).collect());
             match (parts.first(), words) {
                 (Some(name), Some(w)) if w.len() == 4 => {
-                    rngs.insert(name.to_string(), Rng64::from_state([w[0], w[1], w[2], w[3]]));
+                    rngs.insert(
+                        name.to_string(),
+                        Rng64::from_state([w[0], w[1], w[2], w[3]]),
+                    );
                 }
                 _ => return Err(file_err(format!("malformed generator state line `{line}`"))),
             }
@@ -261,18 +281,23 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
             } else if let Some(n) = name.strip_prefix("optimizer.") {
                 optim_tensors.push((n.to_string(), t));
             } else {
-                return Err(file_err(format!("unexpected tensor `{name}` (neither model. nor optimizer.)")));
+                return Err(file_err(format!(
+                    "unexpected tensor `{name}` (neither model. nor optimizer.)"
+                )));
             }
         }
         load_state_dict(&mut self.model, model_tensors, &source)?;
         self.optimizer.load_state(optim_tensors)?;
         let mut missing_rng = None;
-        self.model.visit_rngs_mut(&mut |name, rng| match rngs.get(name) {
-            Some(saved) => *rng = saved.clone(),
-            None => missing_rng = Some(name.to_string()),
-        });
+        self.model
+            .visit_rngs_mut(&mut |name, rng| match rngs.get(name) {
+                Some(saved) => *rng = saved.clone(),
+                None => missing_rng = Some(name.to_string()),
+            });
         if let Some(name) = missing_rng {
-            return Err(file_err(format!("no saved state for the generator of `{name}`")));
+            return Err(file_err(format!(
+                "no saved state for the generator of `{name}`"
+            )));
         }
         self.epoch = epoch;
         self.step = step;
@@ -282,11 +307,22 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
 }
 
 /// Evaluates `model` (switched to eval mode) over every batch of `loader`'s epoch 0.
-pub fn evaluate<T: Float, D: Dataset>(model: &mut dyn Layer<T>, loader: &DataLoader<'_, D>, style: ProgressStyle) -> Result<EvalStats> {
+pub fn evaluate<T: Float, D: Dataset>(
+    model: &mut dyn Layer<T>,
+    loader: &DataLoader<'_, D>,
+    style: ProgressStyle,
+) -> Result<EvalStats> {
     model.set_mode(Mode::Eval);
     let loss_fn = CrossEntropyLoss::new();
     let mut progress = Progress::new("evaluate", loader.num_batches(), style);
-    let mut stats = EvalStats { loss: 0.0, correct: 0, correct_top5: 0, total: 0, confusion: Vec::new(), seconds: 0.0 };
+    let mut stats = EvalStats {
+        loss: 0.0,
+        correct: 0,
+        correct_top5: 0,
+        total: 0,
+        confusion: Vec::new(),
+        seconds: 0.0,
+    };
     for batch in loader.epoch::<T>(0) {
         let logits = model.forward(&batch.images)?;
         let (loss, _) = loss_fn.forward(&logits, &batch.labels)?;
@@ -332,6 +368,8 @@ pub fn top_k_hits<T: Float>(logits: &Tensor<T>, labels: &[usize], k: usize) -> u
         .expect("standard layout")
         .chunks(classes)
         .zip(labels)
-        .filter(|(row, &label)| label < row.len() && row.iter().filter(|&&v| v > row[label]).count() < k)
+        .filter(|(row, &label)| {
+            label < row.len() && row.iter().filter(|&&v| v > row[label]).count() < k
+        })
         .count()
 }

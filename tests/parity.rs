@@ -33,7 +33,11 @@ fn every_public_core_case_passes() {
         }
     }
     assert_eq!(core, 68, "expected 68 core cases");
-    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "parity failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Rewrites one f64 element of tensor `name` in a copy of a case file.
@@ -53,13 +57,23 @@ fn a_wrong_reference_value_is_caught() {
     std::fs::create_dir_all(&dir).unwrap();
     let src = parity_dir();
     // A perturbation far above the tolerance in an expected tensor must fail the case...
-    tamper(&src.join("conv2d_000.safetensors"), &dir.join("conv2d_000.safetensors"), "grad_weight", 1e-6);
+    tamper(
+        &src.join("conv2d_000.safetensors"),
+        &dir.join("conv2d_000.safetensors"),
+        "grad_weight",
+        1e-6,
+    );
     assert!(matches!(
         runner::run_case(&dir.join("conv2d_000.safetensors")),
         Outcome::Fail { ref tensor, .. } if tensor == "grad_weight"
     ));
     // ...and a perturbed input changes what the library computes, so the outputs no longer match.
-    tamper(&src.join("linear_000.safetensors"), &dir.join("linear_000.safetensors"), "input", 1e-3);
+    tamper(
+        &src.join("linear_000.safetensors"),
+        &dir.join("linear_000.safetensors"),
+        "input",
+        1e-3,
+    );
     assert!(!runner::run_case(&dir.join("linear_000.safetensors")).passed());
     // The untouched originals pass.
     assert!(runner::run_case(&src.join("conv2d_000.safetensors")).passed());

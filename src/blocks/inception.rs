@@ -27,7 +27,10 @@ impl<T: Float> Default for Inception<T> {
 impl<T: Float> Inception<T> {
     /// A module with no branches yet.
     pub fn new() -> Self {
-        Inception { branches: Vec::new(), channels: Vec::new() }
+        Inception {
+            branches: Vec::new(),
+            channels: Vec::new(),
+        }
     }
 
     /// Adds a branch named `name` (its parameters become `<name>.<param>`).
@@ -40,13 +43,20 @@ impl<T: Float> Inception<T> {
         if self.branches.is_empty() {
             return Err(Error::config("Inception", "no branches"));
         }
-        self.branches.iter().map(|(_, b)| b.output_shape(input)).collect()
+        self.branches
+            .iter()
+            .map(|(_, b)| b.output_shape(input))
+            .collect()
     }
 
     fn concat_shape(shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
         let first = &shapes[0];
         if first.len() < 2 {
-            return Err(Error::shape("Inception", "branch outputs [N, C, ...]", first));
+            return Err(Error::shape(
+                "Inception",
+                "branch outputs [N, C, ...]",
+                first,
+            ));
         }
         let mut out = first.clone();
         out[1] = 0;
@@ -78,7 +88,11 @@ impl<T: Float> Layer<T> for Inception<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let outs = self.branches.iter_mut().map(|(_, b)| b.forward(input)).collect::<Result<Vec<_>>>()?;
+        let outs = self
+            .branches
+            .iter_mut()
+            .map(|(_, b)| b.forward(input))
+            .collect::<Result<Vec<_>>>()?;
         let shapes: Vec<Vec<usize>> = outs.iter().map(|o| o.shape().to_vec()).collect();
         Self::concat_shape(&shapes)?;
         self.channels = shapes.iter().map(|s| s[1]).collect();
@@ -92,12 +106,18 @@ impl<T: Float> Layer<T> for Inception<T> {
         }
         let total: usize = self.channels.iter().sum();
         if grad_output.ndim() < 2 || grad_output.shape()[1] != total {
-            return Err(Error::shape("Inception (backward)", format!("[N, {total}, ...]"), grad_output.shape()));
+            return Err(Error::shape(
+                "Inception (backward)",
+                format!("[N, {total}, ...]"),
+                grad_output.shape(),
+            ));
         }
         let mut grad_input: Option<Tensor<T>> = None;
         let mut start = 0;
         for ((_, branch), &c) in self.branches.iter_mut().zip(&self.channels) {
-            let part = grad_output.slice_axis(Axis(1), Slice::from(start..start + c)).to_owned();
+            let part = grad_output
+                .slice_axis(Axis(1), Slice::from(start..start + c))
+                .to_owned();
             start += c;
             let g = branch.backward(&part)?;
             match &mut grad_input {

@@ -23,7 +23,11 @@ pub struct Residual<T: Float> {
 impl<T: Float> Residual<T> {
     /// `y = body(x) + x`.
     pub fn new(body: impl Layer<T> + 'static) -> Self {
-        Residual { body: Box::new(body), shortcut: None, post: None }
+        Residual {
+            body: Box::new(body),
+            shortcut: None,
+            post: None,
+        }
     }
 
     /// Replaces the identity shortcut with a projection (e.g. 1x1 conv + BN), whose

@@ -46,7 +46,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// the file name.
 pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     if bytes.len() < 4 {
-        return Err(format!("truncated header: {} bytes, an IDX header needs at least 4", bytes.len()));
+        return Err(format!(
+            "truncated header: {} bytes, an IDX header needs at least 4",
+            bytes.len()
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(format!(
@@ -55,21 +58,34 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         ));
     }
     if bytes[2] != 0x08 {
-        return Err(format!("element type 0x{:02x} is not supported (only 0x08, unsigned byte)", bytes[2]));
+        return Err(format!(
+            "element type 0x{:02x} is not supported (only 0x08, unsigned byte)",
+            bytes[2]
+        ));
     }
     let ndim = bytes[3] as usize;
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return Err(format!("truncated header: {} bytes, {ndim} dimensions need {header}", bytes.len()));
+        return Err(format!(
+            "truncated header: {} bytes, {ndim} dimensions need {header}",
+            bytes.len()
+        ));
     }
     let dims: Vec<usize> = bytes[4..header]
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
-    let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("dimensions overflow")?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or("dimensions overflow")?;
     let body = &bytes[header..];
     if body.len() != count {
-        let kind = if body.len() < count { "truncated" } else { "trailing bytes" };
+        let kind = if body.len() < count {
+            "truncated"
+        } else {
+            "trailing bytes"
+        };
         return Err(format!(
             "{kind}: dimensions {dims:?} need {count} bytes of data, found {}",
             body.len()
@@ -116,8 +132,12 @@ mod tests {
         let mut bad_type = good.clone();
         bad_type[2] = 0x0d;
         assert!(parse_idx(&bad_type).unwrap_err().contains("element type"));
-        assert!(parse_idx(&good[..good.len() - 1]).unwrap_err().contains("truncated"));
-        assert!(parse_idx(&good[..6]).unwrap_err().contains("truncated header"));
+        assert!(parse_idx(&good[..good.len() - 1])
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(parse_idx(&good[..6])
+            .unwrap_err()
+            .contains("truncated header"));
         let mut long = good.clone();
         long.push(0);
         assert!(parse_idx(&long).unwrap_err().contains("trailing"));
@@ -144,7 +164,10 @@ mod tests {
         let msg = read_idx(&broken).unwrap_err().to_string();
         assert!(msg.contains("broken.gz"), "{msg}");
         let missing = read_idx(&dir.join("nope")).unwrap_err().to_string();
-        assert!(missing.contains("nope") && missing.contains("cannot read"), "{missing}");
+        assert!(
+            missing.contains("nope") && missing.contains("cannot read"),
+            "{missing}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -30,7 +30,14 @@ pub struct LoaderConfig {
 impl LoaderConfig {
     /// Batches of `batch_size`, in order, no normalisation or augmentation.
     pub fn new(batch_size: usize) -> Self {
-        LoaderConfig { batch_size, shuffle: false, drop_last: false, seed: 0, normalize: None, max_shift: 0 }
+        LoaderConfig {
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            normalize: None,
+            max_shift: 0,
+        }
     }
 
     /// Shuffle every epoch with this seed.
@@ -82,7 +89,10 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
         }
         if let Some((mean, std)) = config.normalize {
             if !(std > 0.0 && std.is_finite() && mean.is_finite()) {
-                return Err(Error::config("DataLoader", format!("normalize needs a finite mean and std > 0, got ({mean}, {std})")));
+                return Err(Error::config(
+                    "DataLoader",
+                    format!("normalize needs a finite mean and std > 0, got ({mean}, {std})"),
+                ));
             }
         }
         Ok(DataLoader { data, config })
@@ -116,7 +126,8 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
     }
 
     fn epoch_rng(&self, epoch: usize, stream: u64) -> Rng64 {
-        let mix = (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let mix = (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
         Rng64::seed(self.config.seed ^ mix)
     }
 
@@ -161,7 +172,10 @@ impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
             labels.push(self.loader.data.sample(index, &mut self.scratch));
             let (dy, dx) = if cfg.max_shift > 0 {
                 let span = 2 * cfg.max_shift + 1;
-                (self.rng.below(span) as isize - cfg.max_shift as isize, self.rng.below(span) as isize - cfg.max_shift as isize)
+                (
+                    self.rng.below(span) as isize - cfg.max_shift as isize,
+                    self.rng.below(span) as isize - cfg.max_shift as isize,
+                )
             } else {
                 (0, 0)
             };
@@ -170,26 +184,41 @@ impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
         self.next += size;
         let mut batch_shape = vec![size];
         batch_shape.extend_from_slice(&shape);
-        let images = Tensor::from_shape_vec(IxDyn(&batch_shape), images).expect("batch length matches its shape");
+        let images = Tensor::from_shape_vec(IxDyn(&batch_shape), images)
+            .expect("batch length matches its shape");
         Some(Batch { images, labels })
     }
 }
 
 /// Appends `sample` (`[C, H, W]`, or any shape whose last two axes are an image) shifted by
 /// `(dy, dx)` with zero fill, then normalised.
-fn push_shifted<T: Float>(sample: &[f32], shape: &[usize], dy: isize, dx: isize, normalize: Option<(f64, f64)>, out: &mut Vec<T>) {
+fn push_shifted<T: Float>(
+    sample: &[f32],
+    shape: &[usize],
+    dy: isize,
+    dx: isize,
+    normalize: Option<(f64, f64)>,
+    out: &mut Vec<T>,
+) {
     let (mean, std) = normalize.unwrap_or((0.0, 1.0));
     let norm = |v: f32| T::of((v as f64 - mean) / std);
     if (dy, dx) == (0, 0) || shape.len() < 2 {
         out.extend(sample.iter().map(|&v| norm(v)));
         return;
     }
-    let (h, w) = (shape[shape.len() - 2] as isize, shape[shape.len() - 1] as isize);
+    let (h, w) = (
+        shape[shape.len() - 2] as isize,
+        shape[shape.len() - 1] as isize,
+    );
     for plane in sample.chunks((h * w) as usize) {
         for y in 0..h {
             for x in 0..w {
                 let (sy, sx) = (y - dy, x - dx);
-                let v = if (0..h).contains(&sy) && (0..w).contains(&sx) { plane[(sy * w + sx) as usize] } else { 0.0 };
+                let v = if (0..h).contains(&sy) && (0..w).contains(&sx) {
+                    plane[(sy * w + sx) as usize]
+                } else {
+                    0.0
+                };
                 out.push(norm(v));
             }
         }
@@ -218,7 +247,10 @@ mod tests {
         assert_eq!(loader.num_batches(), 4);
         for epoch in 0..3 {
             let batches = epoch_labels(&loader, epoch);
-            assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+            assert_eq!(
+                batches.iter().map(Vec::len).collect::<Vec<_>>(),
+                vec![3, 3, 3, 1]
+            );
             let mut all: Vec<usize> = batches.concat();
             all.sort();
             assert_eq!(all, (0..10).collect::<Vec<_>>());
@@ -240,7 +272,8 @@ mod tests {
     #[test]
     fn drop_last_and_images_match_labels() {
         let data = tiny();
-        let loader = DataLoader::new(&data, LoaderConfig::new(4).shuffle(9).drop_last(true)).unwrap();
+        let loader =
+            DataLoader::new(&data, LoaderConfig::new(4).shuffle(9).drop_last(true)).unwrap();
         assert_eq!(loader.num_batches(), 2);
         let batches: Vec<Batch<f64>> = loader.epoch(0).collect();
         assert_eq!(batches.len(), 2);

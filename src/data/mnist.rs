@@ -23,29 +23,60 @@ pub struct ImageSet {
 
 impl ImageSet {
     /// Builds a set from `n * rows * cols` pixel bytes and `n` labels.
-    pub fn new(images: Vec<u8>, labels: Vec<u8>, rows: usize, cols: usize, num_classes: usize) -> Result<Self> {
+    pub fn new(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        num_classes: usize,
+    ) -> Result<Self> {
         if images.len() != labels.len() * rows * cols {
             return Err(Error::input(
                 "ImageSet",
-                format!("{} pixel bytes for {} labels of {rows}x{cols} images", images.len(), labels.len()),
+                format!(
+                    "{} pixel bytes for {} labels of {rows}x{cols} images",
+                    images.len(),
+                    labels.len()
+                ),
             ));
         }
         if let Some(&bad) = labels.iter().find(|&&l| l as usize >= num_classes) {
-            return Err(Error::input("ImageSet", format!("label {bad} is not below {num_classes} classes")));
+            return Err(Error::input(
+                "ImageSet",
+                format!("label {bad} is not below {num_classes} classes"),
+            ));
         }
-        Ok(ImageSet { images, labels, rows, cols, num_classes })
+        Ok(ImageSet {
+            images,
+            labels,
+            rows,
+            cols,
+            num_classes,
+        })
     }
 
     /// Reads an images file and a labels file (IDX, gzipped or raw) and checks they agree.
     pub fn from_idx(images_path: &Path, labels_path: &Path, num_classes: usize) -> Result<Self> {
         let images = read_idx(images_path)?;
         let labels = read_idx(labels_path)?;
-        let file_err = |path: &Path, message: String| Error::File { path: path.display().to_string(), message };
+        let file_err = |path: &Path, message: String| Error::File {
+            path: path.display().to_string(),
+            message,
+        };
         let &[n, rows, cols] = images.dims.as_slice() else {
-            return Err(file_err(images_path, format!("expected 3 dimensions [N, rows, cols], found {:?}", images.dims)));
+            return Err(file_err(
+                images_path,
+                format!(
+                    "expected 3 dimensions [N, rows, cols], found {:?}",
+                    images.dims
+                ),
+            ));
         };
         let &[m] = labels.dims.as_slice() else {
-            return Err(file_err(labels_path, format!("expected 1 dimension [N], found {:?}", labels.dims)));
+            return Err(file_err(
+                labels_path,
+                format!("expected 1 dimension [N], found {:?}", labels.dims),
+            ));
         };
         if n != m {
             return Err(file_err(
@@ -53,10 +84,24 @@ impl ImageSet {
                 format!("{m} labels but {} holds {n} images", images_path.display()),
             ));
         }
-        if let Some((i, &bad)) = labels.data.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
-            return Err(file_err(labels_path, format!("label {bad} at index {i} is not below {num_classes}")));
+        if let Some((i, &bad)) = labels
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= num_classes)
+        {
+            return Err(file_err(
+                labels_path,
+                format!("label {bad} at index {i} is not below {num_classes}"),
+            ));
         }
-        Ok(ImageSet { images: images.data, labels: labels.data, rows, cols, num_classes })
+        Ok(ImageSet {
+            images: images.data,
+            labels: labels.data,
+            rows,
+            cols,
+            num_classes,
+        })
     }
 
     /// The first `n` samples (all of them if there are fewer).
@@ -132,7 +177,8 @@ impl Mnist {
                     message: format!("missing (neither {stem}.gz nor {stem} is in the folder)"),
                 })
         };
-        let set = |images: &str, labels: &str| ImageSet::from_idx(&find(images)?, &find(labels)?, 10);
+        let set =
+            |images: &str, labels: &str| ImageSet::from_idx(&find(images)?, &find(labels)?, 10);
         Ok(Mnist {
             train: set("train-images-idx3-ubyte", "train-labels-idx1-ubyte")?,
             test: set("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?,
@@ -153,9 +199,19 @@ mod tests {
     fn loads_raw_files_and_checks_counts_and_labels() {
         let dir = std::env::temp_dir().join(format!("convnet-mnist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        write(&dir, "train-images-idx3-ubyte", vec![3, 2, 2], (0..12).collect());
+        write(
+            &dir,
+            "train-images-idx3-ubyte",
+            vec![3, 2, 2],
+            (0..12).collect(),
+        );
         write(&dir, "train-labels-idx1-ubyte", vec![3], vec![1, 2, 3]);
-        write(&dir, "t10k-images-idx3-ubyte", vec![1, 2, 2], vec![255, 0, 0, 0]);
+        write(
+            &dir,
+            "t10k-images-idx3-ubyte",
+            vec![1, 2, 2],
+            vec![255, 0, 0, 0],
+        );
         write(&dir, "t10k-labels-idx1-ubyte", vec![1], vec![9]);
         let m = Mnist::load(&dir).unwrap();
         assert_eq!(m.train.len(), 3);
@@ -166,14 +222,26 @@ mod tests {
         // Count mismatch names the labels file.
         write(&dir, "t10k-labels-idx1-ubyte", vec![2], vec![9, 9]);
         let msg = Mnist::load(&dir).unwrap_err().to_string();
-        assert!(msg.contains("t10k-labels") && msg.contains("2 labels"), "{msg}");
+        assert!(
+            msg.contains("t10k-labels") && msg.contains("2 labels"),
+            "{msg}"
+        );
         // A label out of range.
         write(&dir, "t10k-labels-idx1-ubyte", vec![1], vec![10]);
-        assert!(Mnist::load(&dir).unwrap_err().to_string().contains("label 10"));
+        assert!(Mnist::load(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("label 10"));
         // A missing file.
         std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
-        assert!(Mnist::load(&dir).unwrap_err().to_string().contains("missing"));
+        assert!(Mnist::load(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
         std::fs::remove_dir_all(&dir).ok();
-        assert!(Mnist::load(&dir).unwrap_err().to_string().contains("not found"));
+        assert!(Mnist::load(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("not found"));
     }
 }

@@ -18,9 +18,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.display().to_string(),
         message: "not a file path".into(),
     })?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| err("cannot create temporary file", e))?;
+        let mut file =
+            std::fs::File::create(&tmp).map_err(|e| err("cannot create temporary file", e))?;
         file.write_all(bytes).map_err(|e| err("write failed", e))?;
         file.sync_all().map_err(|e| err("fsync failed", e))?;
         drop(file);
@@ -49,11 +54,17 @@ mod tests {
         write_atomic(&target, b"first").unwrap();
         write_atomic(&target, b"second").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         // A target in a folder that does not exist fails cleanly, naming the path.
         let bad = dir.join("no/such/dir/x");
-        assert!(write_atomic(&bad, b"x").unwrap_err().to_string().contains("no/such/dir"));
+        assert!(write_atomic(&bad, b"x")
+            .unwrap_err()
+            .to_string()
+            .contains("no/such/dir"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

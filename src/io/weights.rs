@@ -38,7 +38,11 @@ pub fn load_weights<T: Float>(model: &mut dyn Layer<T>, path: &Path) -> Result<(
 }
 
 /// Loads named tensors into `model` with the checks of [`load_weights`]; `source` labels errors.
-pub fn load_state_dict<T: Float>(model: &mut dyn Layer<T>, tensors: Vec<(String, Tensor<T>)>, source: &str) -> Result<()> {
+pub fn load_state_dict<T: Float>(
+    model: &mut dyn Layer<T>,
+    tensors: Vec<(String, Tensor<T>)>,
+    source: &str,
+) -> Result<()> {
     let mut file: HashMap<String, Tensor<T>> = tensors.into_iter().collect();
     let mut missing = Vec::new();
     let mut mismatched = Vec::new();
@@ -50,15 +54,26 @@ pub fn load_state_dict<T: Float>(model: &mut dyn Layer<T>, tensors: Vec<(String,
         };
         match file.get(name) {
             None => missing.push(name.to_string()),
-            Some(t) if t.shape() != shape.as_slice() => mismatched.push((name.to_string(), shape, t.shape().to_vec())),
+            Some(t) if t.shape() != shape.as_slice() => {
+                mismatched.push((name.to_string(), shape, t.shape().to_vec()))
+            }
             Some(_) => {}
         }
         expected.push(name.to_string());
     });
-    let mut unexpected: Vec<String> = file.keys().filter(|k| !expected.contains(k)).cloned().collect();
+    let mut unexpected: Vec<String> = file
+        .keys()
+        .filter(|k| !expected.contains(k))
+        .cloned()
+        .collect();
     unexpected.sort();
     if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
-        return Err(Error::StateDict { path: source.to_string(), missing, unexpected, mismatched });
+        return Err(Error::StateDict {
+            path: source.to_string(),
+            missing,
+            unexpected,
+            mismatched,
+        });
     }
     model.visit_mut(&mut |name, slot| {
         if let Some(t) = file.remove(name) {
@@ -73,6 +88,10 @@ pub fn load_state_dict<T: Float>(model: &mut dyn Layer<T>, tensors: Vec<(String,
 
 /// Parses a safetensors byte buffer as a `state_dict` and loads it (for weights embedded in a
 /// binary or received over the wire).
-pub fn load_weights_from_bytes<T: Float>(model: &mut dyn Layer<T>, bytes: &[u8], source: &str) -> Result<()> {
+pub fn load_weights_from_bytes<T: Float>(
+    model: &mut dyn Layer<T>,
+    bytes: &[u8],
+    source: &str,
+) -> Result<()> {
     load_state_dict(model, decode_tensors(bytes, source)?, source)
 }

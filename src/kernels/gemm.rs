@@ -62,9 +62,24 @@ pub fn gemm<T: Float>(
     accumulate: bool,
     threads: Threads,
 ) {
-    assert!(a.len() >= m * k, "gemm: A has {} elements, needs {}", a.len(), m * k);
-    assert!(b.len() >= k * n, "gemm: B has {} elements, needs {}", b.len(), k * n);
-    assert!(c.len() >= m * n, "gemm: C has {} elements, needs {}", c.len(), m * n);
+    assert!(
+        a.len() >= m * k,
+        "gemm: A has {} elements, needs {}",
+        a.len(),
+        m * k
+    );
+    assert!(
+        b.len() >= k * n,
+        "gemm: B has {} elements, needs {}",
+        b.len(),
+        k * n
+    );
+    assert!(
+        c.len() >= m * n,
+        "gemm: C has {} elements, needs {}",
+        c.len(),
+        m * n
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -122,8 +137,16 @@ mod tests {
             for j in 0..n {
                 let mut s = 0.0;
                 for p in 0..k {
-                    let av = if op_a == Op::N { a[i * k + p] } else { a[p * m + i] };
-                    let bv = if op_b == Op::N { b[p * n + j] } else { b[j * k + p] };
+                    let av = if op_a == Op::N {
+                        a[i * k + p]
+                    } else {
+                        a[p * m + i]
+                    };
+                    let bv = if op_b == Op::N {
+                        b[p * n + j]
+                    } else {
+                        b[j * k + p]
+                    };
                     s += av * bv;
                 }
                 c[i * n + j] = s;
@@ -135,7 +158,13 @@ mod tests {
     #[test]
     fn matches_naive_in_every_transpose_combination() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 70, 130), (5, 1, 300)] {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 9),
+            (64, 70, 130),
+            (5, 1, 300),
+        ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
             for op_a in [Op::N, Op::T] {
@@ -166,7 +195,18 @@ mod tests {
         let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
         let b32: Vec<f32> = b.iter().map(|&x| x as f32).collect();
         let mut c = vec![0f32; m * n];
-        gemm(m, n, k, &a32, Op::N, &b32, Op::N, &mut c, false, Threads::Pool);
+        gemm(
+            m,
+            n,
+            k,
+            &a32,
+            Op::N,
+            &b32,
+            Op::N,
+            &mut c,
+            false,
+            Threads::Pool,
+        );
         for (x, y) in c.iter().zip(&want) {
             assert!((*x as f64 - y).abs() < 1e-5);
         }
@@ -177,7 +217,18 @@ mod tests {
         let mut c = vec![3.0f64; 4];
         gemm(2, 2, 0, &[], Op::N, &[], Op::N, &mut c, true, Threads::Pool);
         assert_eq!(c, vec![3.0; 4]);
-        gemm(2, 2, 0, &[], Op::N, &[], Op::N, &mut c, false, Threads::Pool);
+        gemm(
+            2,
+            2,
+            0,
+            &[],
+            Op::N,
+            &[],
+            Op::N,
+            &mut c,
+            false,
+            Threads::Pool,
+        );
         assert_eq!(c, vec![0.0; 4]);
     }
 
@@ -185,6 +236,17 @@ mod tests {
     #[should_panic(expected = "gemm: B has")]
     fn short_slice_is_caught_before_unsafe() {
         let mut c = vec![0.0f64; 4];
-        gemm(2, 2, 2, &[0.0; 4], Op::N, &[0.0; 3], Op::N, &mut c, false, Threads::Pool);
+        gemm(
+            2,
+            2,
+            2,
+            &[0.0; 4],
+            Op::N,
+            &[0.0; 3],
+            Op::N,
+            &mut c,
+            false,
+            Threads::Pool,
+        );
     }
 }

@@ -41,7 +41,10 @@ use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
 
 /// Takes the cached tensor of a layer for `backward`, or reports that `forward` never ran.
-pub(crate) fn cached<'a, T: Float>(cache: &'a Option<Tensor<T>>, layer: &str) -> Result<&'a Tensor<T>> {
+pub(crate) fn cached<'a, T: Float>(
+    cache: &'a Option<Tensor<T>>,
+    layer: &str,
+) -> Result<&'a Tensor<T>> {
     cache.as_ref().ok_or_else(|| Error::no_cache(layer))
 }
 
@@ -50,13 +53,21 @@ pub(crate) fn expect_shape(layer: &str, expected: &[usize], got: &[usize]) -> Re
     if expected == got {
         Ok(())
     } else {
-        Err(Error::shape(format!("{layer} (backward)"), format!("{expected:?}"), got))
+        Err(Error::shape(
+            format!("{layer} (backward)"),
+            format!("{expected:?}"),
+            got,
+        ))
     }
 }
 
 /// Checks that an input is 4-D `[N, C, H, W]` (with `C == channels` when given) and returns
 /// its dimensions.
-pub(crate) fn expect_nchw(layer: &str, shape: &[usize], channels: Option<usize>) -> Result<[usize; 4]> {
+pub(crate) fn expect_nchw(
+    layer: &str,
+    shape: &[usize],
+    channels: Option<usize>,
+) -> Result<[usize; 4]> {
     let expected = || match channels {
         Some(c) => format!("[N, {c}, H, W]"),
         None => "[N, C, H, W]".to_string(),

@@ -53,7 +53,12 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         for (seed, shape) in [(0, vec![2, 3, 4, 5]), (1, vec![7, 3]), (2, vec![1, 1])] {
-            check_layer(&mut Tanh::new(), &random_tensor(&shape, seed), GradCheck::default()).unwrap();
+            check_layer(
+                &mut Tanh::new(),
+                &random_tensor(&shape, seed),
+                GradCheck::default(),
+            )
+            .unwrap();
         }
     }
 }

@@ -53,24 +53,37 @@ pub struct GraphBuilder<T: Float> {
 impl<T: Float> GraphBuilder<T> {
     /// A graph whose single input node is called `input`.
     pub fn new(input: &str) -> Self {
-        GraphBuilder { input: input.to_string(), pending: Vec::new(), outputs: Vec::new() }
+        GraphBuilder {
+            input: input.to_string(),
+            pending: Vec::new(),
+            outputs: Vec::new(),
+        }
     }
 
     /// Adds node `name` = `layer(from)`.
     pub fn layer(mut self, name: &str, from: &str, layer: impl Layer<T> + 'static) -> Self {
-        self.pending.push((name.to_string(), Op::Layer(Box::new(layer)), vec![from.to_string()]));
+        self.pending.push((
+            name.to_string(),
+            Op::Layer(Box::new(layer)),
+            vec![from.to_string()],
+        ));
         self
     }
 
     /// Adds node `name` = `layer(from)` for a boxed layer.
     pub fn boxed_layer(mut self, name: &str, from: &str, layer: Box<dyn Layer<T>>) -> Self {
-        self.pending.push((name.to_string(), Op::Layer(layer), vec![from.to_string()]));
+        self.pending
+            .push((name.to_string(), Op::Layer(layer), vec![from.to_string()]));
         self
     }
 
     /// Adds node `name` = `merge(from[0], from[1], ...)`.
     pub fn merge(mut self, name: &str, from: &[&str], merge: impl Merge<T> + 'static) -> Self {
-        self.pending.push((name.to_string(), Op::Merge(Box::new(merge)), from.iter().map(|s| s.to_string()).collect()));
+        self.pending.push((
+            name.to_string(),
+            Op::Merge(Box::new(merge)),
+            from.iter().map(|s| s.to_string()).collect(),
+        ));
         self
     }
 
@@ -99,11 +112,19 @@ impl<T: Float> GraphBuilder<T> {
                 return Err(err(format!("node `{name}` has no inputs")));
             }
             if matches!(op, Op::Layer(_)) && from.len() != 1 {
-                return Err(err(format!("node `{name}` is a layer and takes one input, got {}", from.len())));
+                return Err(err(format!(
+                    "node `{name}` is a layer and takes one input, got {}",
+                    from.len()
+                )));
             }
             let ids = from
                 .iter()
-                .map(|f| index.get(f).copied().ok_or_else(|| err(format!("node `{name}` reads unknown node `{f}`"))))
+                .map(|f| {
+                    index
+                        .get(f)
+                        .copied()
+                        .ok_or_else(|| err(format!("node `{name}` reads unknown node `{f}`")))
+                })
                 .collect::<Result<Vec<_>>>()?;
             inputs_of.push(ids);
         }
@@ -113,7 +134,12 @@ impl<T: Float> GraphBuilder<T> {
         let outputs = self
             .outputs
             .iter()
-            .map(|o| index.get(o).copied().ok_or_else(|| err(format!("output `{o}` is not a node"))))
+            .map(|o| {
+                index
+                    .get(o)
+                    .copied()
+                    .ok_or_else(|| err(format!("output `{o}` is not a node")))
+            })
             .collect::<Result<Vec<_>>>()?;
 
         // Kahn's algorithm; whatever cannot be ordered lies on a cycle.
@@ -137,8 +163,13 @@ impl<T: Float> GraphBuilder<T> {
             }
         }
         if order.len() < n {
-            let stuck = (1..n).find(|&v| pending_inputs[v] > 0).expect("an unordered node exists");
-            return Err(err(format!("node `{}` is part of a cycle", self.pending[stuck - 1].0)));
+            let stuck = (1..n)
+                .find(|&v| pending_inputs[v] > 0)
+                .expect("an unordered node exists");
+            return Err(err(format!(
+                "node `{}` is part of a cycle",
+                self.pending[stuck - 1].0
+            )));
         }
         // Renumber nodes in topological order so forward is a single sweep.
         let mut position = vec![0; n];
@@ -146,13 +177,20 @@ impl<T: Float> GraphBuilder<T> {
             position[v] = p;
         }
         let mut slots: Vec<Option<Node<T>>> = (0..n).map(|_| None).collect();
-        slots[position[0]] = Some(Node { name: self.input, op: Op::Input, inputs: Vec::new() });
+        slots[position[0]] = Some(Node {
+            name: self.input,
+            op: Op::Input,
+            inputs: Vec::new(),
+        });
         for (i, (name, op, _)) in self.pending.into_iter().enumerate() {
             let inputs = inputs_of[i + 1].iter().map(|&u| position[u]).collect();
             slots[position[i + 1]] = Some(Node { name, op, inputs });
         }
         let graph = Graph {
-            nodes: slots.into_iter().map(|s| s.expect("every node placed")).collect(),
+            nodes: slots
+                .into_iter()
+                .map(|s| s.expect("every node placed"))
+                .collect(),
             outputs: outputs.iter().map(|&o| position[o]).collect(),
             values: Vec::new(),
         };
@@ -181,7 +219,8 @@ impl<T: Float> Graph<T> {
                 Op::Input => Ok(input.to_vec()),
                 Op::Layer(l) => l.output_shape(&shapes[node.inputs[0]]),
                 Op::Merge(m) => {
-                    let ins: Vec<&[usize]> = node.inputs.iter().map(|&u| shapes[u].as_slice()).collect();
+                    let ins: Vec<&[usize]> =
+                        node.inputs.iter().map(|&u| shapes[u].as_slice()).collect();
                     m.output_shape(&ins)
                 }
             }
@@ -193,7 +232,10 @@ impl<T: Float> Graph<T> {
 
     /// Names of the output nodes, primary first.
     pub fn output_names(&self) -> Vec<&str> {
-        self.outputs.iter().map(|&o| self.nodes[o].name.as_str()).collect()
+        self.outputs
+            .iter()
+            .map(|&o| self.nodes[o].name.as_str())
+            .collect()
     }
 
     /// Runs the graph and returns every output, in the order they were marked.
@@ -202,16 +244,25 @@ impl<T: Float> Graph<T> {
         for node in self.nodes.iter_mut() {
             let out = match &mut node.op {
                 Op::Input => input.clone(),
-                Op::Layer(l) => l.forward(values[node.inputs[0]].as_ref().expect("inputs come first"))?,
+                Op::Layer(l) => {
+                    l.forward(values[node.inputs[0]].as_ref().expect("inputs come first"))?
+                }
                 Op::Merge(m) => {
-                    let ins: Vec<&Tensor<T>> =
-                        node.inputs.iter().map(|&u| values[u].as_ref().expect("inputs come first")).collect();
+                    let ins: Vec<&Tensor<T>> = node
+                        .inputs
+                        .iter()
+                        .map(|&u| values[u].as_ref().expect("inputs come first"))
+                        .collect();
                     m.forward(&ins)?
                 }
             };
             values.push(Some(out));
         }
-        let outs = self.outputs.iter().map(|&o| values[o].clone().expect("computed")).collect();
+        let outs = self
+            .outputs
+            .iter()
+            .map(|&o| values[o].clone().expect("computed"))
+            .collect();
         // Output shapes are kept for backward's shape checks and for outputs given no gradient.
         self.values = values;
         Ok(outs)
@@ -226,15 +277,26 @@ impl<T: Float> Graph<T> {
         if grad_outputs.len() != self.outputs.len() {
             return Err(Error::input(
                 "Graph::backward_all",
-                format!("{} gradients for {} outputs", grad_outputs.len(), self.outputs.len()),
+                format!(
+                    "{} gradients for {} outputs",
+                    grad_outputs.len(),
+                    self.outputs.len()
+                ),
             ));
         }
         let mut grads: Vec<Option<Tensor<T>>> = (0..self.nodes.len()).map(|_| None).collect();
         for (&o, g) in self.outputs.iter().zip(grad_outputs) {
             if let Some(g) = g {
-                let want = self.values[o].as_ref().map(|v| v.shape().to_vec()).unwrap_or_default();
+                let want = self.values[o]
+                    .as_ref()
+                    .map(|v| v.shape().to_vec())
+                    .unwrap_or_default();
                 if g.shape() != want.as_slice() {
-                    return Err(Error::shape(format!("Graph output `{}` (backward)", self.nodes[o].name), format!("{want:?}"), g.shape()));
+                    return Err(Error::shape(
+                        format!("Graph output `{}` (backward)", self.nodes[o].name),
+                        format!("{want:?}"),
+                        g.shape(),
+                    ));
                 }
                 accumulate(&mut grads[o], (*g).clone());
             }
@@ -255,7 +317,9 @@ impl<T: Float> Graph<T> {
                 }
             }
         }
-        Ok(grads[0].take().unwrap_or_else(|| Tensor::zeros(self.values[0].as_ref().expect("input kept").raw_dim())))
+        Ok(grads[0].take().unwrap_or_else(|| {
+            Tensor::zeros(self.values[0].as_ref().expect("input kept").raw_dim())
+        }))
     }
 }
 
@@ -333,7 +397,12 @@ impl<T: Float> Layer<T> for Graph<T> {
                 }
                 Op::Merge(m) => rows.push(SummaryRow {
                     kind: m.kind(),
-                    description: node.inputs.iter().map(|&u| self.nodes[u].name.as_str()).collect::<Vec<_>>().join(" + "),
+                    description: node
+                        .inputs
+                        .iter()
+                        .map(|&u| self.nodes[u].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
                     output_shape: shape.clone(),
                     params: 0,
                 }),

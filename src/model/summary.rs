@@ -74,7 +74,13 @@ pub fn course_shape(shape: &[usize]) -> String {
     match shape {
         [_, c, h, w] => format!("[{h}x{w}x{c}]"),
         [_, rest @ ..] if !rest.is_empty() => {
-            format!("[{}]", rest.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
+            format!(
+                "[{}]",
+                rest.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x")
+            )
         }
         other => format!("{other:?}"),
     }
@@ -96,18 +102,37 @@ pub fn thousands(n: usize) -> String {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let labels = self.labels();
-        let shapes: Vec<String> = self.rows.iter().map(|r| course_shape(&r.output_shape)).collect();
+        let shapes: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| course_shape(&r.output_shape))
+            .collect();
         let input = course_shape(&self.input_shape);
-        let shape_w = shapes.iter().map(String::len).chain([input.len()]).max().unwrap_or(0);
+        let shape_w = shapes
+            .iter()
+            .map(String::len)
+            .chain([input.len()])
+            .max()
+            .unwrap_or(0);
         let texts: Vec<String> = labels
             .iter()
             .zip(&self.rows)
-            .map(|(l, r)| if r.description.is_empty() { l.clone() } else { format!("{l}: {}", r.description) })
+            .map(|(l, r)| {
+                if r.description.is_empty() {
+                    l.clone()
+                } else {
+                    format!("{l}: {}", r.description)
+                }
+            })
             .collect();
         let text_w = texts.iter().map(String::len).max().unwrap_or(0).max(5);
         writeln!(f, "{input:<shape_w$} INPUT")?;
         for ((shape, text), row) in shapes.iter().zip(&texts).zip(&self.rows) {
-            let params = if row.params > 0 { thousands(row.params) } else { String::new() };
+            let params = if row.params > 0 {
+                thousands(row.params)
+            } else {
+                String::new()
+            };
             writeln!(f, "{shape:<shape_w$} {text:<text_w$} {params:>12}")?;
         }
         write!(f, "Total params: {}", thousands(self.total_params()))
@@ -130,9 +155,26 @@ mod tests {
 
     #[test]
     fn labels_number_conv_and_fc_by_depth() {
-        let row = |kind| SummaryRow { kind, description: String::new(), output_shape: vec![1, 1], params: 1 };
-        let s = Summary::new(vec![1, 1], vec![row("Conv2d"), row("ReLU"), row("MaxPool2d"), row("Conv2d"), row("Linear")]);
-        assert_eq!(s.labels(), vec!["CONV1", "ReLU", "MAX POOL1", "CONV2", "FC3"]);
+        let row = |kind| SummaryRow {
+            kind,
+            description: String::new(),
+            output_shape: vec![1, 1],
+            params: 1,
+        };
+        let s = Summary::new(
+            vec![1, 1],
+            vec![
+                row("Conv2d"),
+                row("ReLU"),
+                row("MaxPool2d"),
+                row("Conv2d"),
+                row("Linear"),
+            ],
+        );
+        assert_eq!(
+            s.labels(),
+            vec!["CONV1", "ReLU", "MAX POOL1", "CONV2", "FC3"]
+        );
         assert!(s.to_string().ends_with("Total params: 5"));
     }
 }

@@ -1,7 +1,10 @@
 //! LeNet-5 (LeCun, Bottou, Bengio and Haffner, 1998).
 
 use crate::error::Result;
-use crate::layers::{AvgPool2d, AvgPool2dConfig, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, MaxPool2dConfig, ReLU, Tanh};
+use crate::layers::{
+    AvgPool2d, AvgPool2dConfig, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, MaxPool2dConfig,
+    ReLU, Tanh,
+};
 use crate::model::Sequential;
 use crate::tensor::Float;
 
