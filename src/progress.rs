@@ -12,6 +12,8 @@ pub enum ProgressStyle {
     Auto,
     /// Always plain lines.
     Lines,
+    /// A bar when stdout is a terminal, nothing otherwise (for short passes such as evaluation).
+    BarOnly,
     /// Nothing.
     Off,
 }
@@ -34,8 +36,8 @@ impl Progress {
             label: label.to_string(),
             total: total.max(1),
             done: 0,
-            bar: style == ProgressStyle::Auto && std::io::stdout().is_terminal(),
-            off: style == ProgressStyle::Off,
+            bar: matches!(style, ProgressStyle::Auto | ProgressStyle::BarOnly) && std::io::stdout().is_terminal(),
+            off: style == ProgressStyle::Off || (style == ProgressStyle::BarOnly && !std::io::stdout().is_terminal()),
             started: Instant::now(),
             last_line: 0,
         }

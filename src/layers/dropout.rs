@@ -91,6 +91,10 @@ impl<T: Float> Layer<T> for Dropout<T> {
         format!("p {}", self.p)
     }
 
+    fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
+        f("rng", &mut self.rng);
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(input.to_vec())
     }

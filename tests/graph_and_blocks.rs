@@ -1,0 +1,136 @@
+//! Graph models and composite blocks, checked with finite differences.
+
+use convnet::blocks::{Inception, Residual};
+use convnet::gradcheck::{check_layer, random_tensor, GradCheck};
+use convnet::model::GraphBuilder;
+use convnet::prelude::*;
+
+fn conv(i: usize, o: usize, k: usize, p: usize, seed: u64) -> Conv2d<f64> {
+    Conv2d::new(Conv2dConfig::new(i, o, k).padding(p).seed(seed)).unwrap()
+}
+
+/// x ─conv_a─ a ─relu─ r ─┬─ conv_b ─ b ─┐
+///                        │              add ─ s ─┐
+///                        └──────────────┘        concat ─ out
+///  x ─────────────── conv_c ─ c ─────────────────┘
+/// `r` feeds two nodes and `x` feeds two nodes, so their gradients must sum.
+fn dag() -> convnet::model::Graph<f64> {
+    GraphBuilder::new("x")
+        .layer("conv_a", "x", conv(2, 3, 3, 1, 1))
+        .layer("relu", "conv_a", ReLU::new())
+        .layer("conv_b", "relu", conv(3, 3, 3, 1, 2))
+        .merge("add", &["relu", "conv_b"], Add::new())
+        .layer("conv_c", "x", conv(2, 2, 1, 0, 3))
+        .merge("cat", &["add", "conv_c"], Concat::new())
+        .output("cat")
+        .build(&[1, 2, 5, 5])
+        .unwrap()
+}
+
+#[test]
+fn dag_with_fan_out_add_and_concat_matches_finite_differences() {
+    let mut g = dag();
+    assert_eq!(g.output_shape(&[2, 2, 5, 5]).unwrap(), vec![2, 5, 5, 5]);
+    let names: Vec<String> = convnet::io::state_dict(&g).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"conv_b.weight".to_string()) && names.contains(&"conv_c.bias".to_string()), "{names:?}");
+    for seed in 0..3 {
+        check_layer(&mut g, &random_tensor(&[2, 2, 5, 5], seed), GradCheck { seed, ..Default::default() }).unwrap();
+    }
+}
+
+#[test]
+fn several_outputs_each_carry_their_gradient() {
+    let mut g = GraphBuilder::<f64>::new("x")
+        .layer("a", "x", conv(1, 2, 3, 1, 4))
+        .layer("b", "a", Tanh::new())
+        .layer("head", "b", Flatten::new())
+        .output("b")
+        .output("head")
+        .build(&[1, 1, 4, 4])
+        .unwrap();
+    let x = random_tensor(&[1, 1, 4, 4], 9);
+    let outs = g.forward_all(&x).unwrap();
+    assert_eq!(outs.len(), 2);
+    assert_eq!(outs[1].shape(), &[1, 32]);
+    let g0 = random_tensor(outs[0].shape(), 1);
+    let g1 = random_tensor(outs[1].shape(), 2);
+    g.zero_grad();
+    let dx_both = g.backward_all(&[Some(&g0), Some(&g1)]).unwrap();
+    g.forward_all(&x).unwrap();
+    let dx0 = g.backward_all(&[Some(&g0), None]).unwrap();
+    g.forward_all(&x).unwrap();
+    let dx1 = g.backward_all(&[None, Some(&g1)]).unwrap();
+    // Backward is linear in the upstream gradients.
+    let diff = (&dx_both - &(&dx0 + &dx1)).mapv(f64::abs).fold(0.0f64, |m, &v| m.max(v));
+    assert!(diff < 1e-12, "{diff}");
+}
+
+#[test]
+fn build_errors_name_the_node() {
+    let unknown = GraphBuilder::<f64>::new("x").layer("a", "nope", ReLU::new()).output("a").build(&[1, 1, 2, 2]);
+    let msg = unknown.err().unwrap().to_string();
+    assert!(msg.contains("`a`") && msg.contains("`nope`"), "{msg}");
+
+    let cycle = GraphBuilder::<f64>::new("x")
+        .layer("a", "b", ReLU::new())
+        .layer("b", "a", ReLU::new())
+        .output("b")
+        .build(&[1, 1, 2, 2]);
+    assert!(cycle.err().unwrap().to_string().contains("cycle"));
+
+    let shapes = GraphBuilder::<f64>::new("x")
+        .layer("wide", "x", conv(1, 4, 1, 0, 1))
+        .layer("narrow", "x", conv(1, 2, 1, 0, 2))
+        .merge("sum", &["wide", "narrow"], Add::new())
+        .output("sum")
+        .build(&[1, 1, 3, 3]);
+    let msg = shapes.err().unwrap().to_string();
+    assert!(msg.contains("`sum`"), "{msg}");
+
+    let dup = GraphBuilder::<f64>::new("x")
+        .layer("a", "x", ReLU::new())
+        .layer("a", "x", ReLU::new())
+        .output("a")
+        .build(&[1, 1, 2, 2]);
+    assert!(dup.err().unwrap().to_string().contains("twice"));
+}
+
+#[test]
+fn residual_blocks_match_finite_differences() {
+    // Identity shortcut with a ReLU after the sum.
+    let body = Sequential::new().add(conv(3, 3, 3, 1, 1)).add(Tanh::new()).add(conv(3, 3, 3, 1, 2));
+    let mut block = Residual::new(body).with_post(ReLU::new());
+    check_layer(&mut block, &random_tensor(&[2, 3, 4, 4], 1), GradCheck::default()).unwrap();
+
+    // Projection shortcut that changes channels and resolution, with batch norm in it.
+    let body = Sequential::new()
+        .add_named("conv1", Conv2d::new(Conv2dConfig::new(2, 4, 3).stride(2).padding(1).seed(3)).unwrap())
+        .add_named("bn1", BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());
+    let shortcut = Sequential::new()
+        .add(Conv2d::new(Conv2dConfig::new(2, 4, 1).stride(2).bias(false).seed(4)).unwrap())
+        .add(BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());
+    let mut block = Residual::new(body).with_shortcut("downsample", shortcut);
+    let names: Vec<String> = convnet::io::state_dict(&block).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"conv1.weight".into()) && names.contains(&"downsample.1.running_var".into()), "{names:?}");
+    check_layer(&mut block, &random_tensor(&[3, 2, 5, 5], 2), GradCheck::default()).unwrap();
+    // A shortcut that does not match the body's shape is a shape error, not a panic.
+    let bad = Residual::new(conv(2, 3, 3, 1, 5));
+    assert!(matches!(bad.output_shape(&[1, 2, 4, 4]), Err(Error::ShapeMismatch { .. })));
+}
+
+#[test]
+fn inception_matches_finite_differences() {
+    let mut block = Inception::new()
+        .branch("branch1", conv(3, 2, 1, 0, 1))
+        .branch("branch2", Sequential::new().add(conv(3, 2, 1, 0, 2)).add(ReLU::new()).add(conv(2, 3, 3, 1, 3)))
+        .branch(
+            "branch4",
+            Sequential::new()
+                .add(MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1).ceil_mode(true)).unwrap())
+                .add(conv(3, 1, 1, 0, 4)),
+        );
+    assert_eq!(block.output_shape(&[2, 3, 5, 5]).unwrap(), vec![2, 6, 5, 5]);
+    // Distinct values keep max pooling away from ties.
+    let x = random_tensor(&[2, 3, 5, 5], 7);
+    check_layer(&mut block, &x, GradCheck::default()).unwrap();
+}
