@@ -40,7 +40,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        epochs: 8,
+        epochs: 10,
         batch_size: 64,
         lr: None,
         optimizer: "adam".into(),
