@@ -12,6 +12,7 @@ use convnet::layer::{Layer, Merge, Mode, Slot, SlotMut};
 use convnet::layers::*;
 use convnet::loss::{CrossEntropyLoss, MseLoss};
 use convnet::optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
+use convnet::zoo;
 use convnet::{Param, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -389,6 +390,52 @@ fn build_layer(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
     Ok(Some(layer))
 }
 
+/// Builds the composite block (ResNet block or Inception module) a case describes, or `None`.
+fn build_block(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
+    let expect_bn = |eps: f64| -> Result<(), String> {
+        let (got_eps, got_momentum) = (case.f64("bn_eps")?, case.f64("bn_momentum")?);
+        if got_eps != eps || got_momentum != 0.1 {
+            return Err(format!("batch norm eps {got_eps} / momentum {got_momentum} differ from the zoo's {eps} / 0.1"));
+        }
+        Ok(())
+    };
+    let block: Box<dyn Layer<f64>> = match case.layer.as_str() {
+        "resnet_basicblock" => {
+            expect_bn(1e-5)?;
+            Box::new(msg(zoo::basic_block(
+                case.usize("inplanes")?,
+                case.usize("planes")?,
+                case.usize("stride")?,
+                case.bool("downsample")?,
+            ))?)
+        }
+        "resnet_bottleneck" => {
+            expect_bn(1e-5)?;
+            Box::new(msg(zoo::bottleneck(
+                case.usize("inplanes")?,
+                case.usize("planes")?,
+                case.usize("stride")?,
+                case.bool("downsample")?,
+                case.usize("groups")?,
+                case.usize("base_width")?,
+                case.usize("dilation")?,
+            ))?)
+        }
+        "inception_torchvision" | "inception_v1_paper" => {
+            let c = |k: &str| case.usize(k);
+            let args = (c("in_channels")?, c("ch1x1")?, c("ch3x3red")?, c("ch3x3")?, c("ch5x5red")?, c("ch5x5")?, c("pool_proj")?);
+            if case.layer == "inception_torchvision" {
+                expect_bn(1e-3)?;
+                Box::new(msg(zoo::inception_torchvision(args.0, args.1, args.2, args.3, args.4, args.5, args.6))?)
+            } else {
+                Box::new(msg(zoo::inception_v1_paper(args.0, args.1, args.2, args.3, args.4, args.5, args.6))?)
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(block))
+}
+
 /// Runs a two-input merge case (`concat`, `residual_add`).
 fn run_merge(merge: &mut dyn Merge<f64>, case: &Case, res: &mut Results) -> Result<(), String> {
     let (a, b) = (case.input("input")?, case.input("input2")?);
@@ -462,6 +509,17 @@ fn compute(case: &Case) -> Result<Results, Outcome> {
                 &|n| format!("{n}_after"),
             )
             .map_err(fail)?;
+            return Ok(res);
+        }
+        Ok(None) => {}
+    }
+    match build_block(case) {
+        Err(why) => return Err(fail(why)),
+        Ok(Some(mut block)) => {
+            set_mode(block.as_mut(), case).map_err(fail)?;
+            load_params(block.as_mut(), case, "param.").map_err(fail)?;
+            run_layer(block.as_mut(), case, &mut res, &|n| format!("grad.{n}"), &|n| format!("param_after.{n}"))
+                .map_err(fail)?;
             return Ok(res);
         }
         Ok(None) => {}
