@@ -232,8 +232,9 @@ impl<T: Float> Layer<T> for Linear<T> {
     }
 
     fn describe(&self) -> String {
+        // The course's words (`FC6: 4096 neurons`); the input size is in the previous row.
         let bias = if self.bias.is_some() { "" } else { ", no bias" };
-        format!("{} -> {}{bias}", self.in_features, self.out_features)
+        format!("{} neurons{bias}", self.out_features)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -480,12 +481,12 @@ mod tests {
     fn kind_describe_and_names() {
         let l = Linear::<f32>::new(120, 84).unwrap();
         assert_eq!(l.kind(), "Linear");
-        assert_eq!(l.describe(), "120 -> 84");
+        assert_eq!(l.describe(), "84 neurons");
         let mut names = Vec::new();
         l.visit(&mut |n, _| names.push(n.to_string()));
         assert_eq!(names, ["weight", "bias"]);
         let nb = Linear::<f32>::with_config(LinearConfig::new(3, 2).bias(false)).unwrap();
-        assert_eq!(nb.describe(), "3 -> 2, no bias");
+        assert_eq!(nb.describe(), "2 neurons, no bias");
         assert!(nb.bias().is_none());
     }
 

@@ -4,3 +4,11 @@
 mod lenet;
 
 pub use lenet::{lenet5, lenet5_modern};
+
+mod alexnet;
+mod resnet;
+mod vgg;
+
+pub use alexnet::{alexnet, alexnet_torchvision};
+pub use resnet::{basic_block, bottleneck, resnet101, resnet152, resnet18, resnet34, resnet50};
+pub use vgg::{vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn};
