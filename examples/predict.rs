@@ -12,15 +12,18 @@
 //! ```text
 //! examples/data/digit_7.png: 28x28, dark background
 //! prediction: 7
-//!   7  99.99%
-//!   3   0.01%
-//!   2   0.00%
+//!   7   99.99%
+//!   2    0.01%
+//!   3    0.00%
 //! ```
 //!
 //! Any PNG works (grey or colour, with or without alpha, any size): it is turned to grey
-//! (transparent pixels count as white paper), inverted if its background is light (MNIST digits
-//! are white on black), padded to a square, shrunk to 28x28 by area averaging and normalised
-//! with the MNIST mean and std. `--show` prints the 28x28 the network sees.
+//! (transparent pixels count as white paper), inverted if its border is light (MNIST digits
+//! are white on black) and stretched so the background is 0 and the strongest ink 1. A 28x28
+//! image is then used as it is; any other size is framed as MNIST was made: cropped to the ink,
+//! resized by area averaging so its longer side is 20 pixels, and placed in 28x28 with its
+//! centre of mass in the middle. Finally it is normalised with the MNIST mean and std.
+//! `--show` prints the 28x28 the network sees.
 //!
 //! `--export-samples DIR` writes `digit_7.png` and `digit_2.png` to DIR: test images 0 and 1
 //! of the MNIST in `--data` (default `data/mnist`), exactly as stored (28x28 grey, white digit
