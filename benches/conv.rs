@@ -22,12 +22,18 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("alexnet_conv_b8");
     group.sample_size(10);
     for (name, cin, cout, k, s, p, side) in ALEXNET {
-        let mut conv = Conv2d::<f32>::new(Conv2dConfig::new(cin, cout, k).stride(s).padding(p).seed(1)).unwrap();
-        let x = Tensor::<f32>::from_shape_fn(IxDyn(&[batch, cin, side, side]), |i| ((i[1] + i[2] * 3 + i[3] * 7) % 13) as f32 * 0.05);
+        let mut conv =
+            Conv2d::<f32>::new(Conv2dConfig::new(cin, cout, k).stride(s).padding(p).seed(1))
+                .unwrap();
+        let x = Tensor::<f32>::from_shape_fn(IxDyn(&[batch, cin, side, side]), |i| {
+            ((i[1] + i[2] * 3 + i[3] * 7) % 13) as f32 * 0.05
+        });
         let out = conv.output_shape(x.shape()).unwrap();
         let flops = 2 * out.iter().product::<usize>() * cin * k * k;
         group.throughput(Throughput::Elements(flops as u64));
-        group.bench_function(BenchmarkId::new("forward", name), |b| b.iter(|| conv.forward(&x).unwrap()));
+        group.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| conv.forward(&x).unwrap())
+        });
         let g = Tensor::<f32>::from_elem(IxDyn(&out), 0.01);
         // Backward costs two products of the forward's size (weight and input gradients).
         group.throughput(Throughput::Elements(3 * flops as u64));

@@ -11,8 +11,16 @@ use convnet::{Layer, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::IxDyn;
 
-fn step_bench(c: &mut Criterion, name: &str, model: &mut dyn Layer<f32>, input: [usize; 4], samples: usize) {
-    let x = Tensor::<f32>::from_shape_fn(IxDyn(&input), |i| ((i[1] * 7 + i[2] * 3 + i[3]) % 11) as f32 * 0.1 - 0.5);
+fn step_bench(
+    c: &mut Criterion,
+    name: &str,
+    model: &mut dyn Layer<f32>,
+    input: [usize; 4],
+    samples: usize,
+) {
+    let x = Tensor::<f32>::from_shape_fn(IxDyn(&input), |i| {
+        ((i[1] * 7 + i[2] * 3 + i[3]) % 11) as f32 * 0.1 - 0.5
+    });
     let labels: Vec<usize> = (0..input[0]).map(|i| i % 10).collect();
     let loss = CrossEntropyLoss::new();
     let mut opt = Sgd::new(SgdConfig::new(0.01).momentum(0.9)).unwrap();
@@ -33,7 +41,13 @@ fn step_bench(c: &mut Criterion, name: &str, model: &mut dyn Layer<f32>, input: 
 
 fn lenet(c: &mut Criterion) {
     let mut model = zoo::lenet5_modern::<f32>(10).unwrap();
-    step_bench(c, "lenet5_modern_b64_28x28", &mut model, [64, 1, 28, 28], 50);
+    step_bench(
+        c,
+        "lenet5_modern_b64_28x28",
+        &mut model,
+        [64, 1, 28, 28],
+        50,
+    );
 }
 
 criterion_group!(benches, lenet);

@@ -23,7 +23,11 @@ zoo forward MODEL --weights W.safetensors --input X.safetensors --output Y.safet
 fn flag(args: &[String], name: &str) -> Result<Option<String>, String> {
     match args.iter().position(|a| a == name) {
         None => Ok(None),
-        Some(i) => args.get(i + 1).cloned().map(Some).ok_or_else(|| format!("{name} needs a value")),
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| format!("{name} needs a value")),
     }
 }
 
@@ -53,7 +57,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
     match command.as_str() {
         "list" => {
             for m in MODELS {
-                println!("{:<22} {:>4}x{:<4} {}", m.name, m.input[1], m.input[2], m.about);
+                println!(
+                    "{:<22} {:>4}x{:<4} {}",
+                    m.name, m.input[1], m.input[2], m.about
+                );
             }
             Ok(())
         }
@@ -72,9 +79,12 @@ fn run(args: Vec<String>) -> Result<(), String> {
             let (name, flags) = rest.split_first().ok_or(USAGE)?;
             check_flags(flags, &["--weights", "--input", "--output", "--classes"])?;
             let need = |f: &str| -> Result<PathBuf, String> {
-                flag(flags, f)?.map(PathBuf::from).ok_or_else(|| format!("forward needs {f} FILE\n{USAGE}"))
+                flag(flags, f)?
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("forward needs {f} FILE\n{USAGE}"))
             };
-            let (weights, input, output) = (need("--weights")?, need("--input")?, need("--output")?);
+            let (weights, input, output) =
+                (need("--weights")?, need("--input")?, need("--output")?);
             let mut model = zoo::build::<f32>(name, classes(flags)?).map_err(|e| e.to_string())?;
             load_weights(&mut model, &weights).map_err(|e| e.to_string())?;
             model.set_mode(Mode::Eval);
@@ -85,8 +95,14 @@ fn run(args: Vec<String>) -> Result<(), String> {
                 .map(|(_, t)| t)
                 .ok_or_else(|| format!("{}: no tensor named `input`", input.display()))?;
             let y = model.forward(&x).map_err(|e| e.to_string())?;
-            write_tensors(&output, &[("output".to_string(), y.clone())], None).map_err(|e| e.to_string())?;
-            println!("{name}: input {:?} -> output {:?}, written to {}", x.shape(), y.shape(), output.display());
+            write_tensors(&output, &[("output".to_string(), y.clone())], None)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{name}: input {:?} -> output {:?}, written to {}",
+                x.shape(),
+                y.shape(),
+                output.display()
+            );
             Ok(())
         }
         other => Err(format!("unknown command `{other}`\n{USAGE}")),

@@ -7,27 +7,27 @@ use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use ndarray::IxDyn;
 use rand_distr::{Distribution, Normal, Uniform};
-use std::sync::Mutex;
+use std::cell::RefCell;
 
-/// The generator layers draw their initial weights from unless given a seed of their own.
-static GLOBAL_RNG: Mutex<Option<Rng64>> = Mutex::new(None);
-
-/// Reseeds the generator that layer constructors draw initial weights from, like
-/// `torch.manual_seed`: building the same model after the same seed gives the same weights.
-pub fn manual_seed(seed: u64) {
-    *GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner()) = Some(Rng64::seed(seed));
+thread_local! {
+    /// The generator layers draw their initial weights from unless given a seed of their own.
+    /// It is per thread, so a model built on one thread does not depend on what other threads
+    /// build at the same time (tests run in parallel, for one).
+    static INIT_RNG: RefCell<Rng64> = RefCell::new(Rng64::seed(0));
 }
 
-/// A fresh generator drawn from the global one (seeded with 0 until [`manual_seed`]), or
-/// from `seed` when the layer was given its own.
+/// Reseeds this thread's generator that layer constructors draw initial weights from, like
+/// `torch.manual_seed`: building the same model after the same seed gives the same weights.
+pub fn manual_seed(seed: u64) {
+    INIT_RNG.with(|r| *r.borrow_mut() = Rng64::seed(seed));
+}
+
+/// A fresh generator drawn from this thread's initialisation generator (seeded with 0 until
+/// [`manual_seed`]), or from `seed` when the layer was given its own.
 pub fn layer_rng(seed: Option<u64>) -> Rng64 {
     match seed {
         Some(s) => Rng64::seed(s),
-        None => GLOBAL_RNG
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(|| Rng64::seed(0))
-            .fork(),
+        None => INIT_RNG.with(|r| r.borrow_mut().fork()),
     }
 }
 
@@ -89,6 +89,17 @@ impl Init {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manual_seed_repeats_the_default_stream() {
+        manual_seed(11);
+        let a: Tensor<f64> = Init::KaimingUniform.sample(&[3], 3, 3, &mut layer_rng(None));
+        let b: Tensor<f64> = Init::KaimingUniform.sample(&[3], 3, 3, &mut layer_rng(None));
+        manual_seed(11);
+        let c: Tensor<f64> = Init::KaimingUniform.sample(&[3], 3, 3, &mut layer_rng(None));
+        assert_ne!(a, b);
+        assert_eq!(a, c);
+    }
 
     #[test]
     fn explicit_seeds_repeat() {

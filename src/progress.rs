@@ -36,8 +36,10 @@ impl Progress {
             label: label.to_string(),
             total: total.max(1),
             done: 0,
-            bar: matches!(style, ProgressStyle::Auto | ProgressStyle::BarOnly) && std::io::stdout().is_terminal(),
-            off: style == ProgressStyle::Off || (style == ProgressStyle::BarOnly && !std::io::stdout().is_terminal()),
+            bar: matches!(style, ProgressStyle::Auto | ProgressStyle::BarOnly)
+                && std::io::stdout().is_terminal(),
+            off: style == ProgressStyle::Off
+                || (style == ProgressStyle::BarOnly && !std::io::stdout().is_terminal()),
             started: Instant::now(),
             last_line: 0,
         }

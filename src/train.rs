@@ -314,7 +314,11 @@ pub fn evaluate<T: Float, D: Dataset>(
 ) -> Result<EvalStats> {
     model.set_mode(Mode::Eval);
     let loss_fn = CrossEntropyLoss::new();
-    let style = if style == ProgressStyle::Off { style } else { ProgressStyle::BarOnly };
+    let style = if style == ProgressStyle::Off {
+        style
+    } else {
+        ProgressStyle::BarOnly
+    };
     let mut progress = Progress::new("evaluate", loader.num_batches(), style);
     let mut stats = EvalStats {
         loss: 0.0,

@@ -31,10 +31,24 @@ fn dag() -> convnet::model::Graph<f64> {
 fn dag_with_fan_out_add_and_concat_matches_finite_differences() {
     let mut g = dag();
     assert_eq!(g.output_shape(&[2, 2, 5, 5]).unwrap(), vec![2, 5, 5, 5]);
-    let names: Vec<String> = convnet::io::state_dict(&g).into_iter().map(|(n, _)| n).collect();
-    assert!(names.contains(&"conv_b.weight".to_string()) && names.contains(&"conv_c.bias".to_string()), "{names:?}");
+    let names: Vec<String> = convnet::io::state_dict(&g)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.contains(&"conv_b.weight".to_string()) && names.contains(&"conv_c.bias".to_string()),
+        "{names:?}"
+    );
     for seed in 0..3 {
-        check_layer(&mut g, &random_tensor(&[2, 2, 5, 5], seed), GradCheck { seed, ..Default::default() }).unwrap();
+        check_layer(
+            &mut g,
+            &random_tensor(&[2, 2, 5, 5], seed),
+            GradCheck {
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     }
 }
 
@@ -61,13 +75,18 @@ fn several_outputs_each_carry_their_gradient() {
     g.forward_all(&x).unwrap();
     let dx1 = g.backward_all(&[None, Some(&g1)]).unwrap();
     // Backward is linear in the upstream gradients.
-    let diff = (&dx_both - &(&dx0 + &dx1)).mapv(f64::abs).fold(0.0f64, |m, &v| m.max(v));
+    let diff = (&dx_both - &(&dx0 + &dx1))
+        .mapv(f64::abs)
+        .fold(0.0f64, |m, &v| m.max(v));
     assert!(diff < 1e-12, "{diff}");
 }
 
 #[test]
 fn build_errors_name_the_node() {
-    let unknown = GraphBuilder::<f64>::new("x").layer("a", "nope", ReLU::new()).output("a").build(&[1, 1, 2, 2]);
+    let unknown = GraphBuilder::<f64>::new("x")
+        .layer("a", "nope", ReLU::new())
+        .output("a")
+        .build(&[1, 1, 2, 2]);
     let msg = unknown.err().unwrap().to_string();
     assert!(msg.contains("`a`") && msg.contains("`nope`"), "{msg}");
 
@@ -98,35 +117,70 @@ fn build_errors_name_the_node() {
 #[test]
 fn residual_blocks_match_finite_differences() {
     // Identity shortcut with a ReLU after the sum.
-    let body = Sequential::new().add(conv(3, 3, 3, 1, 1)).add(Tanh::new()).add(conv(3, 3, 3, 1, 2));
+    let body = Sequential::new()
+        .add(conv(3, 3, 3, 1, 1))
+        .add(Tanh::new())
+        .add(conv(3, 3, 3, 1, 2));
     let mut block = Residual::new(body).with_post(ReLU::new());
-    check_layer(&mut block, &random_tensor(&[2, 3, 4, 4], 1), GradCheck::default()).unwrap();
+    check_layer(
+        &mut block,
+        &random_tensor(&[2, 3, 4, 4], 1),
+        GradCheck::default(),
+    )
+    .unwrap();
 
     // Projection shortcut that changes channels and resolution, with batch norm in it.
     let body = Sequential::new()
-        .add_named("conv1", Conv2d::new(Conv2dConfig::new(2, 4, 3).stride(2).padding(1).seed(3)).unwrap())
+        .add_named(
+            "conv1",
+            Conv2d::new(Conv2dConfig::new(2, 4, 3).stride(2).padding(1).seed(3)).unwrap(),
+        )
         .add_named("bn1", BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());
     let shortcut = Sequential::new()
         .add(Conv2d::new(Conv2dConfig::new(2, 4, 1).stride(2).bias(false).seed(4)).unwrap())
         .add(BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());
     let mut block = Residual::new(body).with_shortcut("downsample", shortcut);
-    let names: Vec<String> = convnet::io::state_dict(&block).into_iter().map(|(n, _)| n).collect();
-    assert!(names.contains(&"conv1.weight".into()) && names.contains(&"downsample.1.running_var".into()), "{names:?}");
-    check_layer(&mut block, &random_tensor(&[3, 2, 5, 5], 2), GradCheck::default()).unwrap();
+    let names: Vec<String> = convnet::io::state_dict(&block)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.contains(&"conv1.weight".into())
+            && names.contains(&"downsample.1.running_var".into()),
+        "{names:?}"
+    );
+    check_layer(
+        &mut block,
+        &random_tensor(&[3, 2, 5, 5], 2),
+        GradCheck::default(),
+    )
+    .unwrap();
     // A shortcut that does not match the body's shape is a shape error, not a panic.
     let bad = Residual::new(conv(2, 3, 3, 1, 5));
-    assert!(matches!(bad.output_shape(&[1, 2, 4, 4]), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        bad.output_shape(&[1, 2, 4, 4]),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }
 
 #[test]
 fn inception_matches_finite_differences() {
     let mut block = Inception::new()
         .branch("branch1", conv(3, 2, 1, 0, 1))
-        .branch("branch2", Sequential::new().add(conv(3, 2, 1, 0, 2)).add(ReLU::new()).add(conv(2, 3, 3, 1, 3)))
+        .branch(
+            "branch2",
+            Sequential::new()
+                .add(conv(3, 2, 1, 0, 2))
+                .add(ReLU::new())
+                .add(conv(2, 3, 3, 1, 3)),
+        )
         .branch(
             "branch4",
             Sequential::new()
-                .add(MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1).ceil_mode(true)).unwrap())
+                .add(
+                    MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1).ceil_mode(true))
+                        .unwrap(),
+                )
                 .add(conv(3, 1, 1, 0, 4)),
         );
     assert_eq!(block.output_shape(&[2, 3, 5, 5]).unwrap(), vec![2, 6, 5, 5]);

@@ -12,27 +12,23 @@ fn parity_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity")
 }
 
-/// Composite blocks (ResNet blocks, Inception) belong to the model-zoo work.
-fn is_composite(file: &str) -> bool {
-    file.starts_with("resnet_") || file.starts_with("inception_")
-}
-
 #[test]
-fn every_public_core_case_passes() {
+fn every_public_case_passes() {
     let results = runner::run_dir(&parity_dir()).unwrap();
     assert_eq!(results.len(), 80, "expected the 80 public cases");
-    let mut failures = Vec::new();
-    let mut core = 0;
-    for (file, outcome) in &results {
-        if is_composite(file) && matches!(outcome, Outcome::Unsupported { .. }) {
-            continue;
-        }
-        core += !is_composite(file) as usize;
-        if !outcome.passed() {
-            failures.push(runner::report_line(file, outcome));
-        }
-    }
-    assert_eq!(core, 68, "expected 68 core cases");
+    let composites = results
+        .iter()
+        .filter(|(f, _)| f.starts_with("resnet_") || f.starts_with("inception_"))
+        .count();
+    assert_eq!(
+        composites, 12,
+        "expected 12 composite (ResNet block / Inception) cases"
+    );
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|(_, outcome)| !outcome.passed())
+        .map(|(file, outcome)| runner::report_line(file, outcome))
+        .collect();
     assert!(
         failures.is_empty(),
         "parity failures:\n{}",

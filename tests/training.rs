@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 
 fn mnist() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
-    DATA.get_or_init(|| Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")).unwrap())
+    DATA.get_or_init(|| {
+        Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")).unwrap()
+    })
 }
 
 /// A small CNN with dropout, so that resuming must also restore a random generator.
@@ -26,17 +28,33 @@ fn small_cnn(seed: u64) -> Sequential<f32> {
 }
 
 fn loader(data: &ImageSet, batch: usize) -> DataLoader<'_, ImageSet> {
-    DataLoader::new(data, LoaderConfig::new(batch).shuffle(3).normalize(MNIST_MEAN, MNIST_STD).max_shift(1)).unwrap()
+    DataLoader::new(
+        data,
+        LoaderConfig::new(batch)
+            .shuffle(3)
+            .normalize(MNIST_MEAN, MNIST_STD)
+            .max_shift(1),
+    )
+    .unwrap()
 }
 
 #[test]
 fn one_epoch_on_2000_images_learns_far_above_chance() {
     let train = mnist().train.take(2000);
     let test = mnist().test.take(1000);
-    let mut trainer = Trainer::new(small_cnn(1), Adam::new(AdamConfig::new(3e-3)).unwrap()).with_progress(ProgressStyle::Off);
+    let mut trainer = Trainer::new(small_cnn(1), Adam::new(AdamConfig::new(3e-3)).unwrap())
+        .with_progress(ProgressStyle::Off);
     let stats = trainer.train_epoch(&loader(&train, 32)).unwrap();
     assert_eq!(stats.images, 2000);
-    let eval = trainer.evaluate(&DataLoader::new(&test, LoaderConfig::new(250).normalize(MNIST_MEAN, MNIST_STD)).unwrap()).unwrap();
+    let eval = trainer
+        .evaluate(
+            &DataLoader::new(
+                &test,
+                LoaderConfig::new(250).normalize(MNIST_MEAN, MNIST_STD),
+            )
+            .unwrap(),
+        )
+        .unwrap();
     assert_eq!(eval.total, 1000);
     assert_eq!(eval.confusion.iter().flatten().sum::<usize>(), 1000);
     // Chance is 10%; a working conv net is several times better after 63 steps.
@@ -88,7 +106,8 @@ fn resuming_from_a_checkpoint_gives_the_uninterrupted_weights() {
 fn a_diverging_loss_is_reported_with_its_step() {
     let train = mnist().train.take(256);
     let data = loader(&train, 32);
-    let mut trainer = Trainer::new(small_cnn(2), Sgd::new(SgdConfig::new(1e9)).unwrap()).with_progress(ProgressStyle::Off);
+    let mut trainer = Trainer::new(small_cnn(2), Sgd::new(SgdConfig::new(1e9)).unwrap())
+        .with_progress(ProgressStyle::Off);
     match trainer.train_epoch(&data) {
         Err(Error::NonFinite(msg)) => assert!(msg.contains("epoch 1, batch"), "{msg}"),
         other => panic!("expected a non-finite loss error, got {other:?}"),

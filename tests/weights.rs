@@ -25,13 +25,28 @@ fn round_trip_restores_every_parameter_and_buffer() {
     let path = dir.join("net.safetensors");
     let mut a = small_net::<f32>(1);
     // Move the batch-norm statistics away from their initial values.
-    a.forward(&convnet::gradcheck::random_tensor(&[4, 1, 4, 4], 3).mapv(|v| v as f32)).unwrap();
+    a.forward(&convnet::gradcheck::random_tensor(&[4, 1, 4, 4], 3).mapv(|v| v as f32))
+        .unwrap();
     save_weights(&a, &path).unwrap();
 
-    let names: Vec<String> = read_tensors::<f32>(&path).unwrap().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = read_tensors::<f32>(&path)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(
         names,
-        ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean", "1.running_var", "1.weight", "4.bias", "4.weight"]
+        [
+            "0.bias",
+            "0.weight",
+            "1.bias",
+            "1.num_batches_tracked",
+            "1.running_mean",
+            "1.running_var",
+            "1.weight",
+            "4.bias",
+            "4.weight"
+        ]
     );
 
     let mut b = small_net::<f32>(99);
@@ -64,21 +79,35 @@ fn mismatched_files_are_typed_errors_that_list_the_keys() {
     let mut model = small_net::<f64>(2);
     let before = state_dict(&model);
     match load_weights(&mut model, &path) {
-        Err(Error::StateDict { missing, unexpected, mismatched, .. }) => {
+        Err(Error::StateDict {
+            missing,
+            unexpected,
+            mismatched,
+            ..
+        }) => {
             assert_eq!(missing, vec!["0.bias".to_string()]);
             assert_eq!(unexpected, vec!["extra.weight".to_string()]);
-            assert_eq!(mismatched, vec![("4.weight".to_string(), vec![3, 64], vec![3, 5])]);
+            assert_eq!(
+                mismatched,
+                vec![("4.weight".to_string(), vec![3, 64], vec![3, 5])]
+            );
         }
         other => panic!("expected a StateDict error, got {other:?}"),
     }
-    assert_eq!(before, state_dict(&model), "a failed load must change nothing");
+    assert_eq!(
+        before,
+        state_dict(&model),
+        "a failed load must change nothing"
+    );
 
     // A corrupt file and a missing file are errors naming the file.
     let corrupt = dir.join("corrupt.safetensors");
     std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json").unwrap();
     let msg = load_weights(&mut model, &corrupt).unwrap_err().to_string();
     assert!(msg.contains("corrupt.safetensors"), "{msg}");
-    let msg = load_weights(&mut model, &dir.join("absent.safetensors")).unwrap_err().to_string();
+    let msg = load_weights(&mut model, &dir.join("absent.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("absent.safetensors"), "{msg}");
     std::fs::remove_dir_all(&dir).ok();
 }

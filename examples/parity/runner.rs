@@ -423,12 +423,24 @@ fn build_block(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
         }
         "inception_torchvision" | "inception_v1_paper" => {
             let c = |k: &str| case.usize(k);
-            let args = (c("in_channels")?, c("ch1x1")?, c("ch3x3red")?, c("ch3x3")?, c("ch5x5red")?, c("ch5x5")?, c("pool_proj")?);
+            let args = (
+                c("in_channels")?,
+                c("ch1x1")?,
+                c("ch3x3red")?,
+                c("ch3x3")?,
+                c("ch5x5red")?,
+                c("ch5x5")?,
+                c("pool_proj")?,
+            );
             if case.layer == "inception_torchvision" {
                 expect_bn(1e-3)?;
-                Box::new(msg(zoo::inception_torchvision(args.0, args.1, args.2, args.3, args.4, args.5, args.6))?)
+                Box::new(msg(zoo::inception_torchvision(
+                    args.0, args.1, args.2, args.3, args.4, args.5, args.6,
+                ))?)
             } else {
-                Box::new(msg(zoo::inception_v1_paper(args.0, args.1, args.2, args.3, args.4, args.5, args.6))?)
+                Box::new(msg(zoo::inception_v1_paper(
+                    args.0, args.1, args.2, args.3, args.4, args.5, args.6,
+                ))?)
             }
         }
         _ => return Ok(None),
@@ -518,8 +530,14 @@ fn compute(case: &Case) -> Result<Results, Outcome> {
         Ok(Some(mut block)) => {
             set_mode(block.as_mut(), case).map_err(fail)?;
             load_params(block.as_mut(), case, "param.").map_err(fail)?;
-            run_layer(block.as_mut(), case, &mut res, &|n| format!("grad.{n}"), &|n| format!("param_after.{n}"))
-                .map_err(fail)?;
+            run_layer(
+                block.as_mut(),
+                case,
+                &mut res,
+                &|n| format!("grad.{n}"),
+                &|n| format!("param_after.{n}"),
+            )
+            .map_err(fail)?;
             return Ok(res);
         }
         Ok(None) => {}

@@ -17,38 +17,85 @@ pub struct ModelInfo {
 
 const fn model(name: &'static str, side: usize, about: &'static str) -> ModelInfo {
     let channels = if side == 32 || side == 28 { 1 } else { 3 };
-    ModelInfo { name, input: [channels, side, side], about }
+    ModelInfo {
+        name,
+        input: [channels, side, side],
+        about,
+    }
 }
 
 /// Every model [`build`] knows, in the order of the course's case studies.
 pub const MODELS: &[ModelInfo] = &[
-    model("lenet5", 32, "LeNet-5 (LeCun et al. 1998): tanh, average pooling, 61,706 params"),
-    model("lenet5_modern", 28, "LeNet-5 for MNIST: ReLU, max pooling, padded C1, 61,706 params"),
-    model("alexnet", 227, "AlexNet as in the paper/course listing (LRN, 227x227), 62,378,344 params"),
-    model("alexnet_torchvision", 224, "torchvision's AlexNet, 61,100,840 params"),
+    model(
+        "lenet5",
+        32,
+        "LeNet-5 (LeCun et al. 1998): tanh, average pooling, 61,706 params",
+    ),
+    model(
+        "lenet5_modern",
+        28,
+        "LeNet-5 for MNIST: ReLU, max pooling, padded C1, 61,706 params",
+    ),
+    model(
+        "alexnet",
+        227,
+        "AlexNet as in the paper/course listing (LRN, 227x227), 62,378,344 params",
+    ),
+    model(
+        "alexnet_torchvision",
+        224,
+        "torchvision's AlexNet, 61,100,840 params",
+    ),
     model("vgg11", 224, "VGG-11 (config A), 132,863,336 params"),
     model("vgg11_bn", 224, "VGG-11 with batch norm"),
     model("vgg13", 224, "VGG-13 (config B), 133,047,848 params"),
     model("vgg13_bn", 224, "VGG-13 with batch norm"),
     model("vgg16", 224, "VGG-16 (config D), 138,357,544 params"),
-    model("vgg16_bn", 224, "VGG-16 with batch norm, 138,365,992 params"),
+    model(
+        "vgg16_bn",
+        224,
+        "VGG-16 with batch norm, 138,365,992 params",
+    ),
     model("vgg19", 224, "VGG-19 (config E), 143,667,240 params"),
     model("vgg19_bn", 224, "VGG-19 with batch norm"),
-    model("googlenet", 224, "GoogLeNet / Inception v1 as in the paper (LRN, 5x5 branches, aux heads)"),
-    model("googlenet_torchvision", 224, "torchvision's GoogLeNet (BN, no aux heads), 6,624,904 params"),
+    model(
+        "googlenet",
+        224,
+        "GoogLeNet / Inception v1 as in the paper (LRN, 5x5 branches, aux heads)",
+    ),
+    model(
+        "googlenet_torchvision",
+        224,
+        "torchvision's GoogLeNet (BN, no aux heads), 6,624,904 params",
+    ),
     model("resnet18", 224, "ResNet-18 (BasicBlock), 11,689,512 params"),
     model("resnet34", 224, "ResNet-34 (BasicBlock), 21,797,672 params"),
     model("resnet50", 224, "ResNet-50 (Bottleneck), 25,557,032 params"),
-    model("resnet101", 224, "ResNet-101 (Bottleneck), 44,549,160 params"),
-    model("resnet152", 224, "ResNet-152 (Bottleneck), 60,192,808 params"),
+    model(
+        "resnet101",
+        224,
+        "ResNet-101 (Bottleneck), 44,549,160 params",
+    ),
+    model(
+        "resnet152",
+        224,
+        "ResNet-152 (Bottleneck), 60,192,808 params",
+    ),
 ];
 
 /// The [`ModelInfo`] of a model name, or an error listing the names.
 pub fn info(name: &str) -> Result<ModelInfo> {
-    MODELS.iter().copied().find(|m| m.name == name).ok_or_else(|| {
-        let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-        Error::config("zoo", format!("unknown model `{name}`; known models: {}", names.join(", ")))
-    })
+    MODELS
+        .iter()
+        .copied()
+        .find(|m| m.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
+            Error::config(
+                "zoo",
+                format!("unknown model `{name}`; known models: {}", names.join(", ")),
+            )
+        })
 }
 
 /// Builds a zoo model by name with `num_classes` outputs.
