@@ -1,5 +1,6 @@
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::model::SummaryRow;
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 
@@ -106,6 +107,34 @@ impl<T: Float> Layer<T> for Residual<T> {
             None => grad_input += &grad_sum,
         }
         Ok(grad_input)
+    }
+
+    /// Lists the body's layers one by one (so convolutions are numbered by depth, as in the
+    /// paper's "34 layers"), then one row for the addition that carries the shortcut's
+    /// parameters, then the activation after it.
+    fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
+        let body = self.body.summary_rows(input, rows)?;
+        let (description, params) = match &self.shortcut {
+            Some((name, s)) => {
+                let out = s.output_shape(input)?;
+                Self::check_sum(&body, &out)?;
+                (format!("add projection shortcut `{name}`"), s.num_params())
+            }
+            None => {
+                Self::check_sum(&body, input)?;
+                ("add identity shortcut".to_string(), 0)
+            }
+        };
+        rows.push(SummaryRow {
+            kind: "Residual",
+            description,
+            output_shape: body.clone(),
+            params,
+        });
+        match &self.post {
+            Some(p) => p.summary_rows(&body, rows),
+            None => Ok(body),
+        }
     }
 
     fn set_mode(&mut self, mode: Mode) {

@@ -265,6 +265,7 @@ mod tests {
     use super::super::alexnet::testkit::*;
     use super::*;
     use crate::layer::{Layer, Mode, SlotMut};
+    use crate::model::thousands;
     use crate::tensor::{from_vec, Tensor};
     use safetensors::SafeTensors;
     use std::collections::HashMap;
@@ -300,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn summary_lists_the_stem_and_one_row_per_block() {
+    fn summary_numbers_layers_by_depth_like_the_paper() {
         let net = resnet18::<f32>(1000).unwrap();
         let text = net.summary(&[1, 3, 224, 224]).unwrap().to_string();
         let rows: Vec<String> = text
@@ -315,12 +316,26 @@ mod tests {
             rows[4],
             "[56x56x64] MAX POOL1: 3x3 filters at stride 2, pad 1"
         );
-        // layer1.0: 2 · (64·64·9 + 2·64) parameters, identity shortcut.
-        assert_eq!(rows[5], "[56x56x64] Residual: body + identity 73,984");
-        // layer2.0: 128·64·9 + 128·128·9 + 128·64 + 3 · 2·128 parameters.
+        // layer1.0 lists its body: conv1 (64·64·9), bn1, relu, conv2, bn2, then the addition.
         assert_eq!(
-            rows[7],
-            "[28x28x128] Residual: body + projection shortcut 230,144"
+            rows[5],
+            "[56x56x64] CONV2: 64 3x3 filters at stride 1, pad 1, no bias 36,864"
+        );
+        assert_eq!(rows[10], "[56x56x64] Residual: add identity shortcut");
+        // layer2.0's projection shortcut: 1x1 conv 64 -> 128 and its batch norm.
+        let projection = rows.iter().position(|r| r.contains("projection")).unwrap();
+        assert_eq!(
+            rows[projection],
+            format!(
+                "[28x28x128] Residual: add projection shortcut `downsample` {}",
+                thousands(128 * 64 + 2 * 128)
+            )
+        );
+        // The paper's depth: 17 convolutions on the main path, then FC18.
+        assert!(
+            rows[rows.len() - 2].starts_with("[1000] FC18: 1000 neurons"),
+            "{}",
+            rows[rows.len() - 2]
         );
         assert_eq!(rows.last().unwrap(), "Total params: 11,689,512");
     }
