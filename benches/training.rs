@@ -50,5 +50,10 @@ fn lenet(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, lenet);
+fn resnet50(c: &mut Criterion) {
+    let mut model = zoo::resnet50::<f32>(1000).unwrap();
+    step_bench(c, "resnet50_b8_224x224", &mut model, [8, 3, 224, 224], 10);
+}
+
+criterion_group!(benches, lenet, resnet50);
 criterion_main!(benches);
