@@ -60,6 +60,13 @@ fn round_trip_restores_every_parameter_and_buffer() {
         assert_eq!(na, nc);
         assert!(ta.iter().zip(tc.iter()).all(|(x, y)| *x as f64 == *y));
     }
+
+    // ...and an f64 file loads into an f32 model, rounding each value once.
+    let path64 = dir.join("net64.safetensors");
+    save_weights(&c, &path64).unwrap();
+    let mut d = small_net::<f32>(5);
+    load_weights(&mut d, &path64).unwrap();
+    assert_eq!(state_dict(&a), state_dict(&d));
     std::fs::remove_dir_all(&dir).ok();
 }
 
