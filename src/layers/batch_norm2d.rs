@@ -1,5 +1,6 @@
 use super::{expect_nchw, expect_shape};
 use crate::error::{Error, Result};
+use crate::kernels::norm;
 use crate::layer::{Layer, Mode, Param, Slot, SlotMut};
 use crate::tensor::{contiguous, from_vec, Float, Tensor};
 use ndarray::IxDyn;
@@ -198,15 +199,7 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
                 return Err(Error::shape(self.name(), expected, input.shape()));
             }
             _ => {
-                let mf = T::of(m as f64);
-                let mean: Vec<T> = channel_sum(dims, |_, j| x[j])
-                    .into_iter()
-                    .map(|s| s / mf)
-                    .collect();
-                let var: Vec<T> = channel_sum(dims, |ch, j| (x[j] - mean[ch]).powi(2))
-                    .into_iter()
-                    .map(|s| s / mf)
-                    .collect();
+                let (mean, var) = norm::mean_var(&x, dims);
                 (mean, var, true)
             }
         };
@@ -228,10 +221,17 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
         let (weight, bias) = self.weight_bias();
         let mut xhat = vec![T::zero(); x.len()];
         let mut y = vec![T::zero(); x.len()];
-        for_each_channel(dims, |ch, j| {
-            xhat[j] = (x[j] - mean[ch]) * istd[ch];
-            y[j] = weight[ch] * xhat[j] + bias[ch];
-        });
+        norm::normalize(
+            &x,
+            &mean,
+            &istd,
+            &weight,
+            &bias,
+            c,
+            h * w,
+            &mut xhat,
+            &mut y,
+        );
         self.cache = Some(Cache {
             xhat: from_vec(input.shape(), xhat),
             istd,
@@ -248,20 +248,21 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
         let dims = [n, c, h * w];
         let mf = T::of((n * h * w) as f64);
         let (xhat, dy) = (contiguous(&cache.xhat), contiguous(grad_output));
-        let sum_dy = channel_sum(dims, |_, j| dy[j]);
-        let sum_dy_xhat = channel_sum(dims, |_, j| dy[j] * xhat[j]);
+        let (sum_dy, sum_dy_xhat) = norm::sum_and_dot(&dy, &xhat, dims);
         let (weight, _) = self.weight_bias();
         let istd = &cache.istd;
-        let mut dx = vec![T::zero(); dy.len()];
-        if cache.batch_stats {
-            for_each_channel(dims, |ch, j| {
-                dx[j] = weight[ch]
-                    * istd[ch]
-                    * (dy[j] - sum_dy[ch] / mf - xhat[j] * sum_dy_xhat[ch] / mf);
-            });
+        // dx = a·dy + b·x̂ + k per channel, with a = weight·istd and, for batch statistics,
+        // b = -a·mean(dy·x̂), k = -a·mean(dy) (the two terms through μ and σ²).
+        let a: Vec<T> = (0..c).map(|ch| weight[ch] * istd[ch]).collect();
+        let (b, k): (Vec<T>, Vec<T>) = if cache.batch_stats {
+            (0..c)
+                .map(|ch| (-a[ch] * sum_dy_xhat[ch] / mf, -a[ch] * sum_dy[ch] / mf))
+                .unzip()
         } else {
-            for_each_channel(dims, |ch, j| dx[j] = weight[ch] * istd[ch] * dy[j]);
-        }
+            (vec![T::zero(); c], vec![T::zero(); c])
+        };
+        let mut dx = vec![T::zero(); dy.len()];
+        norm::affine_grad(&dy, &xhat, &a, &b, &k, c, h * w, &mut dx);
         if let Some(a) = self.affine.as_mut() {
             a.weight
                 .grad
@@ -319,23 +320,6 @@ impl<T: Float> BatchNorm2d<T> {
             ),
         }
     }
-}
-
-/// Calls `f(ch, j)` for every element `j` of an `[N, C, H·W]` slice, with `ch` its channel.
-fn for_each_channel(dims: [usize; 3], mut f: impl FnMut(usize, usize)) {
-    let [n, c, hw] = dims;
-    for row in 0..n * c {
-        for j in row * hw..(row + 1) * hw {
-            f(row % c, j);
-        }
-    }
-}
-
-/// `s[ch] = Σ f(ch, j)` over the elements `j` of each channel.
-fn channel_sum<T: Float>(dims: [usize; 3], f: impl Fn(usize, usize) -> T) -> Vec<T> {
-    let mut s = vec![T::zero(); dims[1]];
-    for_each_channel(dims, |ch, j| s[ch] += f(ch, j));
-    s
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 use super::{cached, expect_shape};
 use crate::error::Result;
+use crate::kernels::elementwise;
 use crate::layer::Layer;
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{contiguous, zeros, Float, Tensor};
 
 /// Rectified linear unit.
 ///
@@ -33,7 +34,10 @@ impl<T: Float> Layer<T> for ReLU<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let y = input.mapv(|x| if x > T::zero() { x } else { T::zero() });
+        let x = contiguous(input);
+        let mut y = zeros(input.shape());
+        let ys = y.as_slice_mut().expect("fresh tensor");
+        elementwise::map(&x, ys, |v| if v > T::zero() { v } else { T::zero() });
         self.output = Some(y.clone());
         Ok(y)
     }
@@ -41,12 +45,15 @@ impl<T: Float> Layer<T> for ReLU<T> {
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let y = cached(&self.output, "ReLU")?;
         expect_shape("ReLU", y.shape(), grad_output.shape())?;
-        let mut dx = grad_output.to_owned();
-        dx.zip_mut_with(y, |d, &y| {
-            if y <= T::zero() {
-                *d = T::zero()
-            }
-        });
+        let (dy, y) = (contiguous(grad_output), contiguous(y));
+        let mut dx = zeros(grad_output.shape());
+        let dxs = dx.as_slice_mut().expect("fresh tensor");
+        elementwise::zip_map(
+            &dy,
+            &y,
+            dxs,
+            |d, y| if y > T::zero() { d } else { T::zero() },
+        );
         Ok(dx)
     }
 }
