@@ -18,6 +18,8 @@
 //! and ends with the accuracy on the 10,000 test images: one epoch took 40 s on two cores and
 //! printed `test accuracy: 98.46% (9846/10000)`. (16 and 32 filters keep that epoch short.)
 
+mod common;
+
 use convnet::data::{DataLoader, LoaderConfig, Mnist, MNIST_MEAN, MNIST_STD};
 use convnet::optim::{Adam, AdamConfig};
 use convnet::prelude::*;
@@ -145,18 +147,5 @@ fn run(args: Args) -> std::result::Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(parse_args, run)
 }

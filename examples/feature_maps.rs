@@ -20,6 +20,8 @@
 //! Feature maps are grey, black at 0 and white at each map's own maximum (printed, so a map
 //! that stays dark because it is all zero can be told apart from a weak one).
 
+mod common;
+
 use convnet::data::{Mnist, MNIST_MEAN, MNIST_STD};
 use convnet::io::load_weights;
 use convnet::zoo::lenet5_modern;
@@ -241,18 +243,5 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(parse_args, run)
 }

@@ -12,6 +12,8 @@
 //! epoch (`checkpoint.safetensors`, atomic), the per-epoch history (`history.csv`) and a plot
 //! of loss and accuracy (`training.png`).
 
+mod common;
+
 use convnet::data::{DataLoader, LoaderConfig, Mnist, MNIST_MEAN, MNIST_STD};
 use convnet::io::save_weights;
 use convnet::optim::{Adam, AdamConfig, CosineAnnealing, Sgd, SgdConfig};
@@ -145,80 +147,77 @@ fn write_history(path: &Path, history: &[Record]) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
+/// One chart: a train and a test curve over the epochs, each `(epoch, train, test)`.
+fn panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    y_range: std::ops::Range<f64>,
+    points: &[(f64, f64, f64)],
+    legend: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let epochs = points.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.5..epochs + 0.5, y_range)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .draw()?;
+    for (name, color, test) in [("train", BLUE, false), ("test", RED, true)] {
+        let series = points
+            .iter()
+            .map(|&(e, train, t)| (e, if test { t } else { train }));
+        chart
+            .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart.draw_series(series.map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
+    Ok(())
+}
+
+/// Loss (left) and accuracy (right) per epoch, as a PNG.
 fn plot(path: &Path, history: &[Record]) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
-    let epochs = history.len().max(1) as f64;
-    let max_loss = history
+    let loss: Vec<_> = history
         .iter()
-        .map(|r| r.train_loss.max(r.test_loss))
-        .fold(0.0, f64::max)
-        * 1.1;
-    let mut chart = ChartBuilder::on(&left)
-        .caption("loss", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(35)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.5..epochs + 0.5, 0.0..max_loss.max(1e-3))?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("cross-entropy")
-        .draw()?;
-    for (name, color, pick) in [("train", BLUE, 0), ("test", RED, 1)] {
-        let points = history.iter().map(|r| {
-            (
-                r.epoch as f64,
-                if pick == 0 { r.train_loss } else { r.test_loss },
-            )
-        });
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart.draw_series(points.map(|p| Circle::new(p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-
-    let low = history
+        .map(|r| (r.epoch as f64, r.train_loss, r.test_loss))
+        .collect();
+    let acc: Vec<_> = history
         .iter()
-        .map(|r| r.train_acc.min(r.test_acc))
-        .fold(100.0, f64::min);
-    let mut chart = ChartBuilder::on(&right)
-        .caption("accuracy (%)", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(35)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.5..epochs + 0.5, (low - 0.5).min(99.0)..100.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("accuracy")
-        .draw()?;
-    for (name, color, pick) in [("train", BLUE, 0), ("test", RED, 1)] {
-        let points = history.iter().map(|r| {
-            (
-                r.epoch as f64,
-                if pick == 0 { r.train_acc } else { r.test_acc },
-            )
-        });
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart.draw_series(points.map(|p| Circle::new(p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
+        .map(|r| (r.epoch as f64, r.train_acc, r.test_acc))
+        .collect();
+    let max_loss = loss.iter().map(|p| p.1.max(p.2)).fold(0.0, f64::max) * 1.1;
+    let low_acc = acc.iter().map(|p| p.1.min(p.2)).fold(100.0, f64::min);
+    panel(
+        &left,
+        "loss",
+        "cross-entropy",
+        0.0..max_loss.max(1e-3),
+        &loss,
+        SeriesLabelPosition::UpperRight,
+    )?;
+    panel(
+        &right,
+        "accuracy (%)",
+        "accuracy",
+        (low_acc - 0.5).min(99.0)..100.0,
+        &acc,
+        SeriesLabelPosition::LowerRight,
+    )?;
     root.present()?;
     Ok(())
 }
@@ -363,18 +362,5 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(parse_args, run)
 }

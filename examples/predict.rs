@@ -29,6 +29,8 @@
 //! of the MNIST in `--data` (default `data/mnist`), exactly as stored (28x28 grey, white digit
 //! on black). These are the samples shipped in `examples/data/`.
 
+mod common;
+
 use convnet::data::{Mnist, MNIST_MEAN, MNIST_STD};
 use convnet::io::load_weights;
 use convnet::zoo::lenet5_modern;
@@ -333,18 +335,5 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(parse_args, run)
 }
