@@ -30,6 +30,8 @@ pub mod optim;
 pub mod progress;
 pub mod rng;
 pub mod tensor;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod train;
 pub mod zoo;
 

@@ -82,8 +82,8 @@ impl<T: Float> Layer<T> for AdaptiveAvgPool2d<T> {
 mod tests {
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
-    use crate::layers::max_pool2d::tests::{assert_parity, parity_cases};
     use crate::tensor::from_vec;
+    use crate::testutil::{assert_close, parity, parity_files};
 
     fn configs() -> Vec<(Vec<usize>, [usize; 2])> {
         vec![
@@ -200,9 +200,10 @@ mod tests {
 
     #[test]
     fn matches_pytorch_parity_cases() {
-        let cases = parity_cases("adaptive_avg_pool2d");
-        assert_eq!(cases.len(), 4);
-        for (cfg, t) in cases {
+        let files = parity_files("adaptive_avg_pool2d_");
+        assert_eq!(files.len(), 4);
+        for file in files {
+            let (cfg, t) = parity(&file);
             let o = &cfg["output_size"];
             let out = [
                 o[0].as_u64().unwrap() as usize,
@@ -210,9 +211,9 @@ mod tests {
             ];
             let mut layer = AdaptiveAvgPool2d::new(out).unwrap();
             let y = layer.forward(&t["input"]).unwrap();
-            assert_parity(&format!("{cfg} output"), &y, &t["output"]);
+            assert_close(&format!("{cfg} output"), &y, &t["output"]);
             let dx = layer.backward(&t["grad_output"]).unwrap();
-            assert_parity(&format!("{cfg} grad_input"), &dx, &t["grad_input"]);
+            assert_close(&format!("{cfg} grad_input"), &dx, &t["grad_input"]);
         }
     }
 }

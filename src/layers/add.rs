@@ -71,9 +71,9 @@ impl<T: Float> Merge<T> for Add<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::*;
     use crate::gradcheck::{check_merge, random_tensor, GradCheck};
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn gradient_matches_finite_differences() {
@@ -120,15 +120,15 @@ mod tests {
 
     #[test]
     fn matches_pytorch() {
-        let (_, t) = load("residual_add_000");
+        let (_, t) = parity("residual_add_000");
         let mut add = Add::new();
         assert_close(
+            "output",
             &add.forward(&[&t["input"], &t["input2"]]).unwrap(),
             &t["output"],
-            "output",
         );
         let grads = add.backward(&t["grad_output"]).unwrap();
-        assert_close(&grads[0], &t["grad_input"], "grad_input");
-        assert_close(&grads[1], &t["grad_input2"], "grad_input2");
+        assert_close("grad_input", &grads[0], &t["grad_input"]);
+        assert_close("grad_input2", &grads[1], &t["grad_input2"]);
     }
 }

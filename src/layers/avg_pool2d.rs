@@ -280,7 +280,7 @@ impl<T: Float> Layer<T> for AvgPool2d<T> {
 mod tests {
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
-    use crate::layers::max_pool2d::tests::{assert_parity, parity_cases};
+    use crate::testutil::{assert_close, parity, parity_files};
 
     fn configs() -> Vec<(Vec<usize>, AvgPool2dConfig)> {
         let c = AvgPool2dConfig::new;
@@ -483,9 +483,10 @@ mod tests {
 
     #[test]
     fn matches_pytorch_parity_cases() {
-        let cases = parity_cases("avg_pool2d");
-        assert_eq!(cases.len(), 6);
-        for (cfg, t) in cases {
+        let files = parity_files("avg_pool2d_");
+        assert_eq!(files.len(), 6);
+        for file in files {
+            let (cfg, t) = parity(&file);
             let c = AvgPool2dConfig::new(1)
                 .kernel_hw(pair(&cfg["kernel_size"]))
                 .stride_hw(pair(&cfg["stride"]))
@@ -495,9 +496,9 @@ mod tests {
                 .divisor_override(cfg["divisor_override"].as_u64().map(|d| d as usize));
             let mut layer = AvgPool2d::new(c).unwrap();
             let y = layer.forward(&t["input"]).unwrap();
-            assert_parity(&format!("{cfg} output"), &y, &t["output"]);
+            assert_close(&format!("{cfg} output"), &y, &t["output"]);
             let dx = layer.backward(&t["grad_output"]).unwrap();
-            assert_parity(&format!("{cfg} grad_input"), &dx, &t["grad_input"]);
+            assert_close(&format!("{cfg} grad_input"), &dx, &t["grad_input"]);
         }
     }
 }

@@ -324,9 +324,9 @@ impl<T: Float> BatchNorm2d<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use crate::testutil::{assert_close, parity};
 
     /// Sets weight, bias and running statistics to random values (running_var > 0).
     fn randomize(bn: &mut BatchNorm2d<f64>, seed: u64) {
@@ -572,7 +572,7 @@ mod tests {
     fn matches_pytorch() {
         for i in 0..5 {
             let file = format!("batch_norm2d_{i:03}");
-            let (cfg, t) = load(&file);
+            let (cfg, t) = parity(&file);
             let c = cfg["num_features"].as_u64().unwrap() as usize;
             let config = BatchNorm2dConfig::new(c)
                 .eps(cfg["eps"].as_f64().unwrap())
@@ -587,11 +587,11 @@ mod tests {
             });
             let train = cfg["mode"] == "train";
             bn.set_mode(if train { Mode::Train } else { Mode::Eval });
-            assert_close(&bn.forward(&t["input"]).unwrap(), &t["output"], &file);
+            assert_close(&file, &bn.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                &file,
                 &bn.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                &file,
             );
             let mut grads = Vec::new();
             bn.visit(&mut |name, slot| {
@@ -601,14 +601,14 @@ mod tests {
             });
             assert_eq!(grads.len(), 2);
             for (key, g) in &grads {
-                assert_close(g, &t[key], &format!("{file} {key}"));
+                assert_close(&format!("{file} {key}"), g, &t[key]);
             }
             assert_close(
+                &file,
                 &buffer(&bn, "running_mean"),
                 &t["running_mean_after"],
-                &file,
             );
-            assert_close(&buffer(&bn, "running_var"), &t["running_var_after"], &file);
+            assert_close(&file, &buffer(&bn, "running_var"), &t["running_var_after"]);
             assert_eq!(
                 buffer(&bn, "num_batches_tracked")[[]],
                 if train { 1.0 } else { 0.0 }

@@ -140,9 +140,9 @@ impl<T: Float> Merge<T> for Concat<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::*;
     use crate::gradcheck::{check_merge, random_tensor, GradCheck};
+    use crate::testutil::{assert_close, parity};
     use ndarray::{concatenate, Axis};
 
     #[test]
@@ -220,16 +220,16 @@ mod tests {
     #[test]
     fn matches_pytorch() {
         for file in ["concat_000", "concat_001"] {
-            let (cfg, t) = load(file);
+            let (cfg, t) = parity(file);
             let mut cat = Concat::along(cfg["dim"].as_u64().unwrap() as usize);
             assert_close(
+                file,
                 &cat.forward(&[&t["input"], &t["input2"]]).unwrap(),
                 &t["output"],
-                file,
             );
             let grads = cat.backward(&t["grad_output"]).unwrap();
-            assert_close(&grads[0], &t["grad_input"], file);
-            assert_close(&grads[1], &t["grad_input2"], file);
+            assert_close(file, &grads[0], &t["grad_input"]);
+            assert_close(file, &grads[1], &t["grad_input2"]);
         }
     }
 }

@@ -638,6 +638,7 @@ mod tests {
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
     use crate::tensor::from_vec;
+    use crate::testutil::{assert_close, parity, parity_files};
 
     fn layer(cfg: Conv2dConfig) -> Conv2d<f64> {
         Conv2d::new(cfg).unwrap()
@@ -942,23 +943,10 @@ mod tests {
     /// Every `tests/parity/conv2d_*.safetensors` case, reproduced to 1e-9 relative.
     #[test]
     fn matches_pytorch_parity_cases() {
-        use safetensors::SafeTensors;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                let name = p.file_name().unwrap().to_string_lossy();
-                name.starts_with("conv2d_") && name.ends_with(".safetensors")
-            })
-            .collect();
-        files.sort();
+        let files = parity_files("conv2d_");
         assert!(files.len() >= 10, "found {} conv2d cases", files.len());
-        for path in files {
-            let bytes = std::fs::read(&path).unwrap();
-            let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-            let config = &meta.metadata().as_ref().unwrap()["config"];
-            let c: serde_json::Value = serde_json::from_str(config).unwrap();
+        for case in files {
+            let (c, t) = parity(&case);
             let pair = |k: &str| {
                 [
                     c[k][0].as_u64().unwrap() as usize,
@@ -973,38 +961,19 @@ mod tests {
                 .dilation_hw(pair("dilation"))
                 .groups(num("groups"))
                 .bias(c["bias"].as_bool().unwrap());
-            let st = SafeTensors::deserialize(&bytes).unwrap();
-            let get = |name: &str| -> Option<Tensor<f64>> {
-                let view = st.tensor(name).ok()?;
-                let data = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()));
-                Some(from_vec(view.shape(), data.collect()))
-            };
-            let case = path.file_name().unwrap().to_string_lossy().to_string();
-            let mut conv = Conv2d::from_weights(cfg, get("weight").unwrap(), get("bias")).unwrap();
-            let y = conv.forward(&get("input").unwrap()).unwrap();
-            let dx = conv.backward(&get("grad_output").unwrap()).unwrap();
+            let mut conv =
+                Conv2d::from_weights(cfg, t["weight"].clone(), t.get("bias").cloned()).unwrap();
+            let y = conv.forward(&t["input"]).unwrap();
+            let dx = conv.backward(&t["grad_output"]).unwrap();
             let check = |got: &Tensor<f64>, name: &str| {
-                let want = get(name).unwrap();
-                assert_eq!(got.shape(), want.shape(), "{case} {name}");
-                let scale = 1.0 + want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-                assert!(
-                    err.is_finite() && err <= 1e-9 * scale,
-                    "{case} {name}: max err {err:e}"
-                );
+                assert_close(&format!("{case} {name}"), got, &t[name]);
             };
             check(&y, "output");
             check(&dx, "grad_input");
             check(&conv.weight().grad, "grad_weight");
             match conv.bias() {
                 Some(b) => check(&b.grad, "grad_bias"),
-                None => assert!(get("grad_bias").is_none(), "{case}"),
+                None => assert!(!t.contains_key("grad_bias"), "{case}"),
             }
         }
     }

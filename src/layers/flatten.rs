@@ -106,62 +106,11 @@ impl<T: Float> Layer<T> for Flatten<T> {
     }
 }
 
-/// Loading of the PyTorch parity cases in `tests/parity/`, shared by the tests of this
-/// directory's elementwise, normalisation and merge layers.
-#[cfg(test)]
-pub(super) mod parity_fixture {
-    use crate::tensor::{from_vec, Tensor};
-    use safetensors::SafeTensors;
-    use std::collections::HashMap;
-
-    /// The `config` JSON and every tensor of `tests/parity/<name>.safetensors`.
-    pub fn load(name: &str) -> (serde_json::Value, HashMap<String, Tensor<f64>>) {
-        let path = format!(
-            "{}/tests/parity/{name}.safetensors",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let config = serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(key, view)| {
-                let le = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()));
-                (key, from_vec(view.shape(), le.collect()))
-            })
-            .collect();
-        (config, tensors)
-    }
-
-    /// Asserts `max|got - want| <= 1e-9 · (1 + max|want|)`, equal shapes and finite values.
-    pub fn assert_close(got: &Tensor<f64>, want: &Tensor<f64>, what: &str) {
-        assert_eq!(got.shape(), want.shape(), "{what}: shape");
-        assert!(
-            got.iter().all(|v| v.is_finite()),
-            "{what}: non-finite output"
-        );
-        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(want)
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            err <= 1e-9 * (1.0 + scale),
-            "{what}: max |got - ref| = {err:e} (scale {scale:e})"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::parity_fixture::{assert_close, load};
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn shapes_follow_pytorch() {
@@ -251,17 +200,17 @@ mod tests {
     #[test]
     fn matches_pytorch() {
         for file in ["flatten_000", "flatten_001"] {
-            let (cfg, t) = load(file);
+            let (cfg, t) = parity(file);
             let (start, end) = (
                 cfg["start_dim"].as_u64().unwrap(),
                 cfg["end_dim"].as_i64().unwrap(),
             );
             let mut f = Flatten::with_dims(start as usize, end as isize).unwrap();
-            assert_close(&f.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(file, &f.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                file,
                 &f.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                file,
             );
         }
     }

@@ -76,12 +76,12 @@ impl<T: Float> Layer<T> for LeakyReLU<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::super::ReLU;
     use super::*;
     use crate::error::Error;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
     use crate::tensor::from_vec;
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn gradient_matches_finite_differences() {
@@ -154,13 +154,13 @@ mod tests {
     #[test]
     fn matches_pytorch() {
         for file in ["leaky_relu_000", "leaky_relu_001"] {
-            let (cfg, t) = load(file);
+            let (cfg, t) = parity(file);
             let mut l = LeakyReLU::new(cfg["negative_slope"].as_f64().unwrap());
-            assert_close(&l.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(file, &l.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                file,
                 &l.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                file,
             );
         }
     }
@@ -168,13 +168,13 @@ mod tests {
     #[test]
     fn relu_matches_pytorch() {
         for file in ["relu_000", "relu_001"] {
-            let (_, t) = load(file);
+            let (_, t) = parity(file);
             let mut l = ReLU::new();
-            assert_close(&l.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(file, &l.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                file,
                 &l.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                file,
             );
         }
     }

@@ -184,9 +184,9 @@ fn window_sum<T: Float>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn gradient_matches_finite_differences() {
@@ -308,7 +308,7 @@ mod tests {
     fn matches_pytorch() {
         for i in 0..4 {
             let file = format!("local_response_norm_{i:03}");
-            let (cfg, t) = load(&file);
+            let (cfg, t) = parity(&file);
             let f = |key: &str| cfg[key].as_f64().unwrap();
             let mut l = LocalResponseNorm::new(
                 cfg["size"].as_u64().unwrap() as usize,
@@ -317,11 +317,11 @@ mod tests {
                 f("k"),
             )
             .unwrap();
-            assert_close(&l.forward(&t["input"]).unwrap(), &t["output"], &file);
+            assert_close(&file, &l.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                &file,
                 &l.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                &file,
             );
         }
     }

@@ -62,11 +62,11 @@ impl<T: Float> Layer<T> for LogSoftmax<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::super::Softmax;
     use super::*;
     use crate::error::Error;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn gradient_matches_finite_differences() {
@@ -151,14 +151,14 @@ mod tests {
     #[test]
     fn matches_pytorch() {
         for file in ["log_softmax_000", "log_softmax_001"] {
-            let (cfg, t) = load(file);
+            let (cfg, t) = parity(file);
             assert_eq!(cfg["dim"], 1);
             let mut layer = LogSoftmax::new();
-            assert_close(&layer.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(file, &layer.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                file,
                 &layer.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                file,
             );
         }
     }

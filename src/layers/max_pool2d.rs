@@ -266,11 +266,11 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::gradcheck::{check_layer, GradCheck};
     use crate::rng::Rng64;
-    use std::collections::HashMap;
+    use crate::testutil::{assert_close, parity, parity_files};
 
     /// Distinct values (a scaled random permutation), so no two cells are within 0.1 of each
     /// other and finite differences never cross an argmax change.
@@ -441,52 +441,6 @@ pub(crate) mod tests {
         assert!(layer.backward(&no_ties(&[1, 1, 2, 2], 0)).is_ok());
     }
 
-    type Case = (serde_json::Value, HashMap<String, Tensor<f64>>);
-
-    /// Every `tests/parity/<prefix>_NNN.safetensors`: the config JSON and all tensors.
-    pub(crate) fn parity_cases(prefix: &str) -> Vec<Case> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                let f = p.file_name().unwrap().to_string_lossy();
-                f.starts_with(&format!("{prefix}_")) && f.ends_with(".safetensors")
-            })
-            .collect();
-        files.sort();
-        let load = |path: &std::path::PathBuf| {
-            let bytes = std::fs::read(path).unwrap();
-            let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-            let config =
-                serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
-            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-            let le = |b: &[u8]| f64::from_le_bytes(b.try_into().unwrap());
-            let tensors = st.tensors().into_iter().map(|(k, v)| {
-                let data = v.data().chunks_exact(8).map(le).collect();
-                (k, from_vec(v.shape(), data))
-            });
-            (config, tensors.collect())
-        };
-        files.iter().map(load).collect()
-    }
-
-    /// `max|got - ref| <= 1e-9 (1 + max|ref|)` with identical shapes.
-    pub(crate) fn assert_parity(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
-        assert_eq!(got.shape(), want.shape(), "{what}");
-        let err = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
-        assert!(err <= 1e-9 * (1.0 + scale), "{what}: max err {err:e}");
-        assert!(
-            got.iter().all(|v| v.is_finite()),
-            "{what}: non-finite value"
-        );
-    }
-
     fn pair(v: &serde_json::Value) -> [usize; 2] {
         [
             v[0].as_u64().unwrap() as usize,
@@ -496,9 +450,10 @@ pub(crate) mod tests {
 
     #[test]
     fn matches_pytorch_parity_cases() {
-        let cases = parity_cases("max_pool2d");
-        assert_eq!(cases.len(), 7);
-        for (cfg, t) in cases {
+        let files = parity_files("max_pool2d_");
+        assert_eq!(files.len(), 7);
+        for file in files {
+            let (cfg, t) = parity(&file);
             let c = MaxPool2dConfig::new(1)
                 .kernel_hw(pair(&cfg["kernel_size"]))
                 .stride_hw(pair(&cfg["stride"]))
@@ -507,9 +462,9 @@ pub(crate) mod tests {
                 .ceil_mode(cfg["ceil_mode"].as_bool().unwrap());
             let mut layer = MaxPool2d::new(c).unwrap();
             let y = layer.forward(&t["input"]).unwrap();
-            assert_parity(&format!("{cfg} output"), &y, &t["output"]);
+            assert_close(&format!("{cfg} output"), &y, &t["output"]);
             let dx = layer.backward(&t["grad_output"]).unwrap();
-            assert_parity(&format!("{cfg} grad_input"), &dx, &t["grad_input"]);
+            assert_close(&format!("{cfg} grad_input"), &dx, &t["grad_input"]);
         }
     }
 }

@@ -54,12 +54,12 @@ impl<T: Float> Layer<T> for Sigmoid<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::super::Tanh;
     use super::*;
     use crate::error::Error;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
     use crate::tensor::from_vec;
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn gradient_matches_finite_differences() {
@@ -118,13 +118,13 @@ mod tests {
     #[test]
     fn matches_pytorch() {
         for file in ["sigmoid_000", "sigmoid_001"] {
-            let (_, t) = load(file);
+            let (_, t) = parity(file);
             let mut l = Sigmoid::new();
-            assert_close(&l.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(file, &l.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                file,
                 &l.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                file,
             );
         }
     }
@@ -132,13 +132,13 @@ mod tests {
     #[test]
     fn tanh_matches_pytorch() {
         for file in ["tanh_000", "tanh_001"] {
-            let (_, t) = load(file);
+            let (_, t) = parity(file);
             let mut l = Tanh::new();
-            assert_close(&l.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(file, &l.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                file,
                 &l.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                file,
             );
         }
     }

@@ -107,9 +107,9 @@ pub(crate) fn max_and_sum_exp_dim1<T: Float>(x: &[T], dims: [usize; 3]) -> (Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::super::flatten::parity_fixture::{assert_close, load};
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn gradient_matches_finite_differences() {
@@ -205,14 +205,14 @@ mod tests {
     #[test]
     fn matches_pytorch() {
         for file in ["softmax_000", "softmax_001"] {
-            let (cfg, t) = load(file);
+            let (cfg, t) = parity(file);
             assert_eq!(cfg["dim"], 1);
             let mut layer = Softmax::new();
-            assert_close(&layer.forward(&t["input"]).unwrap(), &t["output"], file);
+            assert_close(file, &layer.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
+                file,
                 &layer.backward(&t["grad_output"]).unwrap(),
                 &t["grad_input"],
-                file,
             );
         }
     }

@@ -349,8 +349,8 @@ adam_optimizer!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::test_util::{assert_close, parity};
     use crate::tensor::from_vec;
+    use crate::testutil::{assert_close, parity};
 
     fn run_case(file: &str, opt: &mut dyn Optimizer<f64>) {
         let (_, t) = parity(file);

@@ -162,46 +162,6 @@ pub(crate) fn split_state_name<'a>(what: &str, name: &'a str) -> Result<(&'a str
 }
 
 #[cfg(test)]
-pub(crate) mod test_util {
-    use crate::tensor::{from_vec, Tensor};
-    use std::collections::HashMap;
-
-    /// Reads a parity case: its config JSON and every tensor (float64).
-    pub fn parity(file: &str) -> (serde_json::Value, HashMap<String, Tensor<f64>>) {
-        let path = format!("{}/tests/parity/{file}", env!("CARGO_MANIFEST_DIR"));
-        let bytes = std::fs::read(&path).unwrap();
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let config = serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let tensors = st
-            .iter()
-            .map(|(name, view)| {
-                let data = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()));
-                (name.to_string(), from_vec(view.shape(), data.collect()))
-            })
-            .collect();
-        (config, tensors)
-    }
-
-    /// `max|got - want| <= 1e-9 · (1 + max|want|)`, the parity tolerance.
-    pub fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
-        assert_eq!(got.shape(), want.shape(), "{what}: shape");
-        let scale = 1.0 + want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-        let err = got
-            .iter()
-            .zip(want)
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            err <= 1e-9 * scale,
-            "{what}: max error {err:e} (scale {scale})"
-        );
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::layers::Linear;

@@ -196,8 +196,8 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::optim::test_util::{assert_close, parity};
     use crate::tensor::from_vec;
+    use crate::testutil::{assert_close, parity};
 
     #[test]
     fn matches_pytorch_parity_cases() {

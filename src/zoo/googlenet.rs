@@ -423,47 +423,11 @@ mod tests {
     use crate::layer::{Layer, Mode, Slot, SlotMut};
     use crate::loss::CrossEntropyLoss;
     use crate::optim::{Optimizer, Sgd, SgdConfig};
-    use crate::tensor::{from_vec, Tensor};
-    use safetensors::SafeTensors;
+    use crate::tensor::Tensor;
+    use crate::testutil::{assert_close, parity};
     use std::collections::HashMap;
 
     type Make = MakeInception<f64>;
-
-    /// The `config` JSON and every tensor of `tests/parity/<name>.safetensors`.
-    fn load(name: &str) -> (serde_json::Value, HashMap<String, Tensor<f64>>) {
-        let path = format!(
-            "{}/tests/parity/{name}.safetensors",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let config = serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(key, view)| {
-                let le = view.data().chunks_exact(8);
-                let data = le.map(|b| f64::from_le_bytes(b.try_into().unwrap()));
-                (key, from_vec(view.shape(), data.collect()))
-            })
-            .collect();
-        (config, tensors)
-    }
-
-    fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
-        assert_eq!(got.shape(), want.shape(), "{what}: shape");
-        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(want)
-            .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
-        assert!(got.iter().all(|v| v.is_finite()), "{what}: non-finite");
-        assert!(
-            err <= 1e-9 * (1.0 + scale),
-            "{what}: max err {err} (scale {scale})"
-        );
-    }
 
     /// Sets every parameter and buffer of `m` from the case's `param.<name>` entries and
     /// checks that no stored entry was left unused.
@@ -507,7 +471,7 @@ mod tests {
     }
 
     fn run_parity(file: &str, make: Make) {
-        let (cfg, t) = load(file);
+        let (cfg, t) = parity(file);
         let mut m = build(&cfg, make);
         load_params(&mut m, &t);
         match cfg.get("mode").and_then(|v| v.as_str()) {
@@ -587,7 +551,7 @@ mod tests {
 
     #[test]
     fn f32_agrees_with_f64() {
-        let (cfg, t) = load("inception_torchvision_001");
+        let (cfg, t) = parity("inception_torchvision_001");
         let mut m64 = build(&cfg, inception_torchvision::<f64>);
         load_params(&mut m64, &t);
         let c = |k: &str| cfg[k].as_u64().unwrap() as usize;

@@ -266,9 +266,7 @@ mod tests {
     use super::*;
     use crate::layer::{Layer, Mode, SlotMut};
     use crate::model::thousands;
-    use crate::tensor::{from_vec, Tensor};
-    use safetensors::SafeTensors;
-    use std::collections::HashMap;
+    use crate::testutil::{assert_close, parity};
 
     type Ctor = fn(usize) -> Result<Sequential<f32>>;
 
@@ -382,41 +380,6 @@ mod tests {
         assert!(b.backward(&input(&[1, 8, 4, 4], 1)).is_err());
     }
 
-    /// The config and tensors of `tests/parity/<name>.safetensors` (little-endian f64).
-    fn parity(name: &str) -> (serde_json::Value, HashMap<String, Tensor<f64>>) {
-        let path = format!(
-            "{}/tests/parity/{name}.safetensors",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let config = meta.metadata().as_ref().unwrap()["config"].clone();
-        let tensors = SafeTensors::deserialize(&bytes)
-            .unwrap()
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                let data = view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                    .collect();
-                (name, from_vec(view.shape(), data))
-            })
-            .collect();
-        (serde_json::from_str(&config).unwrap(), tensors)
-    }
-
-    fn close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
-        assert_eq!(got.shape(), want.shape(), "{what}");
-        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(want)
-            .fold(0.0f64, |m, (g, w)| m.max((g - w).abs()));
-        assert!(err <= 1e-9 * (1.0 + scale), "{what}: error {err:e}");
-    }
-
     /// Loads `param.*`, runs forward and backward, and compares the output, every gradient
     /// and the buffers after the pass with PyTorch's.
     fn check_block(file: &str, mut block: Residual<f64>) {
@@ -439,17 +402,17 @@ mod tests {
             _ => Mode::Eval,
         };
         block.set_mode(mode);
-        close(file, &block.forward(&t["input"]).unwrap(), &t["output"]);
+        assert_close(file, &block.forward(&t["input"]).unwrap(), &t["output"]);
         block.zero_grad();
         let dx = block.backward(&t["grad_output"]).unwrap();
-        close(&format!("{file}: grad_input"), &dx, &t["grad_input"]);
+        assert_close(&format!("{file}: grad_input"), &dx, &t["grad_input"]);
         block.visit(&mut |name, slot| match slot {
-            crate::layer::Slot::Param(p) => close(
+            crate::layer::Slot::Param(p) => assert_close(
                 &format!("{file}: grad.{name}"),
                 &p.grad,
                 &t[&format!("grad.{name}")],
             ),
-            crate::layer::Slot::Buffer(b) => close(
+            crate::layer::Slot::Buffer(b) => assert_close(
                 &format!("{file}: {name} after"),
                 b,
                 &t[&format!("param_after.{name}")],

@@ -1,0 +1,109 @@
+//! Test-only helpers for the PyTorch parity cases in `tests/parity/` (format:
+//! `tests/parity/README.md`), shared by the unit tests of every layer, loss, optimizer and
+//! zoo block.
+
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The directory of the parity cases, `CARGO_MANIFEST_DIR/tests/parity`.
+fn parity_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity")
+}
+
+/// Reads the parity case `file` (`"conv2d_000"` or `"conv2d_000.safetensors"`): its `config`
+/// metadata JSON and every tensor, decoded by [`crate::io::decode_tensors`] as `f64`.
+pub(crate) fn parity(file: &str) -> (serde_json::Value, HashMap<String, Tensor<f64>>) {
+    let name = if file.ends_with(".safetensors") {
+        file.to_string()
+    } else {
+        format!("{file}.safetensors")
+    };
+    let path = parity_dir().join(name);
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{shown}: {e}"));
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .unwrap_or_else(|e| panic!("{shown}: bad header: {e}"));
+    let config = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("config"))
+        .unwrap_or_else(|| panic!("{shown}: no `config` metadata"));
+    let config = serde_json::from_str(config)
+        .unwrap_or_else(|e| panic!("{shown}: `config` is not JSON: {e}"));
+    let tensors = crate::io::decode_tensors::<f64>(&bytes, &shown)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .collect();
+    (config, tensors)
+}
+
+/// The names of every `tests/parity/<prefix>*.safetensors` file, sorted.
+pub(crate) fn parity_files(prefix: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(parity_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with(prefix) && f.ends_with(".safetensors"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Asserts the parity tolerance: equal shapes, only finite values and
+/// `max|got - want| <= 1e-9 · (1 + max|want|)`.
+pub(crate) fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert!(
+        got.iter().all(|v| v.is_finite()),
+        "{what}: non-finite value"
+    );
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err <= 1e-9 * (1.0 + scale),
+        "{what}: max |got - ref| = {err:e} (scale {scale:e})"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::from_vec;
+
+    #[test]
+    fn parity_reads_a_case_with_or_without_the_extension() {
+        let (cfg, t) = parity("flatten_000");
+        assert_eq!(cfg["layer"], "flatten");
+        let (cfg2, t2) = parity("flatten_000.safetensors");
+        assert_eq!(cfg, cfg2);
+        let mut keys: Vec<_> = t.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["grad_input", "grad_output", "input", "output"]);
+        for (k, v) in &t {
+            assert_eq!(v, &t2[k]);
+        }
+        let files = parity_files("flatten_");
+        assert_eq!(
+            files,
+            ["flatten_000.safetensors", "flatten_001.safetensors"]
+        );
+    }
+
+    #[test]
+    fn assert_close_uses_the_parity_tolerance() {
+        let want = from_vec(&[2], vec![1.0, -3.0]);
+        // Allowed error: 1e-9 · (1 + 3) = 4e-9.
+        assert_close("inside", &from_vec(&[2], vec![1.0 + 3.9e-9, -3.0]), &want);
+        for got in [
+            from_vec(&[2], vec![1.0 + 4.1e-9, -3.0]),
+            from_vec(&[2], vec![f64::NAN, -3.0]),
+            from_vec(&[1, 2], vec![1.0, -3.0]),
+        ] {
+            let r = std::panic::catch_unwind(|| assert_close("bad", &got, &want));
+            assert!(r.is_err(), "{got:?} passed");
+        }
+    }
+}
