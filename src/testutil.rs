@@ -1,10 +1,32 @@
-//! Test-only helpers for the PyTorch parity cases in `tests/parity/` (format:
-//! `tests/parity/README.md`), shared by the unit tests of every layer, loss, optimizer and
-//! zoo block.
+//! Test-only helpers shared by the unit tests of every layer, loss, optimizer and zoo block:
+//! the PyTorch parity cases in `tests/parity/` (format: `tests/parity/README.md`) and the
+//! f32-against-f64 comparison.
 
+use crate::layer::Layer;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// Runs `forward(x)` then `backward(grad(output shape))` through an f64 layer and its f32
+/// twin, and asserts that every output and input-gradient element agrees:
+/// `|a64 - a32| <= tol · (1 + |a64|)`.
+pub(crate) fn assert_f32_matches_f64(
+    l64: &mut dyn Layer<f64>,
+    l32: &mut dyn Layer<f32>,
+    x: &Tensor<f64>,
+    grad: impl Fn(&[usize]) -> Tensor<f64>,
+    tol: f64,
+) {
+    let y64 = l64.forward(x).unwrap();
+    let y32 = l32.forward(&x.mapv(|v| v as f32)).unwrap();
+    let g = grad(y64.shape());
+    let dx64 = l64.backward(&g).unwrap();
+    let dx32 = l32.backward(&g.mapv(|v| v as f32)).unwrap();
+    assert_eq!((y64.shape(), dx64.shape()), (y32.shape(), dx32.shape()));
+    for (a, b) in y64.iter().chain(&dx64).zip(y32.iter().chain(&dx32)) {
+        assert!((a - *b as f64).abs() <= tol * (1.0 + a.abs()), "{a} vs {b}");
+    }
+}
 
 /// The directory of the parity cases, `CARGO_MANIFEST_DIR/tests/parity`.
 fn parity_dir() -> PathBuf {

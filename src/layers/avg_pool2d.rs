@@ -280,6 +280,7 @@ impl<T: Float> Layer<T> for AvgPool2d<T> {
 mod tests {
     use super::*;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+    use crate::testutil::assert_f32_matches_f64;
     use crate::testutil::{assert_close, parity, parity_files};
 
     fn configs() -> Vec<(Vec<usize>, AvgPool2dConfig)> {
@@ -335,17 +336,7 @@ mod tests {
                 AvgPool2d::<f64>::new(cfg).unwrap(),
                 AvgPool2d::<f32>::new(cfg).unwrap(),
             );
-            let y64 = l64.forward(&x).unwrap();
-            let y32 = l32.forward(&x.mapv(|v| v as f32)).unwrap();
-            let g = random_tensor(y64.shape(), 99);
-            let dx64 = l64.backward(&g).unwrap();
-            let dx32 = l32.backward(&g.mapv(|v| v as f32)).unwrap();
-            for (a, b) in y64.iter().chain(&dx64).zip(y32.iter().chain(&dx32)) {
-                assert!(
-                    (a - *b as f64).abs() <= 1e-4 * (1.0 + a.abs()),
-                    "{a} vs {b}"
-                );
-            }
+            assert_f32_matches_f64(&mut l64, &mut l32, &x, |s| random_tensor(s, 99), 1e-4);
         }
     }
 

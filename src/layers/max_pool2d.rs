@@ -270,6 +270,7 @@ mod tests {
     use super::*;
     use crate::gradcheck::{check_layer, GradCheck};
     use crate::rng::Rng64;
+    use crate::testutil::assert_f32_matches_f64;
     use crate::testutil::{assert_close, parity, parity_files};
 
     /// Distinct values (a scaled random permutation), so no two cells are within 0.1 of each
@@ -330,17 +331,7 @@ mod tests {
                 MaxPool2d::<f64>::new(cfg).unwrap(),
                 MaxPool2d::<f32>::new(cfg).unwrap(),
             );
-            let y64 = l64.forward(&x).unwrap();
-            let y32 = l32.forward(&x.mapv(|v| v as f32)).unwrap();
-            let g = no_ties(y64.shape(), 99);
-            let dx64 = l64.backward(&g).unwrap();
-            let dx32 = l32.backward(&g.mapv(|v| v as f32)).unwrap();
-            for (a, b) in y64.iter().chain(&dx64).zip(y32.iter().chain(&dx32)) {
-                assert!(
-                    (a - *b as f64).abs() <= 1e-4 * (1.0 + a.abs()),
-                    "{a} vs {b}"
-                );
-            }
+            assert_f32_matches_f64(&mut l64, &mut l32, &x, |s| no_ties(s, 99), 1e-4);
         }
     }
 
