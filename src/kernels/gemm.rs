@@ -30,14 +30,80 @@ pub enum Threads {
     Single,
 }
 
-/// Row-major strides `(row_stride, col_stride)` of `op(X)` for a stored matrix whose `op`
-/// has `cols` columns (and whose stored form has `stored_cols` columns).
-fn strides(op: Op, rows_of_op: usize, cols_of_op: usize) -> (isize, isize) {
-    match op {
-        // op(X) = X stored rows x cols: element (i, j) at i*cols + j.
-        Op::N => (cols_of_op as isize, 1),
-        // op(X) = X^T where X is stored cols x rows: element (i, j) of op(X) at j*rows + i.
-        Op::T => (1, rows_of_op as isize),
+/// A read-only matrix view: element `(i, j)` of a `rows x cols` matrix is
+/// `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major `rows x cols` matrix whose rows start `ld` elements apart (`ld >= cols`).
+    pub fn new(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: ld,
+            col_stride: 1,
+        }
+    }
+
+    /// `op(X)` for a row-major stored `X` (`rows x cols` of `op(X)`), as [`gemm`] takes it.
+    pub fn op(data: &'a [T], op: Op, rows: usize, cols: usize) -> Self {
+        match op {
+            Op::N => Self::new(data, rows, cols, cols),
+            Op::T => Self::new(data, cols, rows, rows).t(),
+        }
+    }
+
+    /// The transpose (a view: no copy).
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// One past the largest index the view reads (0 for an empty matrix).
+    fn extent(&self) -> usize {
+        extent(self.rows, self.cols, self.row_stride, self.col_stride)
+    }
+}
+
+/// A writable matrix view, laid out like [`MatRef::new`].
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    ld: usize,
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A row-major `rows x cols` matrix whose rows start `ld` elements apart (`ld >= cols`).
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            ld,
+        }
+    }
+}
+
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
     }
 }
 
@@ -62,60 +128,90 @@ pub fn gemm<T: Float>(
     accumulate: bool,
     threads: Threads,
 ) {
+    gemm_view(
+        MatRef::op(a, op_a, m, k),
+        MatRef::op(b, op_b, k, n),
+        MatMut::new(c, m, n, n),
+        accumulate,
+        threads,
+    );
+}
+
+/// `C (+)= A · B` on strided views: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`.
+///
+/// # Panics
+/// If the shapes disagree, a view reaches past its slice, or `C`'s rows overlap (`ld < n`):
+/// all internal errors of the caller, checked before the unsafe call.
+pub fn gemm_view<T: Float>(
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_, T>,
+    accumulate: bool,
+    threads: Threads,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
-        a.len() >= m * k,
+        b.rows == k && c.rows == m && c.cols == n,
+        "gemm: shapes {m}x{k} · {}x{n} -> {}x{}",
+        b.rows,
+        c.rows,
+        c.cols
+    );
+    assert!(
+        a.data.len() >= a.extent(),
         "gemm: A has {} elements, needs {}",
-        a.len(),
-        m * k
+        a.data.len(),
+        a.extent()
     );
     assert!(
-        b.len() >= k * n,
+        b.data.len() >= b.extent(),
         "gemm: B has {} elements, needs {}",
-        b.len(),
-        k * n
+        b.data.len(),
+        b.extent()
     );
+    let c_extent = extent(m, n, c.ld, 1);
     assert!(
-        c.len() >= m * n,
-        "gemm: C has {} elements, needs {}",
-        c.len(),
-        m * n
+        c.data.len() >= c_extent && (m <= 1 || c.ld >= n),
+        "gemm: C has {} elements and row stride {}, needs {c_extent} and at least {n}",
+        c.data.len(),
+        c.ld
     );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(T::zero());
+            for row in c.data.chunks_mut(c.ld.max(1)).take(m) {
+                row[..n].fill(T::zero());
+            }
         }
         return;
     }
-    let (a_rs, a_cs) = strides(op_a, m, k);
-    let (b_rs, b_cs) = strides(op_b, k, n);
     let parallelism = match threads {
         Threads::Pool => gemm::Parallelism::Rayon(0),
         Threads::Single => gemm::Parallelism::None,
     };
-    // SAFETY: the asserts above guarantee that `a` holds at least m*k elements, `b` at least
-    // k*n and `c` at least m*n. With the strides chosen by `strides`, the largest offset read
-    // from A is (m-1)*a_rs + (k-1)*a_cs = m*k - 1 in both layouts (likewise k*n - 1 for B), and
-    // the largest offset written in C is (m-1)*n + (n-1) = m*n - 1, so every access is in
-    // bounds. `c` is borrowed mutably, so it cannot alias `a` or `b`. `gemm` dispatches on the
-    // `TypeId` of T, and `Float` is sealed to f32 and f64, both of which it supports.
+    // SAFETY: the asserts above guarantee that every element the views address lies inside
+    // their slices: the largest offset read from A is (m-1)*rs + (k-1)*cs = extent - 1 <
+    // a.data.len() (likewise for B), and the largest offset written in C is (m-1)*ld + n-1 <
+    // c.data.len(). C's rows do not overlap (ld >= n, or a single row), so no element of C is
+    // written twice, and `c` is borrowed mutably, so it cannot alias `a` or `b`. `gemm`
+    // dispatches on the `TypeId` of T, and `Float` is sealed to f32 and f64, both supported.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c.data.as_mut_ptr(),
             1,
-            n as isize,
+            c.ld as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
             T::one(),
             T::one(),
             false,
@@ -230,6 +326,49 @@ mod tests {
             Threads::Pool,
         );
         assert_eq!(c, vec![0.0; 4]);
+    }
+
+    #[test]
+    fn strided_views_match_naive() {
+        // C's rows 7 apart inside a larger buffer; A a 3x4 window of a 5x9 matrix; B transposed.
+        let (m, n, k) = (3, 5, 4);
+        let big_a: Vec<f64> = (0..45).map(|i| (i as f64 * 0.3).sin()).collect();
+        let a: Vec<f64> = (0..m)
+            .flat_map(|i| (0..k).map(move |p| (i, p)))
+            .map(|(i, p)| big_a[i * 9 + 2 + p])
+            .collect();
+        let bt: Vec<f64> = (0..n * k).map(|i| (i as f64 * 0.7).cos()).collect();
+        let want = naive(m, n, k, &a, Op::N, &bt, Op::T);
+        let mut c = vec![9.0; 7 * m];
+        gemm_view(
+            MatRef::new(&big_a[2..], m, k, 9),
+            MatRef::new(&bt, n, k, k).t(),
+            MatMut::new(&mut c, m, n, 7),
+            false,
+            Threads::Single,
+        );
+        for i in 0..m {
+            for j in 0..7 {
+                if j < n {
+                    assert!((c[i * 7 + j] - want[i * n + j]).abs() < 1e-12);
+                } else {
+                    assert_eq!(c[i * 7 + j], 9.0, "padding between rows untouched");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: C has")]
+    fn overlapping_rows_are_refused() {
+        let mut c = vec![0.0f64; 8];
+        gemm_view(
+            MatRef::new(&[1.0; 4], 2, 2, 2),
+            MatRef::new(&[1.0; 4], 2, 2, 2),
+            MatMut::new(&mut c, 2, 2, 1),
+            false,
+            Threads::Single,
+        );
     }
 
     #[test]

@@ -41,24 +41,74 @@ fn valid_range(
     (lo.min(hi), hi)
 }
 
-/// Checks the slice lengths shared by both directions and returns `(C·H·W, rows·OH·OW)`.
-fn lengths(
+/// Which output rows of one image a column block covers, and where they sit in the block's
+/// matrix: output pixel `(oy, ox)` with `oy` in `rows` is column
+/// `offset + (oy - rows.start)·OW + ox` of a matrix whose rows are `ld` elements apart.
+///
+/// The whole image in a matrix of its own is `Block::whole(out_hw)`; several images side by
+/// side (small feature maps batched into one product) use `offset = i·OH·OW`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Output rows `[start, end)` of the image.
+    pub rows: std::ops::Range<usize>,
+    /// Column of the matrix where output row `rows.start` begins.
+    pub offset: usize,
+    /// Distance between the starts of consecutive matrix rows (taps).
+    pub ld: usize,
+}
+
+impl Block {
+    /// Every output pixel of an image, in a matrix of its own.
+    pub fn whole(out_hw: [usize; 2]) -> Self {
+        Block {
+            rows: 0..out_hw[0],
+            offset: 0,
+            ld: out_hw[0] * out_hw[1],
+        }
+    }
+
+    /// The number of matrix columns this image's part covers.
+    pub fn width(&self, out_w: usize) -> usize {
+        self.rows.len() * out_w
+    }
+}
+
+/// Checks the slice lengths shared by both directions and returns the image length.
+fn check_lengths<T>(
+    image: &[T],
+    col: &[T],
     channels: usize,
     in_hw: [usize; 2],
     win: &Window2d,
     out_hw: [usize; 2],
-) -> (usize, usize) {
-    let image = channels * in_hw[0] * in_hw[1];
-    let col = channels * win.h.kernel * win.w.kernel * out_hw[0] * out_hw[1];
+    block: &Block,
+) -> usize {
+    let image_len = channels * in_hw[0] * in_hw[1];
+    let taps = channels * win.h.kernel * win.w.kernel;
     assert!(
         win.h.stride > 0 && win.w.stride > 0,
         "im2col: stride must be at least 1"
     );
     assert!(
-        in_hw[0] * in_hw[1] > 0 && out_hw[0] * out_hw[1] > 0,
+        image_len > 0 && out_hw[0] * out_hw[1] > 0,
         "im2col: empty image or output"
     );
-    (image, col)
+    assert!(
+        block.rows.end <= out_hw[0] && block.offset + block.width(out_hw[1]) <= block.ld,
+        "im2col: block {block:?} does not fit an output of {out_hw:?}"
+    );
+    assert!(
+        image.len() >= image_len,
+        "im2col: image has {} elements, needs {image_len}",
+        image.len()
+    );
+    let col_len = (taps - 1) * block.ld + block.offset + block.width(out_hw[1]);
+    assert!(
+        col.len() >= col_len,
+        "im2col: col has {} elements, needs {col_len}",
+        col.len()
+    );
+    image_len
 }
 
 /// Fills `col[C·kh·kw, OH·OW]` from the image `x[C, H, W]` (every entry is written).
@@ -75,32 +125,42 @@ pub fn im2col<T: Float>(
     out_hw: [usize; 2],
     col: &mut [T],
 ) {
-    let (image_len, col_len) = lengths(channels, in_hw, win, out_hw);
-    assert!(
-        x.len() >= image_len,
-        "im2col: image has {} elements, needs {image_len}",
-        x.len()
-    );
-    assert!(
-        col.len() >= col_len,
-        "im2col: col has {} elements, needs {col_len}",
-        col.len()
-    );
+    im2col_block(x, channels, in_hw, win, out_hw, &Block::whole(out_hw), col);
+}
+
+/// Writes the columns of output rows `block.rows` of image `x[C, H, W]` into `col` at the
+/// place `block` says (every entry of those columns is written, padding as zero).
+///
+/// # Panics
+/// If a slice is shorter than its shape or the block does not fit (a bug in the caller).
+pub fn im2col_block<T: Float>(
+    x: &[T],
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    out_hw: [usize; 2],
+    block: &Block,
+    col: &mut [T],
+) {
+    let image_len = check_lengths(x, col, channels, in_hw, win, out_hw, block);
     let [h, w] = in_hw;
     let [oh, ow] = out_hw;
     let (wh, ww) = (win.h, win.w);
-    let plane = oh * ow;
-    let mut rows = col[..col_len].chunks_exact_mut(plane);
+    let (r0, r1) = (block.rows.start, block.rows.end);
+    let mut tap = 0;
     for xc in x[..image_len].chunks_exact(h * w).take(channels) {
         for i in 0..wh.kernel {
             let (ylo, yhi) = valid_range(i * wh.dilation, wh.padding, wh.stride, h, oh);
+            let (ylo, yhi) = (ylo.clamp(r0, r1), yhi.clamp(r0, r1));
             for j in 0..ww.kernel {
                 let (xlo, xhi) = valid_range(j * ww.dilation, ww.padding, ww.stride, w, ow);
-                let row = rows.next().expect("one row per tap");
-                row[..ylo * ow].fill(T::zero());
-                row[yhi * ow..].fill(T::zero());
+                let start = tap * block.ld + block.offset;
+                tap += 1;
+                let row = &mut col[start..start + block.width(ow)];
+                row[..(ylo - r0) * ow].fill(T::zero());
+                row[(yhi - r0) * ow..].fill(T::zero());
                 for oy in ylo..yhi {
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    let dst = &mut row[(oy - r0) * ow..(oy - r0 + 1) * ow];
                     dst[..xlo].fill(T::zero());
                     dst[xhi..].fill(T::zero());
                     if xlo == xhi {
@@ -137,33 +197,43 @@ pub fn col2im<T: Float>(
     out_hw: [usize; 2],
     dx: &mut [T],
 ) {
-    let (image_len, col_len) = lengths(channels, in_hw, win, out_hw);
-    assert!(
-        dx.len() >= image_len,
-        "col2im: image has {} elements, needs {image_len}",
-        dx.len()
-    );
-    assert!(
-        col.len() >= col_len,
-        "col2im: col has {} elements, needs {col_len}",
-        col.len()
-    );
+    col2im_block(col, channels, in_hw, win, out_hw, &Block::whole(out_hw), dx);
+}
+
+/// The adjoint of [`im2col_block`]: adds the columns of output rows `block.rows`, read from
+/// `col` where `block` says, onto the pixels of `dx[C, H, W]` they came from.
+///
+/// # Panics
+/// If a slice is shorter than its shape or the block does not fit (a bug in the caller).
+pub fn col2im_block<T: Float>(
+    col: &[T],
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    out_hw: [usize; 2],
+    block: &Block,
+    dx: &mut [T],
+) {
+    let image_len = check_lengths(dx, col, channels, in_hw, win, out_hw, block);
     let [h, w] = in_hw;
     let [oh, ow] = out_hw;
     let (wh, ww) = (win.h, win.w);
-    let plane = oh * ow;
-    let mut rows = col[..col_len].chunks_exact(plane);
+    let (r0, r1) = (block.rows.start, block.rows.end);
+    let mut tap = 0;
     for dxc in dx[..image_len].chunks_exact_mut(h * w).take(channels) {
         for i in 0..wh.kernel {
             let (ylo, yhi) = valid_range(i * wh.dilation, wh.padding, wh.stride, h, oh);
+            let (ylo, yhi) = (ylo.clamp(r0, r1), yhi.clamp(r0, r1));
             for j in 0..ww.kernel {
                 let (xlo, xhi) = valid_range(j * ww.dilation, ww.padding, ww.stride, w, ow);
-                let row = rows.next().expect("one row per tap");
+                let start = tap * block.ld + block.offset;
+                tap += 1;
                 if xlo == xhi {
                     continue;
                 }
+                let row = &col[start..start + block.width(ow)];
                 for oy in ylo..yhi {
-                    let src = &row[oy * ow + xlo..oy * ow + xhi];
+                    let src = &row[(oy - r0) * ow + xlo..(oy - r0) * ow + xhi];
                     let iy = oy * wh.stride + i * wh.dilation - wh.padding;
                     let ix = xlo * ww.stride + j * ww.dilation - ww.padding;
                     let dst = &mut dxc[iy * w + ix..(iy + 1) * w];
@@ -334,6 +404,56 @@ mod tests {
             let lhs: f64 = col.iter().zip(&g).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()));
+        }
+    }
+
+    #[test]
+    fn blocks_assemble_the_whole_matrix() {
+        // Two images side by side, each split into two row blocks, give the same columns as
+        // im2col of each image, and col2im of the blocks adds up to col2im of the whole.
+        let mut rng = Rng64::seed(5);
+        for &(c, in_hw, k, s, p, d) in CASES {
+            let win = Window2d::new(k, s, p, d);
+            let out_hw = win.output_hw("test", in_hw, false).unwrap();
+            let (plane, taps) = (out_hw[0] * out_hw[1], c * k[0] * k[1]);
+            let xs: Vec<Vec<f64>> = (0..2)
+                .map(|_| random(c * in_hw[0] * in_hw[1], &mut rng))
+                .collect();
+            let ld = 2 * plane + 3; // room to spare at the end of each row
+            let mut col = vec![f64::NAN; taps * ld];
+            let split = out_hw[0] / 2;
+            for (img, x) in xs.iter().enumerate() {
+                for rows in [0..split, split..out_hw[0]] {
+                    let offset = img * plane + rows.start * out_hw[1];
+                    let block = Block { rows, offset, ld };
+                    im2col_block(x, c, in_hw, &win, out_hw, &block, &mut col);
+                }
+            }
+            for (img, x) in xs.iter().enumerate() {
+                let want = naive_im2col(x, c, in_hw, &win, out_hw);
+                for t in 0..taps {
+                    let got = &col[t * ld + img * plane..t * ld + (img + 1) * plane];
+                    assert_eq!(got, &want[t * plane..(t + 1) * plane], "{k:?} {s:?} {p:?}");
+                }
+            }
+            let g = random(col.len(), &mut rng);
+            for img in 0..2 {
+                let mut whole_g = vec![0.0; taps * plane];
+                for t in 0..taps {
+                    whole_g[t * plane..(t + 1) * plane]
+                        .copy_from_slice(&g[t * ld + img * plane..t * ld + (img + 1) * plane]);
+                }
+                let want = naive_col2im(&whole_g, c, in_hw, &win, out_hw);
+                let mut dx = vec![0.0; want.len()];
+                for rows in [0..split, split..out_hw[0]] {
+                    let offset = img * plane + rows.start * out_hw[1];
+                    let block = Block { rows, offset, ld };
+                    col2im_block(&g, c, in_hw, &win, out_hw, &block, &mut dx);
+                }
+                for (a, b) in dx.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-12);
+                }
+            }
         }
     }
 

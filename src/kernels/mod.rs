@@ -4,8 +4,11 @@
 //! slice lengths are asserted (a failed assert is a bug in the calling layer, never a
 //! consequence of user input).
 
+pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod im2col;
 pub mod norm;
 pub mod pool;
+pub mod winograd;
+pub mod workspace;

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 /// `Σ f(a[i], b[i])` with eight accumulators (vectorisable, unlike a single running sum).
 #[inline]
-fn lane_sum<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+pub(crate) fn lane_sum<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
     let mut acc = [T::zero(); 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());

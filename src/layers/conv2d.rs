@@ -2,11 +2,9 @@ use super::{cached, expect_nchw, expect_shape};
 use crate::error::{Error, Result};
 use crate::geometry::Window2d;
 use crate::init::{layer_rng, Init};
-use crate::kernels::gemm::{gemm, Op, Threads};
-use crate::kernels::im2col::{col2im, im2col};
+use crate::kernels::conv::{self, ChannelOp, ConvGeom};
 use crate::layer::{Layer, Param, Slot, SlotMut};
 use crate::tensor::{contiguous, zeros, Float, Tensor};
-use rayon::prelude::*;
 
 /// How to build a [`Conv2d`]: channels, per-axis window, groups, bias and initialisation.
 ///
@@ -288,7 +286,7 @@ impl<T: Float> Conv2d<T> {
     }
 
     /// Checks an input shape and works out every size the kernels need.
-    fn plan(&self, shape: &[usize]) -> Result<Plan> {
+    fn plan(&self, shape: &[usize]) -> Result<ConvGeom> {
         let name = self.cfg.name();
         let [n, _, h, w] = expect_nchw(&name, shape, Some(self.cfg.in_channels))?;
         if h == 0 || w == 0 {
@@ -320,187 +318,15 @@ impl<T: Float> Conv2d<T> {
         let win = self.cfg.window();
         let out_hw = win.output_hw(&name, [h, w], false)?;
         let groups = self.cfg.groups;
-        let cin_g = self.cfg.in_channels / groups;
-        let identity =
-            self.cfg.kernel == [1, 1] && self.cfg.stride == [1, 1] && self.cfg.padding == [0, 0];
-        Ok(Plan {
+        Ok(ConvGeom {
             n,
+            groups,
+            cin_g: self.cfg.in_channels / groups,
+            cout_g: self.cfg.out_channels / groups,
             in_hw: [h, w],
             out_hw,
             win,
-            groups,
-            cin_g,
-            cout_g: self.cfg.out_channels / groups,
-            taps: cin_g * self.cfg.kernel[0] * self.cfg.kernel[1],
-            pixels: out_hw[0] * out_hw[1],
-            identity,
-            threads: if n == 1 {
-                Threads::Pool
-            } else {
-                Threads::Single
-            },
         })
-    }
-}
-
-/// Sizes of one convolution call, shared by forward and backward.
-struct Plan {
-    n: usize,
-    in_hw: [usize; 2],
-    out_hw: [usize; 2],
-    win: Window2d,
-    groups: usize,
-    cin_g: usize,
-    cout_g: usize,
-    /// Rows of a group's column matrix: `C_in/G · kh · kw`.
-    taps: usize,
-    /// Columns of a group's column matrix: `OH · OW`.
-    pixels: usize,
-    /// 1x1, stride 1, no padding: the image is its own column matrix.
-    identity: bool,
-    threads: Threads,
-}
-
-impl Plan {
-    fn image_len(&self) -> usize {
-        self.groups * self.cin_g * self.in_hw[0] * self.in_hw[1]
-    }
-    fn group_image_len(&self) -> usize {
-        self.cin_g * self.in_hw[0] * self.in_hw[1]
-    }
-    fn out_len(&self) -> usize {
-        self.groups * self.cout_g * self.pixels
-    }
-    fn col_len(&self) -> usize {
-        if self.identity {
-            0
-        } else {
-            self.taps * self.pixels
-        }
-    }
-    fn output_shape(&self) -> Vec<usize> {
-        vec![
-            self.n,
-            self.groups * self.cout_g,
-            self.out_hw[0],
-            self.out_hw[1],
-        ]
-    }
-
-    /// The column matrix of group `g` of one image: a view of the image for the identity
-    /// case, otherwise im2col into `buf`.
-    fn columns<'a, T: Float>(&self, x: &'a [T], g: usize, buf: &'a mut [T]) -> &'a [T] {
-        let xg = &x[g * self.group_image_len()..(g + 1) * self.group_image_len()];
-        if self.identity {
-            xg
-        } else {
-            im2col(xg, self.cin_g, self.in_hw, &self.win, self.out_hw, buf);
-            buf
-        }
-    }
-
-    /// `y = W · im2col(x) + b` for one image.
-    fn forward_image<T: Float>(
-        &self,
-        w: &[T],
-        b: Option<&[T]>,
-        x: &[T],
-        y: &mut [T],
-        col: &mut [T],
-    ) {
-        let (wg_len, yg_len) = (self.cout_g * self.taps, self.cout_g * self.pixels);
-        for g in 0..self.groups {
-            let cols = self.columns(x, g, col);
-            let wg = &w[g * wg_len..(g + 1) * wg_len];
-            let yg = &mut y[g * yg_len..(g + 1) * yg_len];
-            gemm(
-                self.cout_g,
-                self.pixels,
-                self.taps,
-                wg,
-                Op::N,
-                cols,
-                Op::N,
-                yg,
-                false,
-                self.threads,
-            );
-        }
-        if let Some(b) = b {
-            for (row, &bo) in y.chunks_exact_mut(self.pixels).zip(b) {
-                row.iter_mut().for_each(|v| *v += bo);
-            }
-        }
-    }
-
-    /// `dW += dY · colᵀ`, `db += Σ dY`, `dx = col2im(Wᵀ · dY)` for one image.
-    #[allow(clippy::too_many_arguments)]
-    fn backward_image<T: Float>(
-        &self,
-        w: &[T],
-        x: &[T],
-        dy: &[T],
-        dx: &mut [T],
-        dw: &mut [T],
-        db: &mut [T],
-        col: &mut [T],
-        dcol: &mut [T],
-    ) {
-        let (wg_len, yg_len, xg_len) = (
-            self.cout_g * self.taps,
-            self.cout_g * self.pixels,
-            self.group_image_len(),
-        );
-        for g in 0..self.groups {
-            let cols = self.columns(x, g, col);
-            let wg = &w[g * wg_len..(g + 1) * wg_len];
-            let dyg = &dy[g * yg_len..(g + 1) * yg_len];
-            let dxg = &mut dx[g * xg_len..(g + 1) * xg_len];
-            let dwg = &mut dw[g * wg_len..(g + 1) * wg_len];
-            gemm(
-                self.cout_g,
-                self.taps,
-                self.pixels,
-                dyg,
-                Op::N,
-                cols,
-                Op::T,
-                dwg,
-                true,
-                self.threads,
-            );
-            if self.identity {
-                gemm(
-                    self.taps,
-                    self.pixels,
-                    self.cout_g,
-                    wg,
-                    Op::T,
-                    dyg,
-                    Op::N,
-                    dxg,
-                    false,
-                    self.threads,
-                );
-            } else {
-                gemm(
-                    self.taps,
-                    self.pixels,
-                    self.cout_g,
-                    wg,
-                    Op::T,
-                    dyg,
-                    Op::N,
-                    dcol,
-                    false,
-                    self.threads,
-                );
-                col2im(dcol, self.cin_g, self.in_hw, &self.win, self.out_hw, dxg);
-            }
-        }
-        for (row, d) in dy.chunks_exact(self.pixels).zip(db.iter_mut()) {
-            *d += row.iter().copied().sum::<T>();
-        }
     }
 }
 
@@ -551,13 +377,11 @@ impl<T: Float> Layer<T> for Conv2d<T> {
         let w = contiguous(&self.weight.value);
         let b = self.bias.as_ref().map(|b| contiguous(&b.value));
         let mut y = zeros(&plan.output_shape());
-        let ys = y.as_slice_mut().expect("fresh tensor");
-        ys.par_chunks_mut(plan.out_len())
-            .zip(xs.par_chunks(plan.image_len()))
-            .for_each_init(
-                || vec![T::zero(); plan.col_len()],
-                |col, (y_n, x_n)| plan.forward_image(&w, b.as_deref(), x_n, y_n, col),
-            );
+        let op = ChannelOp {
+            shift: b.as_deref(),
+            ..ChannelOp::default()
+        };
+        conv::forward(&plan, xs, &w, &op, y.as_slice_mut().expect("fresh tensor"));
         self.input = Some(x);
         Ok(y)
     }
@@ -568,53 +392,22 @@ impl<T: Float> Layer<T> for Conv2d<T> {
         let plan = self.plan(x.shape())?;
         expect_shape(&name, &plan.output_shape(), grad_output.shape())?;
         let dy = grad_output.as_standard_layout();
-        let (xs, dys) = (
-            x.as_slice().expect("cached standard"),
-            dy.as_slice().expect("standard"),
-        );
         let w = contiguous(&self.weight.value);
         let mut dx = zeros(x.shape());
-        if plan.n == 0 {
-            return Ok(dx);
-        }
-        // Fixed chunks of consecutive images, one per thread, each with its own dW/db; the
-        // partial sums are added in chunk order so results do not depend on scheduling.
-        let per = plan.n.div_ceil(rayon::current_num_threads().max(1));
-        let db_len = if self.bias.is_some() {
-            self.cfg.out_channels
-        } else {
-            0
-        };
-        let dxs = dx.as_slice_mut().expect("fresh tensor");
-        let partials: Vec<(Vec<T>, Vec<T>)> = dxs
-            .par_chunks_mut(per * plan.image_len())
-            .zip(xs.par_chunks(per * plan.image_len()))
-            .zip(dys.par_chunks(per * plan.out_len()))
-            .map(|((dx_c, x_c), dy_c)| {
-                let mut dw = vec![T::zero(); w.len()];
-                let mut db = vec![T::zero(); db_len];
-                let mut col = vec![T::zero(); plan.col_len()];
-                let mut dcol = vec![T::zero(); plan.col_len()];
-                let images = dx_c
-                    .chunks_exact_mut(plan.image_len())
-                    .zip(x_c.chunks_exact(plan.image_len()))
-                    .zip(dy_c.chunks_exact(plan.out_len()));
-                for ((dx_n, x_n), dy_n) in images {
-                    plan.backward_image(&w, x_n, dy_n, dx_n, &mut dw, &mut db, &mut col, &mut dcol);
-                }
-                (dw, db)
-            })
-            .collect();
-        for (dw, db) in &partials {
+        conv::backward(
+            &plan,
+            x.as_slice().expect("cached standard"),
+            &w,
+            dy.as_slice().expect("standard"),
+            dx.as_slice_mut().expect("fresh tensor"),
             self.weight
                 .grad
-                .iter_mut()
-                .zip(dw)
-                .for_each(|(g, d)| *g += *d);
-            if let Some(bias) = &mut self.bias {
-                bias.grad.iter_mut().zip(db).for_each(|(g, d)| *g += *d);
-            }
-        }
+                .as_slice_mut()
+                .expect("weight grad is standard"),
+            self.bias
+                .as_mut()
+                .map(|b| b.grad.as_slice_mut().expect("bias grad is standard")),
+        );
         Ok(dx)
     }
 
@@ -693,6 +486,17 @@ mod tests {
                 Conv2dConfig::new(3, 5, 5).stride(2).padding(2),
                 [5, 3, 9, 11],
             ),
+            // Enough channels for the Winograd path (forward and data gradient), pad 0, 1, 2;
+            // odd sizes so that the last 4x4 tiles are cut off.
+            (Conv2dConfig::new(16, 16, 3).padding(1), [2, 16, 7, 6]),
+            (Conv2dConfig::new(16, 17, 3).bias(false), [1, 16, 6, 9]),
+            (Conv2dConfig::new(17, 16, 3).padding(2), [3, 17, 5, 5]),
+            // Small maps batched across images (several images per product).
+            (
+                Conv2dConfig::new(4, 6, 3).padding(1).stride(2),
+                [9, 4, 5, 5],
+            ),
+            (Conv2dConfig::new(6, 5, 1), [11, 6, 3, 3]),
         ]
     }
 

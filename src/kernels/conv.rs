@@ -1,0 +1,651 @@
+//! Convolution as column blocks times a weight matrix (im2col + GEMM), forward and backward.
+//!
+//! For each group `g` the weight `W_g` is a `[C_out/G, C_in/G·kh·kw]` matrix and the image's
+//! columns form a `[C_in/G·kh·kw, OH·OW]` matrix (see [`super::im2col`]):
+//!
+//! ```text
+//! forward:   Y_g  = W_g · col_g                  then the per-channel epilogue (bias, BN, ReLU)
+//! backward:  dW_g += dY_g · col_gᵀ,   db += Σ_pixels dY,   dX_g = col2im(W_gᵀ · dY_g)
+//! ```
+//!
+//! The columns are never built for a whole batch at once. The batch is cut into *tasks*:
+//! one image per task when its output is large (the image's rows are then cut into blocks
+//! whose columns fit a few MiB), or several whole images side by side when the output is
+//! small (ResNet's 14x14 and 7x7 stages), so that every product is wide enough to run near
+//! the GEMM's peak. Tasks run in parallel; a lone task uses the GEMM's own threads instead.
+//! Column buffers come from [`super::workspace`], so steady-state calls allocate only their
+//! outputs. A 1x1 stride-1 unpadded convolution of a single image reads the image itself as
+//! its column matrix.
+
+use super::gemm::{gemm_view, MatMut, MatRef, Threads};
+use super::im2col::{col2im_block, im2col_block, Block};
+use super::norm::lane_sum;
+use super::winograd::{self, WinogradGeom};
+use super::workspace;
+use crate::geometry::Window2d;
+use crate::tensor::Float;
+use rayon::prelude::*;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A product narrower than this many columns runs well below the GEMM's peak: smaller
+/// outputs are batched across images.
+const TARGET_COLS: usize = 512;
+/// Elements of one column block (4 MiB of f32): large enough for long products, small enough
+/// to stay in the last-level cache.
+const BLOCK_ELEMS: usize = 1 << 20;
+/// Winograd's transforms cost about as much per channel as a few taps of the product: below
+/// this many input and output channels im2col + GEMM is as fast.
+const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+static WINOGRAD: AtomicBool = AtomicBool::new(true);
+
+/// Turns the Winograd path for 3x3 stride-1 convolutions on (the default) or off.
+///
+/// Winograd F(4x4, 3x3) does a quarter of the multiplications but rounds differently: in f32
+/// its results differ from direct convolution by about 1e-6 relative (measured in this
+/// module's tests). Turn it off to get im2col + GEMM everywhere.
+pub fn set_winograd(enabled: bool) {
+    WINOGRAD.store(enabled, Ordering::Relaxed);
+}
+
+/// The sizes of one convolution call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvGeom {
+    /// Images in the batch.
+    pub n: usize,
+    /// Channel groups.
+    pub groups: usize,
+    /// Input channels per group.
+    pub cin_g: usize,
+    /// Output channels per group.
+    pub cout_g: usize,
+    /// Input `[H, W]`.
+    pub in_hw: [usize; 2],
+    /// Output `[OH, OW]`.
+    pub out_hw: [usize; 2],
+    /// Kernel, stride, padding and dilation.
+    pub win: Window2d,
+}
+
+impl ConvGeom {
+    /// Rows of a group's column matrix: `C_in/G · kh · kw`.
+    pub fn taps(&self) -> usize {
+        self.cin_g * self.win.h.kernel * self.win.w.kernel
+    }
+    /// Output pixels per channel, `OH · OW`.
+    pub fn plane(&self) -> usize {
+        self.out_hw[0] * self.out_hw[1]
+    }
+    /// Elements of one input image.
+    pub fn image_len(&self) -> usize {
+        self.groups * self.cin_g * self.in_hw[0] * self.in_hw[1]
+    }
+    /// Elements of one output image.
+    pub fn out_len(&self) -> usize {
+        self.groups * self.cout_g * self.plane()
+    }
+    /// `[N, C_out, OH, OW]`.
+    pub fn output_shape(&self) -> Vec<usize> {
+        vec![
+            self.n,
+            self.groups * self.cout_g,
+            self.out_hw[0],
+            self.out_hw[1],
+        ]
+    }
+    /// Elements of one group's weight matrix.
+    fn weight_len(&self) -> usize {
+        self.cout_g * self.taps()
+    }
+    /// 1x1, stride 1, no padding: the image is its own column matrix.
+    fn identity(&self) -> bool {
+        let (h, w) = (self.win.h, self.win.w);
+        h.kernel == 1
+            && w.kernel == 1
+            && h.stride == 1
+            && w.stride == 1
+            && h.padding == 0
+            && w.padding == 0
+    }
+
+    /// The Winograd geometry when this is a 3x3, stride-1, undilated, ungrouped convolution
+    /// with enough channels for the transforms to pay (see [`super::winograd`]).
+    pub fn winograd(&self) -> Option<WinogradGeom> {
+        let (h, w) = (self.win.h, self.win.w);
+        let fits = [h, w]
+            .iter()
+            .all(|a| a.kernel == 3 && a.stride == 1 && a.dilation == 1 && a.padding <= 2);
+        (fits
+            && self.groups == 1
+            && self.cin_g >= WINOGRAD_MIN_CHANNELS
+            && self.cout_g >= WINOGRAD_MIN_CHANNELS)
+            .then_some(WinogradGeom {
+                n: self.n,
+                cin: self.cin_g,
+                cout: self.cout_g,
+                in_hw: self.in_hw,
+                padding: [h.padding, w.padding],
+            })
+    }
+
+    /// Splits the batch into tasks of consecutive images (sizes differ by at most one).
+    fn tasks(&self) -> Vec<Range<usize>> {
+        let threads = rayon::current_num_threads().max(1);
+        let (plane, taps) = (self.plane().max(1), self.taps().max(1));
+        let mut count = if plane >= TARGET_COLS {
+            self.n
+        } else {
+            // Enough columns per product, and columns of several images within the budget.
+            let by_width = self.n * plane / TARGET_COLS;
+            let by_budget = (self.n * plane * taps).div_ceil(4 * BLOCK_ELEMS);
+            let wanted = by_width.max(by_budget).min(self.n);
+            if wanted >= threads {
+                wanted - wanted % threads
+            } else {
+                by_budget.clamp(1, self.n)
+            }
+        };
+        count = count.clamp(1, self.n.max(1));
+        let (base, extra) = (self.n / count, self.n % count);
+        let mut start = 0;
+        (0..count)
+            .map(|t| {
+                let len = base + usize::from(t < extra);
+                start += len;
+                start - len..start
+            })
+            .collect()
+    }
+
+    /// The column blocks of a task: row blocks of its one image, or its whole images.
+    fn blocks(&self, images: &Range<usize>) -> Vec<Range<usize>> {
+        let [oh, ow] = self.out_hw;
+        if images.len() > 1 || self.identity() {
+            return std::iter::once(0..oh).collect();
+        }
+        let rows = (BLOCK_ELEMS / (self.taps() * ow).max(1)).clamp(1, oh);
+        let count = oh.div_ceil(rows);
+        let rows = oh.div_ceil(count);
+        (0..count)
+            .map(|b| b * rows..((b + 1) * rows).min(oh))
+            .collect()
+    }
+}
+
+/// A per-output-channel map applied to each output as it is written:
+/// `y = act(scale[c] · acc + shift[c])`, where `act` is the identity or a ReLU.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChannelOp<'a, T> {
+    /// Per-channel factor (1 when absent).
+    pub scale: Option<&'a [T]>,
+    /// Per-channel offset, e.g. the bias (0 when absent).
+    pub shift: Option<&'a [T]>,
+    /// Whether a ReLU follows (NaN stays NaN).
+    pub relu: bool,
+}
+
+impl<T: Float> ChannelOp<'_, T> {
+    /// Applies the map of channel `channel` to `values` in place.
+    pub fn apply(&self, channel: usize, values: &mut [T]) {
+        let s = self.scale.map(|s| s[channel]);
+        let b = self.shift.map_or(T::zero(), |b| b[channel]);
+        match (s, self.relu) {
+            (None, false) if self.shift.is_none() => {}
+            (None, false) => values.iter_mut().for_each(|v| *v += b),
+            (Some(s), false) => values.iter_mut().for_each(|v| *v = *v * s + b),
+            (s, true) => {
+                let s = s.unwrap_or(T::one());
+                values.iter_mut().for_each(|v| {
+                    let t = *v * s + b;
+                    // `t < 0` is false for NaN, which therefore passes through.
+                    *v = if t < T::zero() { T::zero() } else { t };
+                })
+            }
+        }
+    }
+}
+
+/// Splits `data` into consecutive pieces of `lens[i] * unit` elements.
+fn split_mut<'a, T>(mut data: &'a mut [T], lens: &[usize], unit: usize) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let (head, tail) = data.split_at_mut(len * unit);
+        out.push(head);
+        data = tail;
+    }
+    out
+}
+
+/// `y = op(W · im2col(x))` for a whole batch: `x[N, C_in, H, W]`, `w[C_out, C_in/G, kh, kw]`,
+/// `y[N, C_out, OH, OW]` (every element written).
+///
+/// # Panics
+/// If a slice is shorter than `geom` says (a bug in the caller).
+pub fn forward<T: Float>(geom: &ConvGeom, x: &[T], w: &[T], op: &ChannelOp<'_, T>, y: &mut [T]) {
+    forward_with(geom, x, w, op, y, WINOGRAD.load(Ordering::Relaxed));
+}
+
+/// [`forward`] with Winograd allowed or not (tests compare the two paths without touching the
+/// process-wide switch).
+fn forward_with<T: Float>(
+    geom: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    op: &ChannelOp<'_, T>,
+    y: &mut [T],
+    allow_winograd: bool,
+) {
+    assert!(x.len() >= geom.n * geom.image_len() && y.len() >= geom.n * geom.out_len());
+    assert!(w.len() >= geom.groups * geom.weight_len());
+    if geom.n == 0 || geom.out_len() == 0 {
+        return;
+    }
+    if let Some(wg) = geom.winograd().filter(|_| allow_winograd) {
+        winograd::forward(&wg, x, w, op, y);
+        return;
+    }
+    let tasks = geom.tasks();
+    let threads = if tasks.len() == 1 {
+        Threads::Pool
+    } else {
+        Threads::Single
+    };
+    let lens: Vec<usize> = tasks.iter().map(|t| t.len()).collect();
+    let ys = split_mut(&mut y[..geom.n * geom.out_len()], &lens, geom.out_len());
+    tasks.par_iter().zip(ys).for_each(|(images, y_task)| {
+        let x_task = &x[images.start * geom.image_len()..images.end * geom.image_len()];
+        forward_task(geom, x_task, images.len(), w, op, y_task, threads);
+    });
+}
+
+fn forward_task<T: Float>(
+    geom: &ConvGeom,
+    x: &[T],
+    images: usize,
+    w: &[T],
+    op: &ChannelOp<'_, T>,
+    y: &mut [T],
+    threads: Threads,
+) {
+    let (plane, taps, ow) = (geom.plane(), geom.taps(), geom.out_hw[1]);
+    let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
+    let group_out = geom.cout_g * plane;
+    for g in 0..geom.groups {
+        let wg = MatRef::new(&w[g * geom.weight_len()..], geom.cout_g, taps, taps);
+        for rows in geom.blocks(&(0..images)) {
+            let block_cols = rows.len() * ow;
+            if images == 1 {
+                // Write straight into the image's output rows.
+                let x_g = &x[g * group_in..(g + 1) * group_in];
+                let y_g = &mut y[g * group_out + rows.start * ow..];
+                let col = (!geom.identity()).then(|| {
+                    let mut col = workspace::take::<T>(taps * block_cols);
+                    let block = Block {
+                        rows: rows.clone(),
+                        offset: 0,
+                        ld: block_cols,
+                    };
+                    im2col_block(
+                        x_g,
+                        geom.cin_g,
+                        geom.in_hw,
+                        &geom.win,
+                        geom.out_hw,
+                        &block,
+                        &mut col,
+                    );
+                    col
+                });
+                let b = match &col {
+                    None => MatRef::new(&x_g[rows.start * ow..], taps, block_cols, plane),
+                    Some(col) => MatRef::new(&col[..], taps, block_cols, block_cols),
+                };
+                gemm_view(
+                    wg,
+                    b,
+                    MatMut::new(y_g, geom.cout_g, block_cols, plane),
+                    false,
+                    threads,
+                );
+                for o in 0..geom.cout_g {
+                    op.apply(
+                        g * geom.cout_g + o,
+                        &mut y_g[o * plane..o * plane + block_cols],
+                    );
+                }
+            } else {
+                // Several whole images side by side, then scattered to NCHW.
+                let ld = images * plane;
+                let mut col = workspace::take::<T>(taps * ld);
+                for i in 0..images {
+                    let x_i = &x[i * geom.image_len() + g * group_in..][..group_in];
+                    let block = Block {
+                        rows: 0..geom.out_hw[0],
+                        offset: i * plane,
+                        ld,
+                    };
+                    im2col_block(
+                        x_i,
+                        geom.cin_g,
+                        geom.in_hw,
+                        &geom.win,
+                        geom.out_hw,
+                        &block,
+                        &mut col,
+                    );
+                }
+                let mut out = workspace::take::<T>(geom.cout_g * ld);
+                gemm_view(
+                    wg,
+                    MatRef::new(&col, taps, ld, ld),
+                    MatMut::new(&mut out, geom.cout_g, ld, ld),
+                    false,
+                    threads,
+                );
+                for i in 0..images {
+                    for o in 0..geom.cout_g {
+                        let dst = &mut y[i * geom.out_len() + g * group_out + o * plane..][..plane];
+                        dst.copy_from_slice(&out[o * ld + i * plane..][..plane]);
+                        op.apply(g * geom.cout_g + o, dst);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gradients of [`forward`] without epilogue: `dw += Σ dY·colᵀ`, `db += Σ dY` (when given) and
+/// `dx = col2im(Wᵀ · dY)` (every element of `dx` written).
+///
+/// The weight gradient is summed per fixed run of tasks and the runs are added in order, so
+/// the result does not depend on scheduling (only on the thread count).
+///
+/// # Panics
+/// If a slice is shorter than `geom` says (a bug in the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Float>(
+    geom: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) {
+    let (n, image_len, out_len) = (geom.n, geom.image_len(), geom.out_len());
+    assert!(x.len() >= n * image_len && dx.len() >= n * image_len && dy.len() >= n * out_len);
+    assert!(
+        w.len() >= geom.groups * geom.weight_len() && dw.len() >= geom.groups * geom.weight_len()
+    );
+    if n == 0 || out_len == 0 {
+        dx[..n * image_len].fill(T::zero());
+        return;
+    }
+    let wino = geom.winograd().filter(|_| WINOGRAD.load(Ordering::Relaxed));
+    let tasks = geom.tasks();
+    let threads = rayon::current_num_threads().max(1);
+    let gemm_threads = if tasks.len() == 1 {
+        Threads::Pool
+    } else {
+        Threads::Single
+    };
+    // Fixed runs of consecutive tasks, one per thread.
+    let per_run = tasks.len().div_ceil(threads);
+    let runs: Vec<&[Range<usize>]> = tasks.chunks(per_run).collect();
+    let run_lens: Vec<usize> = runs
+        .iter()
+        .map(|r| r.iter().map(|t| t.len()).sum())
+        .collect();
+    let dxs = split_mut(&mut dx[..n * image_len], &run_lens, image_len);
+    let (w_len, db_len) = (
+        geom.groups * geom.weight_len(),
+        db.as_ref().map_or(0, |d| d.len()),
+    );
+    let partials: Vec<(workspace::Workspace<T>, workspace::Workspace<T>)> = runs
+        .par_iter()
+        .zip(dxs)
+        .map(|(run, dx_run)| {
+            let mut dw_run = workspace::take::<T>(w_len).zeroed();
+            let mut db_run = workspace::take::<T>(db_len).zeroed();
+            let first = run[0].start;
+            for images in run.iter() {
+                let xs = &x[images.start * image_len..images.end * image_len];
+                let dys = &dy[images.start * out_len..images.end * out_len];
+                let dxt = &mut dx_run
+                    [(images.start - first) * image_len..(images.end - first) * image_len];
+                backward_task(
+                    geom,
+                    xs,
+                    images.len(),
+                    w,
+                    dys,
+                    dxt,
+                    &mut dw_run,
+                    &mut db_run,
+                    gemm_threads,
+                    wino.is_none(),
+                );
+            }
+            (dw_run, db_run)
+        })
+        .collect();
+    if let Some(wg) = wino {
+        // dX = conv3x3(dY, flipped Wᵀ) at padding 2 - p, by Winograd as well.
+        let mut flipped = workspace::take::<T>(w_len);
+        winograd::flip_kernel(w, wg.cout, wg.cin, &mut flipped);
+        let data_geom = WinogradGeom {
+            n,
+            cin: wg.cout,
+            cout: wg.cin,
+            in_hw: geom.out_hw,
+            padding: [2 - wg.padding[0], 2 - wg.padding[1]],
+        };
+        winograd::forward(
+            &data_geom,
+            dy,
+            &flipped,
+            &ChannelOp::default(),
+            &mut dx[..n * image_len],
+        );
+    }
+    let dw = &mut dw[..w_len];
+    let mut db = db;
+    for (dw_run, db_run) in &partials {
+        dw.iter_mut().zip(dw_run.iter()).for_each(|(g, d)| *g += *d);
+        if let Some(db) = db.as_deref_mut() {
+            db.iter_mut().zip(db_run.iter()).for_each(|(g, d)| *g += *d);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_task<T: Float>(
+    geom: &ConvGeom,
+    x: &[T],
+    images: usize,
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    db: &mut [T],
+    threads: Threads,
+    want_dx: bool,
+) {
+    let (plane, taps, ow) = (geom.plane(), geom.taps(), geom.out_hw[1]);
+    let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
+    let group_out = geom.cout_g * plane;
+    if want_dx {
+        dx.fill(T::zero());
+    }
+    for g in 0..geom.groups {
+        let w_g = &w[g * geom.weight_len()..][..geom.weight_len()];
+        let wt = MatRef::new(w_g, geom.cout_g, taps, taps).t();
+        let dw_g = &mut dw[g * geom.weight_len()..][..geom.weight_len()];
+        for rows in geom.blocks(&(0..images)) {
+            let r0 = rows.start * ow;
+            let cols = rows.len() * ow * images;
+            // The block's output gradient as a [C_out/G, cols] matrix: a view of dY for a
+            // single image, gathered side by side for several.
+            let dy_buf = (images > 1).then(|| {
+                let mut buf = workspace::take::<T>(geom.cout_g * cols);
+                for i in 0..images {
+                    for o in 0..geom.cout_g {
+                        buf[o * cols + i * plane..][..plane].copy_from_slice(
+                            &dy[i * geom.out_len() + g * group_out + o * plane..][..plane],
+                        );
+                    }
+                }
+                buf
+            });
+            let (dyb, dy_ld) = match &dy_buf {
+                None => (&dy[g * group_out + r0..], plane),
+                Some(buf) => (&buf[..], cols),
+            };
+            let dyb = MatRef::new(dyb, geom.cout_g, cols, dy_ld);
+            if !db.is_empty() {
+                for o in 0..geom.cout_g {
+                    let row = match &dy_buf {
+                        None => &dy[g * group_out + o * plane + r0..][..cols],
+                        Some(buf) => &buf[o * cols..][..cols],
+                    };
+                    db[g * geom.cout_g + o] += lane_sum(row, row, |v, _| v);
+                }
+            }
+            // Columns of x for this block (a view of x for a single 1x1 image).
+            let col_buf = (images > 1 || !geom.identity()).then(|| {
+                let mut buf = workspace::take::<T>(taps * cols);
+                for i in 0..images {
+                    let block = Block {
+                        rows: rows.clone(),
+                        offset: i * plane,
+                        ld: cols,
+                    };
+                    let x_i = &x[i * geom.image_len() + g * group_in..][..group_in];
+                    im2col_block(
+                        x_i,
+                        geom.cin_g,
+                        geom.in_hw,
+                        &geom.win,
+                        geom.out_hw,
+                        &block,
+                        &mut buf,
+                    );
+                }
+                buf
+            });
+            let col = match &col_buf {
+                None => MatRef::new(&x[g * group_in + r0..], taps, cols, plane),
+                Some(buf) => MatRef::new(&buf[..], taps, cols, cols),
+            };
+            gemm_view(
+                dyb,
+                col.t(),
+                MatMut::new(dw_g, geom.cout_g, taps, taps),
+                true,
+                threads,
+            );
+            drop(col_buf);
+            if !want_dx {
+                continue;
+            }
+            // dX: Wᵀ · dY, written straight into dx for a single 1x1 image, else col2im.
+            if images == 1 && geom.identity() {
+                let dst = MatMut::new(&mut dx[g * group_in + r0..], taps, cols, plane);
+                gemm_view(wt, dyb, dst, false, threads);
+            } else {
+                let mut dcol = workspace::take::<T>(taps * cols);
+                gemm_view(
+                    wt,
+                    dyb,
+                    MatMut::new(&mut dcol, taps, cols, cols),
+                    false,
+                    threads,
+                );
+                for i in 0..images {
+                    let block = Block {
+                        rows: rows.clone(),
+                        offset: i * plane,
+                        ld: cols,
+                    };
+                    let dx_i = &mut dx[i * geom.image_len() + g * group_in..][..group_in];
+                    col2im_block(
+                        &dcol,
+                        geom.cin_g,
+                        geom.in_hw,
+                        &geom.win,
+                        geom.out_hw,
+                        &block,
+                        dx_i,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng64;
+
+    fn geom(n: usize, cin: usize, cout: usize, hw: usize, pad: usize) -> ConvGeom {
+        let win = Window2d::new([3, 3], [1, 1], [pad, pad], [1, 1]);
+        let out_hw = win.output_hw("test", [hw, hw], false).unwrap();
+        ConvGeom {
+            n,
+            groups: 1,
+            cin_g: cin,
+            cout_g: cout,
+            in_hw: [hw, hw],
+            out_hw,
+            win,
+        }
+    }
+
+    #[test]
+    fn winograd_and_im2col_agree_with_the_epilogue() {
+        let mut rng = Rng64::seed(9);
+        for g in [
+            geom(3, 16, 24, 11, 1),
+            geom(2, 32, 16, 6, 0),
+            geom(1, 16, 16, 9, 2),
+        ] {
+            assert!(g.winograd().is_some());
+            let x: Vec<f64> = (0..g.n * g.image_len())
+                .map(|_| rng.uniform() - 0.5)
+                .collect();
+            let w: Vec<f64> = (0..g.cout_g * g.taps())
+                .map(|_| rng.uniform() - 0.5)
+                .collect();
+            let scale: Vec<f64> = (0..g.cout_g).map(|_| rng.uniform() + 0.5).collect();
+            let shift: Vec<f64> = (0..g.cout_g).map(|_| rng.uniform() - 0.5).collect();
+            let op = ChannelOp {
+                scale: Some(&scale),
+                shift: Some(&shift),
+                relu: true,
+            };
+            let mut a = vec![f64::NAN; g.n * g.out_len()];
+            let mut b = vec![f64::NAN; g.n * g.out_len()];
+            forward_with(&g, &x, &w, &op, &mut a, true);
+            forward_with(&g, &x, &w, &op, &mut b, false);
+            assert!(a.contains(&0.0) && a.iter().any(|&v| v > 0.0));
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn tasks_cover_the_batch_in_order() {
+        for (n, hw) in [(1, 3), (8, 7), (8, 14), (64, 10), (5, 56), (3, 1)] {
+            let g = geom(n, 4, 4, hw, 1);
+            let tasks = g.tasks();
+            assert_eq!(tasks.first().unwrap().start, 0);
+            assert_eq!(tasks.last().unwrap().end, n);
+            assert!(tasks
+                .windows(2)
+                .all(|w| w[0].end == w[1].start && !w[0].is_empty()));
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! Winograd convolution F(4x4, 3x3) for 3x3 kernels at stride 1 (Lavin and Gray, 2016).
+//!
+//! A 4x4 tile of output needs a 6x6 tile of input. With the constant matrices `Bᵀ` (6x6),
+//! `G` (6x3) and `Aᵀ` (4x6), the tile of output channel `o` is
+//!
+//! ```text
+//! Y_o = Aᵀ [ Σ_c (G W_oc Gᵀ) ⊙ (Bᵀ X_c B) ] A
+//! ```
+//!
+//! The sum over `c` at each of the 36 positions `ξ` of the 6x6 transformed tile is a matrix
+//! product: `M_ξ[o, t] = Σ_c U_ξ[o, c] · V_ξ[c, t]` over all tiles `t`. That is 36 products
+//! of `[C_out x C_in] · [C_in x tiles]` where direct convolution needs the work of 144: four
+//! times fewer multiplications (the transforms are additions and a few scalings).
+//!
+//! The data gradient of a 3x3 stride-1 convolution with padding `p` is itself one: the
+//! output gradient convolved with the flipped, channel-transposed kernel at padding `2 - p`
+//! ([`flip_kernel`]). The weight gradient stays with im2col (see [`super::conv`]).
+
+use super::conv::ChannelOp;
+use super::gemm::{gemm_view, MatMut, MatRef, Threads};
+use super::workspace;
+use crate::tensor::Float;
+use rayon::prelude::*;
+
+/// Elements of the transformed input and output held at once (16 MiB of f32 each).
+const CHUNK_ELEMS: usize = 1 << 22;
+
+/// The sizes of one 3x3 stride-1 convolution call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WinogradGeom {
+    /// Images.
+    pub n: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Input `[H, W]`.
+    pub in_hw: [usize; 2],
+    /// Zero padding `[ph, pw]`.
+    pub padding: [usize; 2],
+}
+
+impl WinogradGeom {
+    /// Output `[OH, OW] = [H + 2ph - 2, W + 2pw - 2]`.
+    pub fn out_hw(&self) -> [usize; 2] {
+        [
+            self.in_hw[0] + 2 * self.padding[0] - 2,
+            self.in_hw[1] + 2 * self.padding[1] - 2,
+        ]
+    }
+    /// Tiles per image `[rows, cols]`.
+    fn tiles_hw(&self) -> [usize; 2] {
+        let [oh, ow] = self.out_hw();
+        [oh.div_ceil(4), ow.div_ceil(4)]
+    }
+}
+
+/// `Bᵀ d` along one axis of a 6-vector (read with stride `s`).
+#[inline(always)]
+fn input_1d<T: Float>(d: [T; 6]) -> [T; 6] {
+    let (two, four, five) = (T::of(2.0), T::of(4.0), T::of(5.0));
+    [
+        four * d[0] - five * d[2] + d[4],
+        -four * (d[1] + d[2]) + d[3] + d[4],
+        four * (d[1] - d[2]) - d[3] + d[4],
+        two * (d[3] - d[1]) - d[2] + d[4],
+        two * (d[1] - d[3]) - d[2] + d[4],
+        four * d[1] - five * d[3] + d[5],
+    ]
+}
+
+/// `Aᵀ m` along one axis: 6 values to 4.
+#[inline(always)]
+fn output_1d<T: Float>(m: [T; 6]) -> [T; 4] {
+    let (a, b) = (m[1] + m[2], m[1] - m[2]);
+    let (c, d) = (m[3] + m[4], m[3] - m[4]);
+    let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
+    [
+        m[0] + a + c,
+        b + two * d,
+        a + four * c,
+        b + eight * d + m[5],
+    ]
+}
+
+/// `G g` along one axis: 3 values to 6.
+#[inline(always)]
+fn kernel_1d<T: Float>(g: [T; 3]) -> [T; 6] {
+    let (q, s, t) = (T::of(0.25), T::of(1.0 / 6.0), T::of(1.0 / 12.0));
+    let u = T::of(1.0 / 24.0);
+    [
+        q * g[0],
+        -s * (g[0] + g[1] + g[2]),
+        -s * (g[0] - g[1] + g[2]),
+        u * g[0] + t * g[1] + s * g[2],
+        u * g[0] - t * g[1] + s * g[2],
+        g[2],
+    ]
+}
+
+/// `U[ξ][o][c] = (G w[o][c] Gᵀ)[ξ]` for a weight `w[C_out, C_in, 3, 3]`.
+fn transform_kernel<T: Float>(w: &[T], cout: usize, cin: usize, u: &mut [T]) {
+    let rows = split_strided(&mut u[..36 * cout * cin], 36, cout, cin);
+    rows.into_par_iter()
+        .zip(w.par_chunks(cin * 9))
+        .for_each(|(mut u_o, w_o)| {
+            for (c, g) in w_o.chunks_exact(9).enumerate() {
+                let mut tmp = [[T::zero(); 3]; 6];
+                for j in 0..3 {
+                    let col = kernel_1d([g[j], g[3 + j], g[6 + j]]);
+                    for i in 0..6 {
+                        tmp[i][j] = col[i];
+                    }
+                }
+                for (i, row) in tmp.iter().enumerate() {
+                    let r = kernel_1d(*row);
+                    for (j, &v) in r.iter().enumerate() {
+                        u_o.set(i * 6 + j, c, v);
+                    }
+                }
+            }
+        });
+}
+
+/// The kernel of the data gradient: `w'[c][o][i][j] = w[o][c][2 - i][2 - j]`.
+pub fn flip_kernel<T: Float>(w: &[T], cout: usize, cin: usize, out: &mut [T]) {
+    for o in 0..cout {
+        for c in 0..cin {
+            let src = &w[(o * cin + c) * 9..][..9];
+            let dst = &mut out[(c * cout + o) * 9..][..9];
+            for k in 0..9 {
+                dst[k] = src[8 - k];
+            }
+        }
+    }
+}
+
+/// `y = op(conv3x3(x, w))` at stride 1 with the geometry's padding: `x[N, C_in, H, W]`,
+/// `w[C_out, C_in, 3, 3]`, `y[N, C_out, OH, OW]` (every element written).
+///
+/// # Panics
+/// If a slice is shorter than `geom` says (an internal error in the caller, which checked
+/// the geometry: `H + 2·ph >= 3` and `W + 2·pw >= 3`).
+pub fn forward<T: Float>(
+    geom: &WinogradGeom,
+    x: &[T],
+    w: &[T],
+    op: &ChannelOp<'_, T>,
+    y: &mut [T],
+) {
+    let chunk = CHUNK_ELEMS / (36 * geom.cin.max(geom.cout).max(1));
+    forward_chunked(geom, x, w, op, y, chunk);
+}
+
+/// Where tile `t` of a batch lies: image, tile row, tile column.
+#[derive(Clone, Copy)]
+struct Tiles {
+    th: usize,
+    tw: usize,
+}
+
+impl Tiles {
+    #[inline(always)]
+    fn locate(&self, t: usize) -> (usize, usize, usize) {
+        let per_image = self.th * self.tw;
+        let rest = t % per_image;
+        (t / per_image, rest / self.tw, rest % self.tw)
+    }
+}
+
+/// [`forward`] with at most `chunk` tiles (across images) transformed at once.
+fn forward_chunked<T: Float>(
+    geom: &WinogradGeom,
+    x: &[T],
+    w: &[T],
+    op: &ChannelOp<'_, T>,
+    y: &mut [T],
+    chunk: usize,
+) {
+    let [h, wd] = geom.in_hw;
+    let [oh, ow] = geom.out_hw();
+    let (cin, cout) = (geom.cin, geom.cout);
+    assert!(
+        x.len() >= geom.n * cin * h * wd,
+        "winograd: input too short"
+    );
+    assert!(
+        y.len() >= geom.n * cout * oh * ow,
+        "winograd: output too short"
+    );
+    assert!(w.len() >= cout * cin * 9, "winograd: weight too short");
+    if geom.n == 0 || oh == 0 || ow == 0 {
+        return;
+    }
+    let mut u = workspace::take::<T>(36 * cout * cin);
+    transform_kernel(w, cout, cin, &mut u);
+
+    let [th, tw] = geom.tiles_hw();
+    let tiles = Tiles { th, tw };
+    let total = geom.n * th * tw;
+    let ld = chunk.clamp(1, total);
+    let mut v = workspace::take::<T>(36 * cin * ld);
+    let mut m = workspace::take::<T>(36 * cout * ld);
+    let y_image = cout * oh * ow;
+
+    let mut start = 0;
+    while start < total {
+        let len = ld.min(total - start);
+        // V[ξ][c][t] = (Bᵀ X_c,t B)[ξ], one input channel per task.
+        split_strided(&mut v[..36 * cin * ld], 36, cin, ld)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(c, mut v_c)| {
+                let mut d = workspace::take::<T>(72 * len);
+                let (d, e) = d.split_at_mut(36 * len);
+                // d[i·6 + j][t] = padded x[4ty + i - ph][4tx + j - pw]
+                for t in 0..len {
+                    let (img, ty, tx) = tiles.locate(start + t);
+                    let xc = &x[(img * cin + c) * h * wd..][..h * wd];
+                    gather_tile(xc, geom, ty, tx, |k, val| d[k * len + t] = val);
+                }
+                // Bᵀ down each tile's columns, then along its rows.
+                for j in 0..6 {
+                    let inp: [&[T]; 6] = std::array::from_fn(|i| &d[(i * 6 + j) * len..][..len]);
+                    let mut out = split6(e, j, len);
+                    transform_rows(&mut out, inp, input_1d);
+                }
+                for i in 0..6 {
+                    let inp: [&[T]; 6] = std::array::from_fn(|j| &e[(i * 6 + j) * len..][..len]);
+                    let mut out: [&mut [T]; 6] = v_c.row_group(i * 6, 0..len);
+                    transform_rows(&mut out, inp, input_1d);
+                }
+            });
+        // M_ξ = U_ξ · V_ξ, 36 independent products.
+        let (u_ref, v_ref) = (&u, &v);
+        m[..36 * cout * ld]
+            .par_chunks_mut(cout * ld)
+            .enumerate()
+            .for_each(|(xi, m_xi)| {
+                gemm_view(
+                    MatRef::new(&u_ref[xi * cout * cin..], cout, cin, cin),
+                    MatRef::new(&v_ref[xi * cin * ld..], cin, len, ld),
+                    MatMut::new(m_xi, cout, len, ld),
+                    false,
+                    Threads::Single,
+                );
+            });
+        // Y = Aᵀ M A per tile, cropped at the image's edge, then the epilogue; one output
+        // channel per task.
+        let m_ref = &m;
+        let (img0, img1) = (start / (th * tw), (start + len - 1) / (th * tw));
+        let y_chunk = &mut y[img0 * y_image..(img1 + 1) * y_image];
+        split_channels(y_chunk, img1 + 1 - img0, cout, oh * ow)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(o, mut y_o)| {
+                let mut buf = workspace::take::<T>(40 * len);
+                let (f, r) = buf.split_at_mut(24 * len);
+                // Aᵀ along each tile's rows (j), then down its columns (i).
+                for i in 0..6 {
+                    let inp: [&[T]; 6] =
+                        std::array::from_fn(|j| &m_ref[((i * 6 + j) * cout + o) * ld..][..len]);
+                    let mut out: [&mut [T]; 4] =
+                        split4(&mut f[i * 4 * len..(i + 1) * 4 * len], len);
+                    transform_rows(&mut out, inp, output_1d);
+                }
+                for k in 0..4 {
+                    let inp: [&[T]; 6] = std::array::from_fn(|i| &f[(i * 4 + k) * len..][..len]);
+                    let mut out = split4_strided(r, k, len);
+                    transform_rows(&mut out, inp, output_1d);
+                }
+                // r[row·4 + col][t] -> y, cropped.
+                for t in 0..len {
+                    let (img, ty, tx) = tiles.locate(start + t);
+                    let plane = y_o.image(img - img0);
+                    let rows = 4.min(oh - ty * 4);
+                    let cols = 4.min(ow - tx * 4);
+                    for row in 0..rows {
+                        let dst = &mut plane[(ty * 4 + row) * ow + tx * 4..][..cols];
+                        for (col, v) in dst.iter_mut().enumerate() {
+                            *v = r[(row * 4 + col) * len + t];
+                        }
+                        op.apply(o, dst);
+                    }
+                }
+            });
+        start += len;
+    }
+}
+
+/// Calls `put(i·6 + j, value)` for the 6x6 input tile at tile row `ty`, column `tx` of one
+/// channel (zero outside the image).
+#[inline(always)]
+fn gather_tile<T: Float>(
+    xc: &[T],
+    geom: &WinogradGeom,
+    ty: usize,
+    tx: usize,
+    mut put: impl FnMut(usize, T),
+) {
+    let [h, wd] = geom.in_hw;
+    let (y0, x0) = (
+        (ty * 4) as isize - geom.padding[0] as isize,
+        (tx * 4) as isize - geom.padding[1] as isize,
+    );
+    let inside = y0 >= 0 && x0 >= 0 && y0 as usize + 6 <= h && x0 as usize + 6 <= wd;
+    if inside {
+        let (y0, x0) = (y0 as usize, x0 as usize);
+        for i in 0..6 {
+            let row = &xc[(y0 + i) * wd + x0..][..6];
+            for (j, &v) in row.iter().enumerate() {
+                put(i * 6 + j, v);
+            }
+        }
+    } else {
+        for i in 0..6 {
+            let iy = y0 + i as isize;
+            for j in 0..6 {
+                let ix = x0 + j as isize;
+                let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                    xc[iy as usize * wd + ix as usize]
+                } else {
+                    T::zero()
+                };
+                put(i * 6 + j, v);
+            }
+        }
+    }
+}
+
+/// `out[k][t] = f(inp[0][t], …, inp[5][t])[k]` for every `t`: a 1-D transform applied to
+/// many tiles at once, one vector loop.
+#[inline(always)]
+fn transform_rows<T: Float, const K: usize>(
+    out: &mut [&mut [T]; K],
+    inp: [&[T]; 6],
+    f: impl Fn([T; 6]) -> [T; K],
+) {
+    let n = out[0].len();
+    let inp: [&[T]; 6] = std::array::from_fn(|i| &inp[i][..n]);
+    for t in 0..n {
+        let r = f([
+            inp[0][t], inp[1][t], inp[2][t], inp[3][t], inp[4][t], inp[5][t],
+        ]);
+        for k in 0..K {
+            out[k][t] = r[k];
+        }
+    }
+}
+
+/// The six rows `i·6 + j` (`i = 0..6`) of a `[36][len]` buffer.
+fn split6<T>(buf: &mut [T], j: usize, len: usize) -> [&mut [T]; 6] {
+    let mut rows: Vec<&mut [T]> = buf
+        .chunks_exact_mut(len)
+        .skip(j)
+        .step_by(6)
+        .take(6)
+        .collect();
+    std::array::from_fn(|_| rows.remove(0))
+}
+
+/// Four consecutive rows of `len`.
+fn split4<T>(buf: &mut [T], len: usize) -> [&mut [T]; 4] {
+    let mut rows: Vec<&mut [T]> = buf.chunks_exact_mut(len).take(4).collect();
+    std::array::from_fn(|_| rows.remove(0))
+}
+
+/// The four rows `r·4 + k` (`r = 0..4`) of a `[16][len]` buffer.
+fn split4_strided<T>(buf: &mut [T], k: usize, len: usize) -> [&mut [T]; 4] {
+    let mut rows: Vec<&mut [T]> = buf
+        .chunks_exact_mut(len)
+        .skip(k)
+        .step_by(4)
+        .take(4)
+        .collect();
+    std::array::from_fn(|_| rows.remove(0))
+}
+
+/// The 36 rows `[ξ][c][..]` of channel `c` of a `[36][channels][ld]` buffer, one handle per
+/// channel so that channels can be filled in parallel.
+fn split_strided<T>(
+    buf: &mut [T],
+    planes: usize,
+    channels: usize,
+    ld: usize,
+) -> Vec<Strided<'_, T>> {
+    let mut per_channel: Vec<Vec<&mut [T]>> =
+        (0..channels).map(|_| Vec::with_capacity(planes)).collect();
+    for plane in buf.chunks_mut(channels * ld).take(planes) {
+        for (c, row) in plane.chunks_mut(ld).enumerate() {
+            per_channel[c].push(row);
+        }
+    }
+    per_channel
+        .into_iter()
+        .map(|rows| Strided { rows })
+        .collect()
+}
+
+/// One channel's rows across the 36 planes.
+struct Strided<'a, T> {
+    rows: Vec<&'a mut [T]>,
+}
+
+impl<T> Strided<'_, T> {
+    #[inline(always)]
+    fn set(&mut self, plane: usize, t: usize, value: T) {
+        self.rows[plane][t] = value;
+    }
+
+    /// Columns `cols` of the six rows `first .. first + 6`.
+    fn row_group(&mut self, first: usize, cols: std::ops::Range<usize>) -> [&mut [T]; 6] {
+        let mut rows: Vec<&mut [T]> = self.rows[first..first + 6]
+            .iter_mut()
+            .map(|r| &mut r[cols.clone()])
+            .collect();
+        std::array::from_fn(|_| rows.remove(0))
+    }
+}
+
+/// One output channel's planes across a run of images of `y[images][channels][plane]`.
+struct ChannelPlanes<'a, T> {
+    planes: Vec<&'a mut [T]>,
+}
+
+impl<T> ChannelPlanes<'_, T> {
+    fn image(&mut self, i: usize) -> &mut [T] {
+        self.planes[i]
+    }
+}
+
+fn split_channels<T>(
+    y: &mut [T],
+    images: usize,
+    channels: usize,
+    plane: usize,
+) -> Vec<ChannelPlanes<'_, T>> {
+    let mut per_channel: Vec<Vec<&mut [T]>> =
+        (0..channels).map(|_| Vec::with_capacity(images)).collect();
+    for image in y.chunks_mut(channels * plane).take(images) {
+        for (c, p) in image.chunks_mut(plane).enumerate() {
+            per_channel[c].push(p);
+        }
+    }
+    per_channel
+        .into_iter()
+        .map(|planes| ChannelPlanes { planes })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng64;
+
+    /// Direct 3x3 stride-1 convolution by definition.
+    fn direct(g: &WinogradGeom, x: &[f64], w: &[f64]) -> Vec<f64> {
+        let [h, wd] = g.in_hw;
+        let [oh, ow] = g.out_hw();
+        let mut y = vec![0.0; g.n * g.cout * oh * ow];
+        for n in 0..g.n {
+            for o in 0..g.cout {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = 0.0;
+                        for c in 0..g.cin {
+                            for i in 0..3 {
+                                for j in 0..3 {
+                                    let iy = (oy + i) as isize - g.padding[0] as isize;
+                                    let ix = (ox + j) as isize - g.padding[1] as isize;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
+                                    {
+                                        s += x[((n * g.cin + c) * h + iy as usize) * wd
+                                            + ix as usize]
+                                            * w[((o * g.cin + c) * 3 + i) * 3 + j];
+                                    }
+                                }
+                            }
+                        }
+                        y[((n * g.cout + o) * oh + oy) * ow + ox] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn random(n: usize, rng: &mut Rng64) -> Vec<f64> {
+        (0..n).map(|_| rng.uniform() * 2.0 - 1.0).collect()
+    }
+
+    const GEOMS: &[WinogradGeom] = &[
+        WinogradGeom {
+            n: 2,
+            cin: 3,
+            cout: 5,
+            in_hw: [9, 7],
+            padding: [1, 1],
+        },
+        WinogradGeom {
+            n: 1,
+            cin: 4,
+            cout: 2,
+            in_hw: [4, 4],
+            padding: [1, 1],
+        },
+        WinogradGeom {
+            n: 3,
+            cin: 2,
+            cout: 3,
+            in_hw: [6, 11],
+            padding: [0, 2],
+        },
+        WinogradGeom {
+            n: 1,
+            cin: 1,
+            cout: 1,
+            in_hw: [3, 3],
+            padding: [0, 0],
+        },
+        WinogradGeom {
+            n: 2,
+            cin: 6,
+            cout: 4,
+            in_hw: [1, 2],
+            padding: [2, 2],
+        },
+        WinogradGeom {
+            n: 2,
+            cin: 5,
+            cout: 7,
+            in_hw: [14, 14],
+            padding: [1, 0],
+        },
+    ];
+
+    #[test]
+    fn matches_direct_convolution_in_f64() {
+        let mut rng = Rng64::seed(21);
+        for g in GEOMS {
+            let x = random(g.n * g.cin * g.in_hw[0] * g.in_hw[1], &mut rng);
+            let w = random(g.cout * g.cin * 9, &mut rng);
+            let want = direct(g, &x, &w);
+            let mut y = vec![f64::NAN; want.len()];
+            forward(g, &x, &w, &ChannelOp::default(), &mut y);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "{g:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn f32_error_stays_small_on_a_resnet_sized_layer() {
+        // 64 -> 64 channels on 14x14 (pad 1): the f32 Winograd result against f64 direct.
+        let mut rng = Rng64::seed(4);
+        let g = WinogradGeom {
+            n: 1,
+            cin: 64,
+            cout: 64,
+            in_hw: [14, 14],
+            padding: [1, 1],
+        };
+        let x = random(64 * 196, &mut rng);
+        let w: Vec<f64> = random(64 * 64 * 9, &mut rng)
+            .iter()
+            .map(|v| v / 24.0)
+            .collect();
+        let want = direct(&g, &x, &w);
+        let (x32, w32): (Vec<f32>, Vec<f32>) = (
+            x.iter().map(|&v| v as f32).collect(),
+            w.iter().map(|&v| v as f32).collect(),
+        );
+        let mut y = vec![0f32; want.len()];
+        forward(&g, &x32, &w32, &ChannelOp::default(), &mut y);
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = y
+            .iter()
+            .zip(&want)
+            .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
+        assert!(err / scale < 1e-5, "relative error {}", err / scale);
+    }
+
+    #[test]
+    fn flipped_kernel_gives_the_data_gradient() {
+        // <conv(x, w), dy> = <x, conv(dy, flip(w), 2 - p)> for pad 0, 1, 2.
+        let mut rng = Rng64::seed(8);
+        for p in 0..3 {
+            let g = WinogradGeom {
+                n: 2,
+                cin: 3,
+                cout: 4,
+                in_hw: [7, 6],
+                padding: [p, p],
+            };
+            let [oh, ow] = g.out_hw();
+            let x = random(g.n * g.cin * 42, &mut rng);
+            let w = random(g.cout * g.cin * 9, &mut rng);
+            let dy = random(g.n * g.cout * oh * ow, &mut rng);
+            let y = direct(&g, &x, &w);
+            let mut wf = vec![0.0; w.len()];
+            flip_kernel(&w, g.cout, g.cin, &mut wf);
+            let gb = WinogradGeom {
+                n: 2,
+                cin: 4,
+                cout: 3,
+                in_hw: [oh, ow],
+                padding: [2 - p, 2 - p],
+            };
+            assert_eq!(gb.out_hw(), g.in_hw);
+            let mut dx = vec![0.0; x.len()];
+            forward(&gb, &dy, &wf, &ChannelOp::default(), &mut dx);
+            let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "pad {p}");
+        }
+    }
+
+    #[test]
+    fn chunks_smaller_than_the_batch_give_the_same_result() {
+        // Chunks that end inside an image, one tile at a time, and all tiles at once.
+        let mut rng = Rng64::seed(2);
+        let g = WinogradGeom {
+            n: 3,
+            cin: 1,
+            cout: 1,
+            in_hw: [40, 40],
+            padding: [1, 1],
+        };
+        let x = random(3 * 1600, &mut rng);
+        let w = random(9, &mut rng);
+        let want = direct(&g, &x, &w);
+        for chunk in [1, 7, 100, 401] {
+            let mut y = vec![f64::NAN; want.len()];
+            forward_chunked(&g, &x, &w, &ChannelOp::default(), &mut y, chunk);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "chunk {chunk}");
+            }
+        }
+    }
+}
