@@ -4,7 +4,7 @@ use crate::geometry::Window2d;
 use crate::init::{layer_rng, Init};
 use crate::kernels::gemm::{gemm, Op, Threads};
 use crate::kernels::im2col::{col2im, im2col};
-use crate::layer::{Layer, Param, Slot, SlotMut};
+use crate::layer::{Epilogue, Layer, Param, Slot, SlotMut};
 use crate::tensor::{contiguous, zeros, Float, Tensor};
 use rayon::prelude::*;
 
@@ -343,6 +343,27 @@ impl<T: Float> Conv2d<T> {
     }
 }
 
+impl<T: Float> Conv2d<T> {
+    /// `y = epilogues(W · im2col(x) + b)` for the images of `x` (contiguous, shaped as `plan`
+    /// says), in parallel over images.
+    fn compute(&self, plan: &Plan, x: &[T], epilogues: &[Epilogue<T>]) -> Result<Tensor<T>> {
+        let w = contiguous(&self.weight.value);
+        let b = self.bias.as_ref().map(|b| contiguous(&b.value));
+        let mut y = zeros(&plan.output_shape());
+        let ys = y.as_slice_mut().expect("fresh tensor");
+        ys.par_chunks_mut(plan.out_len())
+            .zip(x.par_chunks(plan.image_len()))
+            .try_for_each_init(
+                || vec![T::zero(); plan.col_len()],
+                |col, (y_n, x_n)| {
+                    plan.forward_image(&w, b.as_deref(), x_n, y_n, col);
+                    epilogues.iter().try_for_each(|e| e.apply(y_n, plan.pixels))
+                },
+            )?;
+        Ok(y)
+    }
+}
+
 /// Sizes of one convolution call, shared by forward and backward.
 struct Plan {
     n: usize,
@@ -547,19 +568,28 @@ impl<T: Float> Layer<T> for Conv2d<T> {
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let plan = self.plan(input.shape())?;
         let x = input.as_standard_layout().into_owned();
-        let xs = x.as_slice().expect("standard layout");
-        let w = contiguous(&self.weight.value);
-        let b = self.bias.as_ref().map(|b| contiguous(&b.value));
-        let mut y = zeros(&plan.output_shape());
-        let ys = y.as_slice_mut().expect("fresh tensor");
-        ys.par_chunks_mut(plan.out_len())
-            .zip(xs.par_chunks(plan.image_len()))
-            .for_each_init(
-                || vec![T::zero(); plan.col_len()],
-                |col, (y_n, x_n)| plan.forward_image(&w, b.as_deref(), x_n, y_n, col),
-            );
+        let y = self.compute(&plan, x.as_slice().expect("standard layout"), &[])?;
         self.input = Some(x);
         Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let plan = self.plan(input.shape())?;
+        self.compute(&plan, &contiguous(input), &[])
+    }
+
+    /// Applies the epilogues to each image's output right after its bias, or declines
+    /// (`Ok(None)`) when an affine epilogue does not have one value per output channel.
+    fn infer_fused(
+        &self,
+        input: &Tensor<T>,
+        epilogues: &[Epilogue<T>],
+    ) -> Result<Option<Tensor<T>>> {
+        if !epilogues.iter().all(|e| e.fits(self.cfg.out_channels)) {
+            return Ok(None);
+        }
+        let plan = self.plan(input.shape())?;
+        self.compute(&plan, &contiguous(input), epilogues).map(Some)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
