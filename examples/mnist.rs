@@ -241,9 +241,7 @@ fn print_confusion(eval: &EvalStats) {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()?;
+        convnet::set_num_threads(n)?;
     }
     let mnist = Mnist::load(&args.data)?;
     println!(

@@ -34,7 +34,7 @@ mod common;
 use convnet::data::{Mnist, MNIST_MEAN, MNIST_STD};
 use convnet::io::load_weights;
 use convnet::zoo::lenet5_modern;
-use convnet::{Layer, Mode, Tensor};
+use convnet::{Layer, Tensor};
 use image::GrayImage;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -295,7 +295,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut model = lenet5_modern::<f32>(10)?;
     load_weights(&mut model, &args.weights)?;
-    model.set_mode(Mode::Eval);
 
     let (grey, h, w) = read_grey(image_path)?;
     if h == 0 || w == 0 {
@@ -319,7 +318,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .map(|&v| ((v as f64 - MNIST_MEAN) / MNIST_STD) as f32)
             .collect(),
     )?;
-    let logits: Vec<f64> = model.forward(&input)?.iter().map(|&v| v as f64).collect();
+    let logits: Vec<f64> = model.infer(&input)?.iter().map(|&v| v as f64).collect();
 
     // Softmax, shifted by the largest logit so exp cannot overflow.
     let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

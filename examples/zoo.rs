@@ -8,12 +8,13 @@
 //! ```
 //!
 //! `forward` loads a torchvision-compatible `state_dict` (safetensors), reads the tensor
-//! `input` (NCHW, f32) from X, runs the model in eval mode and writes the logits as tensor
+//! `input` (NCHW, f32) from X, runs the model's inference path (`Layer::infer`: evaluation
+//! behaviour, batch norm folded into the convolutions) and writes the logits as tensor
 //! `output` to Y.
 
 use convnet::io::{load_weights, read_tensors, write_tensors};
 use convnet::zoo::{self, MODELS};
-use convnet::{Layer, Mode, Tensor};
+use convnet::{Layer, Tensor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,14 +88,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
                 (need("--weights")?, need("--input")?, need("--output")?);
             let mut model = zoo::build::<f32>(name, classes(flags)?).map_err(|e| e.to_string())?;
             load_weights(&mut model, &weights).map_err(|e| e.to_string())?;
-            model.set_mode(Mode::Eval);
             let x: Tensor<f32> = read_tensors::<f32>(&input)
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .find(|(n, _)| n == "input")
                 .map(|(_, t)| t)
                 .ok_or_else(|| format!("{}: no tensor named `input`", input.display()))?;
-            let y = model.forward(&x).map_err(|e| e.to_string())?;
+            let y = model.infer(&x).map_err(|e| e.to_string())?;
             write_tensors(&output, &[("output".to_string(), y.clone())], None)
                 .map_err(|e| e.to_string())?;
             println!(

@@ -12,7 +12,8 @@
 //! prefix their children's names (`0.weight`, `layer1.0.conv1.weight`). Optimizers, weight files
 //! and summaries all walk that one visitor.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::kernels::elementwise;
 use crate::model::{Summary, SummaryRow};
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
@@ -72,6 +73,60 @@ pub enum SlotMut<'a, T: Float> {
     Buffer(&'a mut Tensor<T>),
 }
 
+/// A per-channel operation that, in inference, can run inside the previous layer's output loop.
+///
+/// [`Layer::epilogue`] describes a layer this way (BatchNorm2d in evaluation, ReLU) so that a
+/// container can hand it to the layer before it ([`Layer::infer_fused`]): a convolution then
+/// writes `relu(scale·(W·x + b) + shift)` in one pass over its output instead of three.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Epilogue<T: Float> {
+    /// `y[n, c, ..] = scale[c] · x[n, c, ..] + shift[c]` (BatchNorm2d in eval, folded)
+    Affine {
+        /// Per-channel factor.
+        scale: Vec<T>,
+        /// Per-channel offset.
+        shift: Vec<T>,
+    },
+    /// `y = max(x, 0)` (NaN stays NaN, as PyTorch)
+    Relu,
+}
+
+impl<T: Float> Epilogue<T> {
+    /// Whether the epilogue can follow an output with `channels` channels (an affine map needs
+    /// one scale and one shift per channel; ReLU fits anything).
+    pub fn fits(&self, channels: usize) -> bool {
+        match self {
+            Epilogue::Affine { scale, shift } => scale.len() == channels && shift.len() == channels,
+            Epilogue::Relu => true,
+        }
+    }
+
+    /// Applies the epilogue in place to `y`, laid out `[.., C, inner]` (each run of `inner`
+    /// values belongs to one channel, channels cycling). Fails, changing nothing, when `y` is
+    /// not a whole number of `[C, inner]` blocks.
+    pub fn apply(&self, y: &mut [T], inner: usize) -> Result<()> {
+        match self {
+            Epilogue::Affine { scale, shift } => {
+                let c = scale.len();
+                if inner == 0 || c != shift.len() || y.len() % (c * inner).max(1) != 0 {
+                    return Err(Error::input(
+                        "Epilogue::Affine",
+                        format!(
+                            "{} values are not whole [{c}, {inner}] blocks ({} scales, {} shifts)",
+                            y.len(),
+                            c,
+                            shift.len()
+                        ),
+                    ));
+                }
+                elementwise::affine_channels(y, scale, shift, inner);
+            }
+            Epilogue::Relu => elementwise::map_inplace(y, elementwise::relu),
+        }
+        Ok(())
+    }
+}
+
 /// A network layer with a hand-written forward and backward pass.
 ///
 /// * `forward` computes the output and keeps whatever `backward` needs.
@@ -79,8 +134,11 @@ pub enum SlotMut<'a, T: Float> {
 ///   into [`Param::grad`] (so gradients accumulate over several backward calls until
 ///   [`Layer::zero_grad`]).
 ///
+/// * `infer` computes the same output as `forward` in evaluation mode from `&self`, keeping
+///   nothing, so one model (behind an `Arc` or a `&`) can serve many threads at once.
+///
 /// Every method that can see bad input returns a [`Result`]; none panics on it.
-pub trait Layer<T: Float>: Send {
+pub trait Layer<T: Float>: Send + Sync {
     /// The kind of layer, as PyTorch names the module (`"Conv2d"`, `"ReLU"`).
     fn kind(&self) -> &'static str;
 
@@ -94,6 +152,29 @@ pub trait Layer<T: Float>: Send {
 
     /// Computes the output, caching what `backward` needs.
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>>;
+
+    /// Evaluation-mode forward that takes `&self`, caches nothing, allocates only its output
+    /// (and reusable workspaces). Same numbers as `forward` after `set_mode(Mode::Eval)`,
+    /// whatever the current mode.
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>>;
+
+    /// If this layer in inference is a per-channel affine map (BatchNorm2d) or a ReLU,
+    /// describes it so the layer before it can apply it inside its own output loop.
+    /// Default `None`.
+    fn epilogue(&self) -> Option<Epilogue<T>> {
+        None
+    }
+
+    /// Inference followed by `epilogues` applied in order to the output, or `Ok(None)` when
+    /// the layer cannot fuse them (the caller then runs the layers one by one).
+    /// Default `Ok(None)`.
+    fn infer_fused(
+        &self,
+        _input: &Tensor<T>,
+        _epilogues: &[Epilogue<T>],
+    ) -> Result<Option<Tensor<T>>> {
+        Ok(None)
+    }
 
     /// Given dLoss/doutput of the last `forward`, returns dLoss/dinput and accumulates the
     /// parameter gradients.
@@ -169,6 +250,19 @@ impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         (**self).forward(input)
     }
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        (**self).infer(input)
+    }
+    fn epilogue(&self) -> Option<Epilogue<T>> {
+        (**self).epilogue()
+    }
+    fn infer_fused(
+        &self,
+        input: &Tensor<T>,
+        epilogues: &[Epilogue<T>],
+    ) -> Result<Option<Tensor<T>>> {
+        (**self).infer_fused(input, epilogues)
+    }
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         (**self).backward(grad_output)
     }
@@ -197,7 +291,7 @@ impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
 
 /// An operation that merges several tensors into one: channel [`Concat`](crate::layers::Concat)
 /// and residual [`Add`](crate::layers::Add). Used by composite blocks and graph models.
-pub trait Merge<T: Float>: Send {
+pub trait Merge<T: Float>: Send + Sync {
     /// The kind of merge (`"Concat"`, `"Add"`).
     fn kind(&self) -> &'static str;
 
@@ -206,6 +300,9 @@ pub trait Merge<T: Float>: Send {
 
     /// Merges the inputs, remembering what backward needs (their shapes).
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>>;
+
+    /// Merges the inputs without remembering anything (same numbers as `forward`).
+    fn infer(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>>;
 
     /// Splits dLoss/doutput into one gradient per input, in input order.
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Vec<Tensor<T>>>;

@@ -32,18 +32,20 @@ pub mod rng;
 pub mod tensor;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod threads;
 pub mod train;
 pub mod zoo;
 
 pub use error::{Error, Result};
-pub use layer::{Layer, Merge, Mode, Param, Slot, SlotMut};
+pub use layer::{Epilogue, Layer, Merge, Mode, Param, Slot, SlotMut};
 pub use tensor::{Float, Tensor};
+pub use threads::set_num_threads;
 
 /// The names most programs need: `use convnet::prelude::*;`.
 pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::init::Init;
-    pub use crate::layer::{Layer, Merge, Mode, Param};
+    pub use crate::layer::{Epilogue, Layer, Merge, Mode, Param};
     pub use crate::layers::*;
     pub use crate::loss::{CrossEntropyLoss, MseLoss};
     pub use crate::model::{Graph, GraphBuilder, Sequential};

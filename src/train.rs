@@ -190,9 +190,10 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
         })
     }
 
-    /// Evaluates the model (in eval mode) on every sample of `loader`'s first epoch order.
-    pub fn evaluate<D: Dataset>(&mut self, loader: &DataLoader<'_, D>) -> Result<EvalStats> {
-        evaluate(&mut self.model, loader, self.progress)
+    /// Evaluates the model (its inference path, [`Layer::infer`]) on every sample of
+    /// `loader`'s first epoch order. The model's mode and state are left as they are.
+    pub fn evaluate<D: Dataset>(&self, loader: &DataLoader<'_, D>) -> Result<EvalStats> {
+        evaluate(&self.model, loader, self.progress)
     }
 
     /// Saves model, optimizer state, epoch, step and the model's random generators to a
@@ -306,13 +307,13 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
     }
 }
 
-/// Evaluates `model` (switched to eval mode) over every batch of `loader`'s epoch 0.
+/// Evaluates `model` over every batch of `loader`'s epoch 0 with [`Layer::infer`] (evaluation
+/// behaviour whatever the model's mode; nothing in the model changes).
 pub fn evaluate<T: Float, D: Dataset>(
-    model: &mut dyn Layer<T>,
+    model: &dyn Layer<T>,
     loader: &DataLoader<'_, D>,
     style: ProgressStyle,
 ) -> Result<EvalStats> {
-    model.set_mode(Mode::Eval);
     let loss_fn = CrossEntropyLoss::new();
     let style = if style == ProgressStyle::Off {
         style
@@ -329,7 +330,7 @@ pub fn evaluate<T: Float, D: Dataset>(
         seconds: 0.0,
     };
     for batch in loader.epoch::<T>(0) {
-        let logits = model.forward(&batch.images)?;
+        let logits = model.infer(&batch.images)?;
         let (loss, _) = loss_fn.forward(&logits, &batch.labels)?;
         let classes = logits.shape()[1];
         if stats.confusion.is_empty() {

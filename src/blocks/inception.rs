@@ -49,6 +49,17 @@ impl<T: Float> Inception<T> {
             .collect()
     }
 
+    /// The branch outputs joined along channels, after checking that they fit.
+    fn concat(outs: &[Tensor<T>]) -> Result<Tensor<T>> {
+        if outs.is_empty() {
+            return Err(Error::config("Inception", "no branches"));
+        }
+        let shapes: Vec<Vec<usize>> = outs.iter().map(|o| o.shape().to_vec()).collect();
+        Self::concat_shape(&shapes)?;
+        let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
+        ndarray::concatenate(Axis(1), &views).map_err(|e| Error::input("Inception", e.to_string()))
+    }
+
     fn concat_shape(shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
         let first = &shapes[0];
         if first.len() < 2 {
@@ -93,11 +104,18 @@ impl<T: Float> Layer<T> for Inception<T> {
             .iter_mut()
             .map(|(_, b)| b.forward(input))
             .collect::<Result<Vec<_>>>()?;
-        let shapes: Vec<Vec<usize>> = outs.iter().map(|o| o.shape().to_vec()).collect();
-        Self::concat_shape(&shapes)?;
-        self.channels = shapes.iter().map(|s| s[1]).collect();
-        let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
-        ndarray::concatenate(Axis(1), &views).map_err(|e| Error::input("Inception", e.to_string()))
+        let y = Self::concat(&outs)?;
+        self.channels = outs.iter().map(|o| o.shape()[1]).collect();
+        Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let outs = self
+            .branches
+            .iter()
+            .map(|(_, b)| b.infer(input))
+            .collect::<Result<Vec<_>>>()?;
+        Self::concat(&outs)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

@@ -96,6 +96,27 @@ impl<T: Float> Layer<T> for Residual<T> {
         }
     }
 
+    /// `post(body(x) + shortcut(x))` with every part in inference; a `Sequential` body (or
+    /// shortcut) fuses its own Conv2d → BatchNorm2d → ReLU runs.
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut sum = self.body.infer(input)?;
+        match &self.shortcut {
+            Some((_, s)) => {
+                let short = s.infer(input)?;
+                Self::check_sum(sum.shape(), short.shape())?;
+                sum += &short;
+            }
+            None => {
+                Self::check_sum(sum.shape(), input.shape())?;
+                sum += input;
+            }
+        }
+        match &self.post {
+            Some(p) => p.infer(&sum),
+            None => Ok(sum),
+        }
+    }
+
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let grad_sum = match &mut self.post {
             Some(p) => p.backward(grad_output)?,

@@ -50,6 +50,48 @@ pub fn zip_map<T: Float>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> T 
     }
 }
 
+/// `x[i] = f(x[i])` in place.
+pub fn map_inplace<T: Float>(x: &mut [T], f: impl Fn(T) -> T + Sync) {
+    if x.len() < PARALLEL_MIN {
+        x.iter_mut().for_each(|v| *v = f(*v));
+    } else {
+        x.par_chunks_mut(CHUNK)
+            .for_each(|x| x.iter_mut().for_each(|v| *v = f(*v)));
+    }
+}
+
+/// `max(v, 0)`, keeping NaN (as PyTorch's `relu`).
+#[inline(always)]
+pub fn relu<T: Float>(v: T) -> T {
+    if v > T::zero() || v.is_nan() {
+        v
+    } else {
+        T::zero()
+    }
+}
+
+/// `y = scale[c]·y + shift[c]` in place over `[.., C, inner]` data, `C = scale.len()`: run `p`
+/// of `inner` values belongs to channel `p % C`.
+///
+/// # Panics
+/// If `scale` and `shift` differ in length or `y` is not whole `[C, inner]` blocks.
+pub fn affine_channels<T: Float>(y: &mut [T], scale: &[T], shift: &[T], inner: usize) {
+    let c = scale.len();
+    assert!(
+        c == shift.len() && inner > 0 && y.len() % (c * inner).max(1) == 0,
+        "affine_channels: lengths"
+    );
+    let run = |(p, y): (usize, &mut [T])| {
+        let (a, b) = (scale[p % c], shift[p % c]);
+        y.iter_mut().for_each(|v| *v = a * *v + b);
+    };
+    if y.len() < PARALLEL_MIN {
+        y.chunks_mut(inner).enumerate().for_each(run);
+    } else {
+        y.par_chunks_mut(inner).enumerate().for_each(run);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +109,29 @@ mod tests {
                 .iter()
                 .zip(a.iter().zip(&b))
                 .all(|(o, (u, v))| *o == u * v + 1.0));
+            let mut inplace = a.clone();
+            map_inplace(&mut inplace, |v| 2.0 * v);
+            assert!(inplace.iter().zip(&a).all(|(o, v)| *o == 2.0 * v));
+            // Two channels of 3 values: scale and shift alternate every 3 elements.
+            let mut aff = a[..n - n % 6].to_vec();
+            affine_channels(&mut aff, &[2.0, -1.0], &[0.5, 3.0], 3);
+            for (i, (o, v)) in aff.iter().zip(&a).enumerate() {
+                let (s, t) = if (i / 3) % 2 == 0 {
+                    (2.0, 0.5)
+                } else {
+                    (-1.0, 3.0)
+                };
+                assert_eq!(*o, s * v + t);
+            }
         }
+    }
+
+    #[test]
+    fn relu_keeps_nan_and_zeroes_negatives() {
+        assert!(relu(f64::NAN).is_nan());
+        assert_eq!(relu(-2.5f32), 0.0);
+        assert_eq!(relu(3.0f64), 3.0);
+        assert_eq!(relu(f64::NEG_INFINITY), 0.0);
+        assert_eq!(relu(f64::INFINITY), f64::INFINITY);
     }
 }

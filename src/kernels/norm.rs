@@ -135,6 +135,38 @@ pub fn affine_grad<T: Float>(
         });
 }
 
+/// Inference: `y = weight·((x - mean)·istd) + bias` plane by plane, the arithmetic of
+/// [`normalize`] without keeping `x̂`.
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_output<T: Float>(
+    x: &[T],
+    mean: &[T],
+    istd: &[T],
+    weight: &[T],
+    bias: &[T],
+    c: usize,
+    hw: usize,
+    y: &mut [T],
+) {
+    assert!(
+        y.len() == x.len() && x.len() % (c * hw).max(1) == 0,
+        "normalize_output: lengths"
+    );
+    if hw == 0 {
+        return;
+    }
+    x.par_chunks(hw)
+        .zip(y.par_chunks_mut(hw))
+        .enumerate()
+        .for_each(|(p, (x, y))| {
+            let ch = p % c;
+            let (m, s, w, b) = (mean[ch], istd[ch], weight[ch], bias[ch]);
+            for (&v, o) in x.iter().zip(y.iter_mut()) {
+                *o = w * ((v - m) * s) + b;
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +217,18 @@ mod tests {
         assert_eq!(xhat[..3], [0.0, 2.0, 4.0]);
         assert_eq!(y[3..6], [-1.0, 4.0, 9.0]);
         assert_eq!(xhat[9], 15.0);
+        let mut y2 = [0.0; 12];
+        normalize_output(
+            &x,
+            &[1.0, 10.0],
+            &[2.0, 0.5],
+            &[3.0, 1.0],
+            &[1.0, -1.0],
+            c,
+            hw,
+            &mut y2,
+        );
+        assert_eq!(y, y2);
         let mut dx = [0.0; 12];
         affine_grad(
             &x,

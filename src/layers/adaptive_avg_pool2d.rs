@@ -71,6 +71,12 @@ impl<T: Float> Layer<T> for AdaptiveAvgPool2d<T> {
         Ok(y)
     }
 
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let out_shape = self.output_shape(input.shape())?;
+        let plan = PoolPlan::adaptive([input.shape()[2], input.shape()[3]], self.output);
+        Ok(AvgPoolCache::forward(plan, Divisor::InBounds, input, out_shape).0)
+    }
+
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let name = self.name();
         let cache = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;

@@ -52,13 +52,18 @@ impl<T: Float> Merge<T> for Add<T> {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let y = self.infer(inputs)?;
+        self.cache = Some((y.shape().to_vec(), inputs.len()));
+        Ok(y)
+    }
+
+    fn infer(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-        let shape = self.output_shape(&shapes)?;
+        self.output_shape(&shapes)?;
         let mut y = inputs[0].to_owned();
         for x in &inputs[1..] {
             y += *x;
         }
-        self.cache = Some((shape, inputs.len()));
         Ok(y)
     }
 

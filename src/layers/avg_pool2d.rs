@@ -250,12 +250,30 @@ impl<T: Float> Layer<T> for AvgPool2d<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let out_shape = self.output_shape(input.shape())?;
+        let (plan, out_shape) = self.plan(input.shape())?;
+        let (y, cache) = AvgPoolCache::forward(plan, self.cfg.divisor(), input, out_shape);
+        self.cache = Some(cache);
+        Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let (plan, out_shape) = self.plan(input.shape())?;
+        Ok(AvgPoolCache::forward(plan, self.cfg.divisor(), input, out_shape).0)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let name = self.name();
+        let cache = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
+        cache.backward(&name, self.cfg.divisor(), grad_output)
+    }
+}
+
+impl<T: Float> AvgPool2d<T> {
+    /// The window plan and output shape for an input of shape `shape`.
+    fn plan(&self, shape: &[usize]) -> Result<(PoolPlan, Vec<usize>)> {
+        let out_shape = self.output_shape(shape)?;
         let c = &self.cfg;
-        let (in_hw, out_hw) = (
-            [input.shape()[2], input.shape()[3]],
-            [out_shape[2], out_shape[3]],
-        );
+        let (in_hw, out_hw) = ([shape[2], shape[3]], [out_shape[2], out_shape[3]]);
         let plan = PoolPlan::window(
             in_hw,
             out_hw,
@@ -264,15 +282,7 @@ impl<T: Float> Layer<T> for AvgPool2d<T> {
             c.padding,
             [1, 1],
         );
-        let (y, cache) = AvgPoolCache::forward(plan, c.divisor(), input, out_shape);
-        self.cache = Some(cache);
-        Ok(y)
-    }
-
-    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let name = self.name();
-        let cache = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
-        cache.backward(&name, self.cfg.divisor(), grad_output)
+        Ok((plan, out_shape))
     }
 }
 

@@ -1,7 +1,7 @@
 use super::{expect_nchw, expect_shape};
 use crate::error::{Error, Result};
 use crate::kernels::norm;
-use crate::layer::{Layer, Mode, Param, Slot, SlotMut};
+use crate::layer::{Epilogue, Layer, Mode, Param, Slot, SlotMut};
 use crate::tensor::{contiguous, from_vec, Float, Tensor};
 use ndarray::IxDyn;
 
@@ -192,14 +192,8 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
                 r.var.iter().copied().collect(),
                 false,
             ),
-            _ if m <= 1 => {
-                let expected = format!(
-                    "more than 1 value per channel (N·H·W > 1) for batch statistics, C = {c}"
-                );
-                return Err(Error::shape(self.name(), expected, input.shape()));
-            }
             _ => {
-                let (mean, var) = norm::mean_var(&x, dims);
+                let (mean, var) = self.batch_stats(&x, dims, input.shape())?;
                 (mean, var, true)
             }
         };
@@ -214,10 +208,7 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
             }
             r.num_batches_tracked.mapv_inplace(|t| t + T::one());
         }
-        let istd: Vec<T> = var
-            .iter()
-            .map(|&v| T::one() / (v + T::of(self.cfg.eps)).sqrt())
-            .collect();
+        let istd = self.istd(&var);
         let (weight, bias) = self.weight_bias();
         let mut xhat = vec![T::zero(); x.len()];
         let mut y = vec![T::zero(); x.len()];
@@ -238,6 +229,43 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
             batch_stats,
         });
         Ok(from_vec(input.shape(), y))
+    }
+
+    /// Running statistics when tracked (whatever the mode), else the batch's own, as
+    /// `forward` in eval mode.
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let [n, c, h, w] = expect_nchw(&self.name(), input.shape(), Some(self.cfg.num_features))?;
+        let x = contiguous(input);
+        let (mean, var) = match &self.running {
+            Some(r) => (
+                r.mean.iter().copied().collect(),
+                r.var.iter().copied().collect(),
+            ),
+            None => self.batch_stats(&x, [n, c, h * w], input.shape())?,
+        };
+        let (weight, bias) = self.weight_bias();
+        let mut y = vec![T::zero(); x.len()];
+        let istd = self.istd(&var);
+        norm::normalize_output(&x, &mean, &istd, &weight, &bias, c, h * w, &mut y);
+        Ok(from_vec(input.shape(), y))
+    }
+
+    /// With running statistics: `scale = weight·istd`, `shift = bias - running_mean·scale`.
+    fn epilogue(&self) -> Option<Epilogue<T>> {
+        let r = self.running.as_ref()?;
+        let var: Vec<T> = r.var.iter().copied().collect();
+        let (weight, bias) = self.weight_bias();
+        let scale: Vec<T> = weight
+            .iter()
+            .zip(self.istd(&var))
+            .map(|(&w, s)| w * s)
+            .collect();
+        let shift = bias
+            .iter()
+            .zip(r.mean.iter().zip(&scale))
+            .map(|(&b, (&m, &a))| b - m * a)
+            .collect();
+        Some(Epilogue::Affine { scale, shift })
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
@@ -307,6 +335,24 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
 }
 
 impl<T: Float> BatchNorm2d<T> {
+    /// Mean and biased variance of the batch, which needs more than one value per channel.
+    fn batch_stats(&self, x: &[T], dims: [usize; 3], shape: &[usize]) -> Result<(Vec<T>, Vec<T>)> {
+        let [n, c, hw] = dims;
+        if n * hw <= 1 {
+            let expected =
+                format!("more than 1 value per channel (N·H·W > 1) for batch statistics, C = {c}");
+            return Err(Error::shape(self.name(), expected, shape));
+        }
+        Ok(norm::mean_var(x, dims))
+    }
+
+    /// `1 / sqrt(var + eps)` per channel.
+    fn istd(&self, var: &[T]) -> Vec<T> {
+        var.iter()
+            .map(|&v| T::one() / (v + T::of(self.cfg.eps)).sqrt())
+            .collect()
+    }
+
     /// Per-channel weight and bias (`1` and `0` without affine).
     fn weight_bias(&self) -> (Vec<T>, Vec<T>) {
         match &self.affine {

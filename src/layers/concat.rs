@@ -95,6 +95,12 @@ impl<T: Float> Merge<T> for Concat<T> {
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
+        let y = self.infer(inputs)?;
+        self.shapes = Some(inputs.iter().map(|t| t.shape().to_vec()).collect());
+        Ok(y)
+    }
+
+    fn infer(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         let out_shape = self.output_shape(&shapes)?;
         let shapes: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
@@ -106,7 +112,6 @@ impl<T: Float> Merge<T> for Concat<T> {
                 y.extend_from_slice(&x[o * b..(o + 1) * b]);
             }
         }
-        self.shapes = Some(shapes);
         Ok(from_vec(&out_shape, y))
     }
 

@@ -3,7 +3,7 @@ use crate::error::{Error, Result};
 use crate::geometry::Window2d;
 use crate::init::{layer_rng, Init};
 use crate::kernels::conv::{self, ChannelOp, ConvGeom};
-use crate::layer::{Layer, Param, Slot, SlotMut};
+use crate::layer::{Epilogue, Layer, Param, Slot, SlotMut};
 use crate::tensor::{contiguous, zeros, Float, Tensor};
 
 /// How to build a [`Conv2d`]: channels, per-axis window, groups, bias and initialisation.
@@ -330,6 +330,53 @@ impl<T: Float> Conv2d<T> {
     }
 }
 
+impl<T: Float> Conv2d<T> {
+    /// `y = epilogues(W · im2col(x) + b)` for a contiguous input shaped as `plan` says.
+    ///
+    /// The bias and the leading affine maps fold into one per-channel `scale·acc + shift`, and
+    /// a ReLU after them into the same pass over the output (the kernel's [`ChannelOp`]);
+    /// whatever follows a ReLU is applied afterwards.
+    fn compute(&self, plan: &ConvGeom, x: &[T], epilogues: &[Epilogue<T>]) -> Result<Tensor<T>> {
+        let w = contiguous(&self.weight.value);
+        let channels = self.cfg.out_channels;
+        let mut scale: Option<Vec<T>> = None;
+        let mut shift: Option<Vec<T>> = self
+            .bias
+            .as_ref()
+            .map(|b| contiguous(&b.value).into_owned());
+        let mut relu = false;
+        let mut fused = 0;
+        for e in epilogues {
+            match e {
+                Epilogue::Affine { scale: s, shift: t } if !relu => {
+                    // s·(a·acc + b) + t = (s·a)·acc + (s·b + t)
+                    let a = scale.get_or_insert_with(|| vec![T::one(); channels]);
+                    a.iter_mut().zip(s).for_each(|(a, &s)| *a = *a * s);
+                    let b = shift.get_or_insert_with(|| vec![T::zero(); channels]);
+                    b.iter_mut()
+                        .zip(s.iter().zip(t))
+                        .for_each(|(b, (&s, &t))| *b = *b * s + t);
+                }
+                Epilogue::Relu if !relu => relu = true,
+                _ => break,
+            }
+            fused += 1;
+        }
+        let op = ChannelOp {
+            scale: scale.as_deref(),
+            shift: shift.as_deref(),
+            relu,
+        };
+        let mut y = zeros(&plan.output_shape());
+        let ys = y.as_slice_mut().expect("fresh tensor");
+        conv::forward(plan, x, &w, &op, ys);
+        for e in &epilogues[fused..] {
+            e.apply(ys, plan.plane())?;
+        }
+        Ok(y)
+    }
+}
+
 /// Formats a pair as `4` when both axes agree, else `3x1`.
 fn pair(p: [usize; 2]) -> String {
     if p[0] == p[1] {
@@ -373,17 +420,28 @@ impl<T: Float> Layer<T> for Conv2d<T> {
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let plan = self.plan(input.shape())?;
         let x = input.as_standard_layout().into_owned();
-        let xs = x.as_slice().expect("standard layout");
-        let w = contiguous(&self.weight.value);
-        let b = self.bias.as_ref().map(|b| contiguous(&b.value));
-        let mut y = zeros(&plan.output_shape());
-        let op = ChannelOp {
-            shift: b.as_deref(),
-            ..ChannelOp::default()
-        };
-        conv::forward(&plan, xs, &w, &op, y.as_slice_mut().expect("fresh tensor"));
+        let y = self.compute(&plan, x.as_slice().expect("standard layout"), &[])?;
         self.input = Some(x);
         Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let plan = self.plan(input.shape())?;
+        self.compute(&plan, &contiguous(input), &[])
+    }
+
+    /// Applies the epilogues to each image's output right after its bias, or declines
+    /// (`Ok(None)`) when an affine epilogue does not have one value per output channel.
+    fn infer_fused(
+        &self,
+        input: &Tensor<T>,
+        epilogues: &[Epilogue<T>],
+    ) -> Result<Option<Tensor<T>>> {
+        if !epilogues.iter().all(|e| e.fits(self.cfg.out_channels)) {
+            return Ok(None);
+        }
+        let plan = self.plan(input.shape())?;
+        self.compute(&plan, &contiguous(input), epilogues).map(Some)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

@@ -118,6 +118,11 @@ impl<T: Float> Layer<T> for Dropout<T> {
         Ok(y)
     }
 
+    /// The identity: evaluation mode drops nothing.
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(input.to_owned())
+    }
+
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         match &self.cache {
             None => Err(Error::no_cache("Dropout")),
@@ -156,6 +161,9 @@ mod tests {
         fn forward(&mut self, input: &Tensor<f64>) -> Result<Tensor<f64>> {
             self.0.set_rng(Rng64::seed(self.1));
             self.0.forward(input)
+        }
+        fn infer(&self, input: &Tensor<f64>) -> Result<Tensor<f64>> {
+            self.0.infer(input)
         }
         fn backward(&mut self, grad_output: &Tensor<f64>) -> Result<Tensor<f64>> {
             self.0.backward(grad_output)

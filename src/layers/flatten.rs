@@ -91,8 +91,13 @@ impl<T: Float> Layer<T> for Flatten<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let out = self.output_shape(input.shape())?;
+        let y = self.infer(input)?;
         self.input_shape = Some(input.shape().to_vec());
+        Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let out = self.output_shape(input.shape())?;
         Ok(from_vec(&out, contiguous(input).into_owned()))
     }
 

@@ -54,10 +54,14 @@ impl<T: Float> Layer<T> for LeakyReLU<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let a = T::of(self.negative_slope);
-        let y = input.mapv(|x| if x > T::zero() { x } else { a * x });
+        let y = self.infer(input)?;
         self.input = Some(input.to_owned());
         Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let a = T::of(self.negative_slope);
+        Ok(input.mapv(|x| if x > T::zero() { x } else { a * x }))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

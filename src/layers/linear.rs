@@ -1,8 +1,9 @@
 use super::{cached, expect_shape};
 use crate::error::{Error, Result};
 use crate::init::{layer_rng, Init};
+use crate::kernels::elementwise;
 use crate::kernels::gemm::{gemm, Op, Threads};
-use crate::layer::{Layer, Param, Slot, SlotMut};
+use crate::layer::{Epilogue, Layer, Param, Slot, SlotMut};
 use crate::tensor::{contiguous, fmt_shape, from_vec, zeros, Float, Tensor};
 
 /// Fully connected layer (PyTorch `nn.Linear`), weight `W [out, in]`, bias `b [out]`.
@@ -205,6 +206,26 @@ impl<T: Float> Linear<T> {
     }
 }
 
+impl<T: Float> Linear<T> {
+    /// `y = x · Wᵀ + b` for `n` rows of `x`, then `max(y, 0)` when `relu`.
+    fn compute(&self, n: usize, x: &[T], relu: bool) -> Tensor<T> {
+        let (i, o) = (self.in_features, self.out_features);
+        let w = contiguous(&self.weight.value);
+        let mut y = vec![T::zero(); n * o];
+        gemm(n, o, i, x, Op::N, &w, Op::T, &mut y, false, Threads::Pool);
+        if let Some(b) = &self.bias {
+            let b = contiguous(&b.value);
+            for row in y.chunks_exact_mut(o) {
+                row.iter_mut().zip(b.iter()).for_each(|(y, &b)| *y += b);
+            }
+        }
+        if relu {
+            elementwise::map_inplace(&mut y, elementwise::relu);
+        }
+        from_vec(&[n, o], y)
+    }
+}
+
 fn expect_param<T: Float>(layer: &str, which: &str, shape: &[usize], p: &Param<T>) -> Result<()> {
     for t in [&p.value, &p.grad] {
         if t.shape() != shape {
@@ -251,30 +272,30 @@ impl<T: Float> Layer<T> for Linear<T> {
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let n = self.output_shape(input.shape())?[0];
         self.check_params()?;
-        let (i, o) = (self.in_features, self.out_features);
         let x = input.as_standard_layout().into_owned();
-        let w = contiguous(&self.weight.value);
-        let mut y = vec![T::zero(); n * o];
-        gemm(
-            n,
-            o,
-            i,
-            x.as_slice().expect("standard"),
-            Op::N,
-            &w,
-            Op::T,
-            &mut y,
-            false,
-            Threads::Pool,
-        );
-        if let Some(b) = &self.bias {
-            let b = contiguous(&b.value);
-            for row in y.chunks_exact_mut(o) {
-                row.iter_mut().zip(b.iter()).for_each(|(y, &b)| *y += b);
-            }
-        }
+        let y = self.compute(n, x.as_slice().expect("standard"), false);
         self.input = Some(x);
-        Ok(from_vec(&[n, o], y))
+        Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let n = self.output_shape(input.shape())?[0];
+        self.check_params()?;
+        Ok(self.compute(n, &contiguous(input), false))
+    }
+
+    /// Fuses a following ReLU (or several) into the bias loop; declines anything else.
+    fn infer_fused(
+        &self,
+        input: &Tensor<T>,
+        epilogues: &[Epilogue<T>],
+    ) -> Result<Option<Tensor<T>>> {
+        if !epilogues.iter().all(|e| *e == Epilogue::Relu) {
+            return Ok(None);
+        }
+        let n = self.output_shape(input.shape())?[0];
+        self.check_params()?;
+        Ok(Some(self.compute(n, &contiguous(input), true)))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

@@ -118,22 +118,13 @@ impl<T: Float> Layer<T> for LocalResponseNorm<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let dims = Self::dims(input.shape())?;
-        let (n, beta) = (self.size, T::of(self.beta));
-        let a = contiguous(input);
-        let sq: Vec<T> = a.iter().map(|&v| v * v).collect();
-        let mut s = vec![T::of(self.k); a.len()];
-        window_sum(
-            &sq,
-            dims,
-            n / 2,
-            (n - 1) / 2,
-            T::of(self.alpha / n as f64),
-            &mut s,
-        );
-        let b = a.iter().zip(&s).map(|(&a, &s)| a * s.powf(-beta)).collect();
+        let (b, s) = self.normalize(input)?;
         self.cache = Some((input.to_owned(), s));
-        Ok(from_vec(input.shape(), b))
+        Ok(b)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(self.normalize(input)?.0)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
@@ -155,6 +146,27 @@ impl<T: Float> Layer<T> for LocalResponseNorm<T> {
             .map(|j| db[j] * s[j].powf(-beta) - coef * a[j] * acc[j])
             .collect();
         Ok(from_vec(input.shape(), da))
+    }
+}
+
+impl<T: Float> LocalResponseNorm<T> {
+    /// The output `b` and the scale `s` of the forward formula.
+    fn normalize(&self, input: &Tensor<T>) -> Result<(Tensor<T>, Vec<T>)> {
+        let dims = Self::dims(input.shape())?;
+        let (n, beta) = (self.size, T::of(self.beta));
+        let a = contiguous(input);
+        let sq: Vec<T> = a.iter().map(|&v| v * v).collect();
+        let mut s = vec![T::of(self.k); a.len()];
+        window_sum(
+            &sq,
+            dims,
+            n / 2,
+            (n - 1) / 2,
+            T::of(self.alpha / n as f64),
+            &mut s,
+        );
+        let b = a.iter().zip(&s).map(|(&a, &s)| a * s.powf(-beta)).collect();
+        Ok((from_vec(input.shape(), b), s))
     }
 }
 

@@ -227,6 +227,29 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let (y, cache) = self.pool(input)?;
+        self.cache = Some(cache);
+        Ok(y)
+    }
+
+    /// Pools as `forward` does; the argmax positions go to a scratch buffer dropped at the end.
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(self.pool(input)?.0)
+    }
+
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        let name = self.name();
+        let c = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
+        expect_shape(&name, &c.out_shape, grad_output.shape())?;
+        let mut dx = vec![T::zero(); c.in_shape.iter().product()];
+        max_pool_backward(&c.plan, &contiguous(grad_output), &c.argmax, &mut dx);
+        Ok(from_vec(&c.in_shape, dx))
+    }
+}
+
+impl<T: Float> MaxPool2d<T> {
+    /// The pooled output and what backward needs.
+    fn pool(&self, input: &Tensor<T>) -> Result<(Tensor<T>, MaxPoolCache)> {
         let out_shape = self.output_shape(input.shape())?;
         let c = &self.cfg;
         let (in_hw, out_hw) = (
@@ -246,22 +269,13 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
         max_pool_forward(&plan, &contiguous(input), &mut y, &mut argmax);
         let in_shape = input.shape().to_vec();
         let y = from_vec(&out_shape, y);
-        self.cache = Some(MaxPoolCache {
+        let cache = MaxPoolCache {
             plan,
             in_shape,
             out_shape,
             argmax,
-        });
-        Ok(y)
-    }
-
-    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let name = self.name();
-        let c = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
-        expect_shape(&name, &c.out_shape, grad_output.shape())?;
-        let mut dx = vec![T::zero(); c.in_shape.iter().product()];
-        max_pool_backward(&c.plan, &contiguous(grad_output), &c.argmax, &mut dx);
-        Ok(from_vec(&c.in_shape, dx))
+        };
+        Ok((y, cache))
     }
 }
 

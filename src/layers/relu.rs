@@ -1,13 +1,13 @@
 use super::{cached, expect_shape};
 use crate::error::Result;
 use crate::kernels::elementwise;
-use crate::layer::Layer;
+use crate::layer::{Epilogue, Layer};
 use crate::tensor::{contiguous, zeros, Float, Tensor};
 
 /// Rectified linear unit.
 ///
 /// ```text
-/// forward:  y = max(0, x)
+/// forward:  y = max(0, x)          (NaN stays NaN, as PyTorch)
 /// backward: dx = dy · [x > 0]        (0 at exactly x = 0, as PyTorch)
 /// ```
 ///
@@ -34,12 +34,21 @@ impl<T: Float> Layer<T> for ReLU<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let y = self.infer(input)?;
+        self.output = Some(y.clone());
+        Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let x = contiguous(input);
         let mut y = zeros(input.shape());
         let ys = y.as_slice_mut().expect("fresh tensor");
-        elementwise::map(&x, ys, |v| if v > T::zero() { v } else { T::zero() });
-        self.output = Some(y.clone());
+        elementwise::map(&x, ys, elementwise::relu);
         Ok(y)
+    }
+
+    fn epilogue(&self) -> Option<Epilogue<T>> {
+        Some(Epilogue::Relu)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

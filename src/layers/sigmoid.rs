@@ -31,16 +31,20 @@ impl<T: Float> Layer<T> for Sigmoid<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let y = input.mapv(|x| {
+        let y = self.infer(input)?;
+        self.output = Some(y.clone());
+        Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(input.mapv(|x| {
             if x >= T::zero() {
                 T::one() / (T::one() + (-x).exp())
             } else {
                 let e = x.exp();
                 e / (T::one() + e)
             }
-        });
-        self.output = Some(y.clone());
-        Ok(y)
+        }))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

@@ -37,14 +37,18 @@ impl<T: Float> Layer<T> for Softmax<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let y = self.infer(input)?;
+        self.output = Some(y.clone());
+        Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let dims = dim1_blocks("Softmax", input.shape())?;
         let x = contiguous(input);
         let (m, s) = max_and_sum_exp_dim1(&x, dims);
         let mut y = vec![T::zero(); x.len()];
         for_each_dim1(dims, |j, r| y[j] = (x[j] - m[r]).exp() / s[r]);
-        let y = from_vec(input.shape(), y);
-        self.output = Some(y.clone());
-        Ok(y)
+        Ok(from_vec(input.shape(), y))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

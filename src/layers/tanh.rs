@@ -31,9 +31,13 @@ impl<T: Float> Layer<T> for Tanh<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let y = input.mapv(T::tanh);
+        let y = self.infer(input)?;
         self.output = Some(y.clone());
         Ok(y)
+    }
+
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(input.mapv(T::tanh))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

@@ -268,6 +268,67 @@ impl<T: Float> Graph<T> {
         Ok(outs)
     }
 
+    /// Every output in inference ([`Layer::infer`] of each node), in the order they were marked.
+    pub fn infer_all(&self, input: &Tensor<T>) -> Result<Vec<Tensor<T>>> {
+        self.infer_nodes(input, &self.outputs)
+    }
+
+    /// Evaluates only the nodes that `wanted` depend on, dropping each intermediate value
+    /// after its last reader, and returns the `wanted` values in order.
+    fn infer_nodes(&self, input: &Tensor<T>, wanted: &[usize]) -> Result<Vec<Tensor<T>>> {
+        let n = self.nodes.len();
+        // Nodes are in topological order, so one backward sweep finds every ancestor and
+        // counts how many needed nodes (or requested outputs) read each value.
+        let mut readers = vec![0usize; n];
+        let mut needed = vec![false; n];
+        for &o in wanted {
+            needed[o] = true;
+            readers[o] += 1;
+        }
+        for v in (0..n).rev() {
+            if !needed[v] {
+                continue;
+            }
+            for &u in &self.nodes[v].inputs {
+                needed[u] = true;
+                readers[u] += 1;
+            }
+        }
+        let mut values: Vec<Option<Tensor<T>>> = (0..n).map(|_| None).collect();
+        for v in (0..n).filter(|&v| needed[v]) {
+            let node = &self.nodes[v];
+            let value = |u: usize| match &self.nodes[u].op {
+                Op::Input => input,
+                _ => values[u].as_ref().expect("inputs come first"),
+            };
+            let out = match &node.op {
+                Op::Input => None,
+                Op::Layer(l) => Some(l.infer(value(node.inputs[0]))?),
+                Op::Merge(m) => {
+                    let ins: Vec<&Tensor<T>> = node.inputs.iter().map(|&u| value(u)).collect();
+                    Some(m.infer(&ins)?)
+                }
+            };
+            for &u in &node.inputs {
+                readers[u] -= 1;
+                if readers[u] == 0 {
+                    values[u] = None;
+                }
+            }
+            values[v] = out;
+        }
+        let mut outs = Vec::with_capacity(wanted.len());
+        for &o in wanted {
+            readers[o] -= 1;
+            outs.push(match (&self.nodes[o].op, readers[o]) {
+                (Op::Input, _) => input.clone(),
+                (_, 0) => values[o].take().expect("computed"),
+                _ => values[o].clone().expect("computed"),
+            });
+        }
+        Ok(outs)
+    }
+
     /// Back-propagates one gradient per output (`None` for an output that does not reach the
     /// loss) and returns dL/dinput. Where a node feeds several others, their gradients sum.
     pub fn backward_all(&mut self, grad_outputs: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
@@ -345,6 +406,13 @@ impl<T: Float> Layer<T> for Graph<T> {
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         Ok(self.forward_all(input)?.swap_remove(0))
+    }
+
+    /// The first output, evaluating only the nodes it depends on (so the auxiliary heads of
+    /// a GoogLeNet do not run).
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut outs = self.infer_nodes(input, &self.outputs[..1])?;
+        Ok(outs.swap_remove(0))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {

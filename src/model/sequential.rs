@@ -1,5 +1,5 @@
 use crate::error::Result;
-use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::layer::{Epilogue, Layer, Mode, Slot, SlotMut};
 use crate::model::SummaryRow;
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
@@ -119,6 +119,12 @@ impl<T: Float> Layer<T> for Sequential<T> {
         Ok(x)
     }
 
+    /// Runs [`infer_chain`]: each layer absorbs the per-channel epilogues of the layers right
+    /// after it when it can (Conv2d → BatchNorm2d → ReLU becomes one pass).
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        infer_chain(&self.layers, input)
+    }
+
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let mut layers = self.layers.iter_mut().rev();
         let Some(last) = layers.next() else {
@@ -162,4 +168,30 @@ impl<T: Float> Layer<T> for Sequential<T> {
             layer.visit_rngs_mut(&mut |name, rng| f(&format!("{child}.{name}"), rng));
         }
     }
+}
+
+/// Inference through a chain of layers with fusion: at layer `i`, the [`Layer::epilogue`]s of
+/// the consecutive layers after it are offered to `layers[i].infer_fused`; if it accepts,
+/// those layers are skipped, otherwise `layers[i].infer` runs alone. Greedy, so
+/// Conv2d → BatchNorm2d → ReLU runs as one convolution whose output loop applies the folded
+/// batch norm and the ReLU. An empty chain is the identity.
+pub fn infer_chain<T: Float>(layers: &[Box<dyn Layer<T>>], input: &Tensor<T>) -> Result<Tensor<T>> {
+    let mut x: Option<Tensor<T>> = None;
+    let mut i = 0;
+    while i < layers.len() {
+        let current = x.as_ref().unwrap_or(input);
+        let epilogues: Vec<Epilogue<T>> =
+            layers[i + 1..].iter().map_while(|l| l.epilogue()).collect();
+        let fused = match epilogues.is_empty() {
+            true => None,
+            false => layers[i].infer_fused(current, &epilogues)?,
+        };
+        let (y, absorbed) = match fused {
+            Some(y) => (y, epilogues.len()),
+            None => (layers[i].infer(current)?, 0),
+        };
+        x = Some(y);
+        i += 1 + absorbed;
+    }
+    Ok(x.unwrap_or_else(|| input.clone()))
 }

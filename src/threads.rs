@@ -1,0 +1,45 @@
+//! The one thread pool: rayon's global pool runs every parallel loop of the crate, and the GEMM
+//! kernel's own threading runs on it too, so sizing it sizes everything.
+
+use crate::error::{Error, Result};
+
+/// Sizes the global thread pool to `n` threads. Call it once, before any parallel work (the
+/// pool is created, with one thread per core, by the first parallel loop otherwise).
+///
+/// Calling it again with the size already in effect is fine. Fails with
+/// [`Error::InvalidConfig`] for `n == 0`, or when the pool already exists with a different
+/// size (a pool cannot be resized).
+///
+/// ```
+/// let threads = rayon::current_num_threads(); // creates the pool if needed
+/// assert!(convnet::set_num_threads(threads).is_ok());
+/// assert!(convnet::set_num_threads(threads + 1).is_err());
+/// assert!(convnet::set_num_threads(0).is_err());
+/// ```
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::config(
+            "set_num_threads",
+            "the thread pool needs at least 1 thread",
+        ));
+    }
+    if rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let current = rayon::current_num_threads();
+    if current == n {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "set_num_threads",
+            format!(
+                "the thread pool already runs {current} threads and cannot be resized to {n}; \
+                 call set_num_threads before any parallel work"
+            ),
+        ))
+    }
+}
