@@ -351,7 +351,7 @@ impl<T: Float> Conv2d<T> {
                 Epilogue::Affine { scale: s, shift: t } if !relu => {
                     // s·(a·acc + b) + t = (s·a)·acc + (s·b + t)
                     let a = scale.get_or_insert_with(|| vec![T::one(); channels]);
-                    a.iter_mut().zip(s).for_each(|(a, &s)| *a = *a * s);
+                    a.iter_mut().zip(s).for_each(|(a, &s)| *a *= s);
                     let b = shift.get_or_insert_with(|| vec![T::zero(); channels]);
                     b.iter_mut()
                         .zip(s.iter().zip(t))
