@@ -20,6 +20,7 @@ never needs Python). Writes tests/fixtures/pth/:
                             "note": ...}, as training scripts save, pickled with protocol 4.
 * legacy.pth                torch.save(..., _use_new_zipfile_serialization=False): the pre-1.6
                             format the reader refuses with a clear message.
+* torchscript.pt            torch.jit.save of a scripted Linear(2, 2): refused with a hint.
 * evil_system.pth, evil_eval.pth  zip archives laid out like torch.save's whose data.pkl calls
                             os.system (protocol 2) / builtins.eval (protocol 4) when unpickled
                             by Python. Never load them
@@ -178,6 +179,8 @@ def main():
 
     torch.save(OrderedDict([("weight", torch.arange(6.0).view(2, 3))]), os.path.join(OUT, "legacy.pth"),
                _use_new_zipfile_serialization=False)
+
+    torch.jit.script(nn.Linear(2, 2)).save(os.path.join(OUT, "torchscript.pt"))
 
     evil_archive(os.path.join(OUT, "evil_system.pth"),
                  Evil(os.system, ("touch /tmp/convnet_pth_evil_system",)), 2)

@@ -327,6 +327,23 @@ fn legacy_format_asks_for_a_resave() {
 }
 
 #[test]
+fn torchscript_archives_ask_for_a_state_dict() {
+    match load_weights(
+        &mut Sequential::<f32>::new().add(Linear::new(2, 2).unwrap()),
+        &fixture("torchscript.pt"),
+    ) {
+        Err(Error::Pth {
+            source: PthError::Unsupported(msg),
+            ..
+        }) => assert!(
+            msg.contains("TorchScript") && msg.contains("state_dict()"),
+            "{msg}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn damaged_files_are_typed_errors_naming_the_file() {
     let good = std::fs::read(fixture("resnet_tiny.pth")).unwrap();
     let zip_error = |bytes: &[u8], name: &str| {

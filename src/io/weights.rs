@@ -46,12 +46,12 @@ pub fn load_weights<T: Float>(model: &mut dyn Layer<T>, path: &Path) -> Result<(
         path: source.clone(),
         message: format!("cannot read: {e}"),
     })?;
-    let looks_like_safetensors = bytes.len() > 8 && bytes[8] == b'{';
     let torch_extension = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| ["pth", "pt", "ckpt", "bin", "tar"].contains(&e));
-    let tensors = if is_torch_file(&bytes) || (torch_extension && !looks_like_safetensors) {
+    // By content first; the extension only decides which format's error a foreign file gets.
+    let tensors = if !looks_like_safetensors(&bytes) && (is_torch_file(&bytes) || torch_extension) {
         PthFile::from_bytes(bytes, &source)?.tensors(None)?
     } else {
         decode_tensors(&bytes, &source)?
@@ -69,6 +69,11 @@ pub fn load_pth_weights<T: Float>(
 ) -> Result<()> {
     let tensors = PthFile::open(path)?.tensors(key)?;
     load_state_dict(model, tensors, &path.display().to_string())
+}
+
+/// A safetensors file starts with the length of its JSON header, then the header's `{`.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    bytes.len() > 8 && bytes[8] == b'{'
 }
 
 /// True for the key of BatchNorm's batch counter, which a `state_dict` may lack.
@@ -133,7 +138,7 @@ pub fn load_weights_from_bytes<T: Float>(
     bytes: &[u8],
     source: &str,
 ) -> Result<()> {
-    let tensors = if is_torch_file(bytes) {
+    let tensors = if !looks_like_safetensors(bytes) && is_torch_file(bytes) {
         PthFile::from_bytes(bytes.to_vec(), source)?.tensors(None)?
     } else {
         decode_tensors(bytes, source)?

@@ -230,6 +230,14 @@ impl PthFile {
                 ))))
             }
         };
+        if index.contains(&format!("{prefix}constants.pkl")) {
+            return Err(fail(PthError::Unsupported(
+                "a TorchScript archive (torch.jit.save), whose pickle holds scripted modules \
+                 rather than a state dict; save the weights with \
+                 torch.save(model.state_dict(), path) instead"
+                    .into(),
+            )));
+        }
         let byteorder = format!("{prefix}byteorder");
         if index.contains(&byteorder) {
             let order = index.read(&bytes, &byteorder).map_err(fail)?;
@@ -538,11 +546,11 @@ pub fn read_pth<T: Float>(path: &Path, key: Option<&str>) -> Result<Vec<(String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::rc::Rc;
+    use std::sync::Arc;
 
     fn view(numel: usize, offset: usize, size: &[usize], stride: &[usize]) -> TensorView {
         TensorView {
-            storage: Rc::new(Storage {
+            storage: Arc::new(Storage {
                 dtype: Dtype::F32,
                 key: "0".into(),
                 numel,
@@ -588,6 +596,12 @@ mod tests {
         assert!(gather::<f32>(&s, &view(12, 0, &[2, usize::MAX], &[1, 1])).is_err());
         assert!(gather::<f32>(&s, &view(12, 0, &[1 << 20, 1 << 20], &[0, 0])).is_err());
         assert!(gather::<f32>(&s, &view(12, 0, &[2, 2], &[usize::MAX, 1])).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_can_move_between_threads() {
+        fn send_sync<X: Send + Sync>() {}
+        send_sync::<PthFile>();
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use super::{Dtype, PthError};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A storage named by a persistent id: its element type, its archive key and its length.
 #[derive(Debug)]
@@ -28,7 +28,7 @@ pub(super) struct Storage {
 /// A tensor as `_rebuild_tensor_v2` describes it: a strided view of a storage.
 #[derive(Debug)]
 pub(super) struct TensorView {
-    pub storage: Rc<Storage>,
+    pub storage: Arc<Storage>,
     pub offset: usize,
     pub size: Vec<usize>,
     pub stride: Vec<usize>,
@@ -51,15 +51,15 @@ pub(super) enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Rc<str>),
+    Str(Arc<str>),
     /// Raw bytes; their content is never needed.
     Bytes,
-    Tuple(Rc<[Value]>),
+    Tuple(Arc<[Value]>),
     List(usize),
     Dict(usize),
     Global(Global),
-    Storage(Rc<Storage>),
-    Tensor(Rc<TensorView>),
+    Storage(Arc<Storage>),
+    Tensor(Arc<TensorView>),
 }
 
 impl Value {
@@ -91,7 +91,7 @@ pub(super) struct Dict {
 
 #[derive(Debug, Hash, PartialEq, Eq)]
 enum Key {
-    Str(Rc<str>),
+    Str(Arc<str>),
     Int(i64),
 }
 
@@ -476,7 +476,7 @@ impl Machine<'_> {
             _ => return Err(self.err("a storage key should be a plain name")),
         };
         let numel = self.index(&t[4], "a storage's length")?;
-        Ok(Value::Storage(Rc::new(Storage { dtype, key, numel })))
+        Ok(Value::Storage(Arc::new(Storage { dtype, key, numel })))
     }
 
     /// Calls one of the known globals on `args` (REDUCE and NEWOBJ).
@@ -485,7 +485,7 @@ impl Machine<'_> {
             Value::Global(g) => g,
             other => return Err(self.err(format!("REDUCE calls {}", other.kind()))),
         };
-        let args: Rc<[Value]> = match args {
+        let args: Arc<[Value]> = match args {
             Value::Tuple(t) => t,
             other => {
                 return Err(self.err(format!(
@@ -549,7 +549,7 @@ impl Machine<'_> {
                         stride.len()
                     )));
                 }
-                Ok(Value::Tensor(Rc::new(TensorView {
+                Ok(Value::Tensor(Arc::new(TensorView {
                     storage,
                     offset,
                     size,
@@ -567,7 +567,7 @@ impl Machine<'_> {
                         dims.into_iter().map(|d| Value::Int(d as i64)).collect(),
                     ))
                 }
-                None => Ok(Value::Tuple(Rc::new([]))),
+                None => Ok(Value::Tuple(Arc::new([]))),
             },
             Global::StorageType(_) => Err(self.err("a storage type is called like a function")),
         }
@@ -687,7 +687,7 @@ impl Machine<'_> {
                     let v = self.bytes(n)?;
                     self.stack.push(v);
                 }
-                b')' => self.stack.push(Value::Tuple(Rc::new([]))),
+                b')' => self.stack.push(Value::Tuple(Arc::new([]))),
                 b't' => {
                     let items = self.pop_mark()?;
                     self.stack.push(Value::Tuple(items.into()));
