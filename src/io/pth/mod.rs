@@ -4,8 +4,8 @@
 //! Such a file is a zip archive `<name>/data.pkl` (a pickle of `obj`, in which every tensor is
 //! a strided view of a storage named by a persistent id), `<name>/data/<key>` (the raw
 //! little-endian bytes of each storage), `<name>/byteorder` and `<name>/version`. The reader
-//! parses the zip ([`zip`]), unpickles `data.pkl` with a restricted unpickler that knows only
-//! plain data and torch's tensor constructors ([`pickle`]), then gathers each tensor from its
+//! parses the zip (`zip.rs`), unpickles `data.pkl` with a restricted unpickler that knows only
+//! plain data and torch's tensor constructors (`pickle.rs`), then gathers each tensor from its
 //! storage, honouring offsets and strides (transposed views, slices, several tensors sharing
 //! one storage) and widening float16/bfloat16/int64 to the model's float type.
 //!
