@@ -7,19 +7,29 @@
 //!     --input X.safetensors --output Y.safetensors
 //! ```
 //!
-//! `forward` loads a torchvision-compatible `state_dict` (safetensors), reads the tensor
+//! `forward` loads a torchvision-compatible `state_dict` (safetensors, or a `.pth` written by
+//! `torch.save`; `--weights-key KEY` picks the dict inside a nested checkpoint), reads the tensor
 //! `input` (NCHW, f32) from X, runs the model's inference path (`Layer::infer`: evaluation
 //! behaviour, batch norm folded into the convolutions) and writes the logits as tensor
 //! `output` to Y.
 
-use convnet::io::{load_weights, read_tensors, write_tensors};
+use convnet::io::{load_pth_weights, load_weights, read_tensors, write_tensors};
 use convnet::zoo::{self, MODELS};
 use convnet::{Layer, Tensor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: zoo list | zoo summary MODEL [--classes N] | \
-zoo forward MODEL --weights W.safetensors --input X.safetensors --output Y.safetensors [--classes N]";
+zoo forward MODEL --weights W.safetensors|W.pth [--weights-key KEY] --input X.safetensors \
+--output Y.safetensors [--classes N]";
+
+const FORWARD_FLAGS: &[&str] = &[
+    "--weights",
+    "--weights-key",
+    "--input",
+    "--output",
+    "--classes",
+];
 
 fn flag(args: &[String], name: &str) -> Result<Option<String>, String> {
     match args.iter().position(|a| a == name) {
@@ -78,7 +88,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         }
         "forward" => {
             let (name, flags) = rest.split_first().ok_or(USAGE)?;
-            check_flags(flags, &["--weights", "--input", "--output", "--classes"])?;
+            check_flags(flags, FORWARD_FLAGS)?;
             let need = |f: &str| -> Result<PathBuf, String> {
                 flag(flags, f)?
                     .map(PathBuf::from)
@@ -87,7 +97,11 @@ fn run(args: Vec<String>) -> Result<(), String> {
             let (weights, input, output) =
                 (need("--weights")?, need("--input")?, need("--output")?);
             let mut model = zoo::build::<f32>(name, classes(flags)?).map_err(|e| e.to_string())?;
-            load_weights(&mut model, &weights).map_err(|e| e.to_string())?;
+            match flag(flags, "--weights-key")? {
+                Some(key) => load_pth_weights(&mut model, &weights, Some(&key)),
+                None => load_weights(&mut model, &weights),
+            }
+            .map_err(|e| e.to_string())?;
             let x: Tensor<f32> = read_tensors::<f32>(&input)
                 .map_err(|e| e.to_string())?
                 .into_iter()

@@ -84,6 +84,17 @@ pub enum Error {
         mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
     },
 
+    /// A PyTorch checkpoint (`torch.save` file) that cannot be read: a damaged zip, the
+    /// legacy format, a pickle that names a forbidden global or an unknown opcode...
+    #[error("{path}: {source}")]
+    Pth {
+        /// The checkpoint file.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::io::PthError,
+    },
+
     /// An I/O error from the operating system.
     #[error(transparent)]
     Io(#[from] std::io::Error),

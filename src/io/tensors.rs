@@ -69,7 +69,7 @@ pub fn encode_tensors<T: Float>(
 }
 
 /// Parses safetensors bytes into named tensors of element type `T`, converting from F32, F64,
-/// F16-free integer types (I64, I32, U8) as needed. `path` only labels errors.
+/// F16, BF16 and the integer types I64, I32, U8 as needed. `path` only labels errors.
 pub fn decode_tensors<T: Float>(bytes: &[u8], path: &str) -> Result<Vec<(String, Tensor<T>)>> {
     let file_err = |message: String| Error::File {
         path: path.to_string(),
@@ -88,6 +88,14 @@ pub fn decode_tensors<T: Float>(bytes: &[u8], path: &str) -> Result<Vec<(String,
             Dtype::F64 => data
                 .chunks_exact(8)
                 .map(|b| T::of(f64::from_le_bytes(b.try_into().unwrap())))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| T::of(super::half::f16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64))
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| T::of(super::half::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64))
                 .collect(),
             Dtype::I64 => data
                 .chunks_exact(8)

@@ -1,6 +1,8 @@
-//! Model weights as safetensors under PyTorch `state_dict` names.
+//! Model weights under PyTorch `state_dict` names: saved as safetensors, loaded from
+//! safetensors or from `torch.save` checkpoints (`.pth`/`.pt`).
 
-use super::tensors::{decode_tensors, read_tensors, write_tensors};
+use super::pth::{is_torch_file, PthFile};
+use super::tensors::{decode_tensors, write_tensors};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Slot, SlotMut};
 use crate::tensor::{Float, Tensor};
@@ -28,13 +30,55 @@ pub fn save_weights<T: Float>(model: &dyn Layer<T>, path: &Path) -> Result<()> {
     write_tensors(path, &state_dict(model), Some(meta))
 }
 
-/// Loads a safetensors `state_dict` (any float dtype; int64 `num_batches_tracked`) into
-/// `model`. Every key must match a model entry with the same shape and vice versa, otherwise
-/// nothing is changed and an [`Error::StateDict`] lists the missing, unexpected and
-/// mis-shaped keys.
+/// Loads a `state_dict` into `model` from a safetensors file or a PyTorch checkpoint written
+/// by `torch.save` (`.pth`/`.pt`), told apart by content, not by extension. Float32, float64,
+/// float16 and bfloat16 tensors load into `f32` and `f64` models alike; `num_batches_tracked`
+/// may be int64. A checkpoint that nests its weights (`{"model": state_dict, "epoch": 3}`) is
+/// searched for its one dict of tensors; use [`load_pth_weights`] to name the key.
+///
+/// Every key must match a model entry with the same shape and vice versa, otherwise nothing
+/// is changed and an [`Error::StateDict`] lists the missing, unexpected and mis-shaped keys.
+/// As with PyTorch's `load_state_dict`, a file without BatchNorm's `num_batches_tracked`
+/// (older torchvision releases saved none) loads, and the model keeps its own count.
 pub fn load_weights<T: Float>(model: &mut dyn Layer<T>, path: &Path) -> Result<()> {
-    let tensors = read_tensors::<T>(path)?;
+    let source = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::File {
+        path: source.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let torch_extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["pth", "pt", "ckpt", "bin", "tar"].contains(&e));
+    // By content first; the extension only decides which format's error a foreign file gets.
+    let tensors = if !looks_like_safetensors(&bytes) && (is_torch_file(&bytes) || torch_extension) {
+        PthFile::from_bytes(bytes, &source)?.tensors(None)?
+    } else {
+        decode_tensors(&bytes, &source)?
+    };
+    load_state_dict(model, tensors, &source)
+}
+
+/// Loads the dict of tensors at `key` of a `torch.save` checkpoint into `model`, with the
+/// checks of [`load_weights`]. `key` is a path through nested dicts (`"model"`,
+/// `"ema/state_dict"`); `None` picks the checkpoint's only dict of tensors.
+pub fn load_pth_weights<T: Float>(
+    model: &mut dyn Layer<T>,
+    path: &Path,
+    key: Option<&str>,
+) -> Result<()> {
+    let tensors = PthFile::open(path)?.tensors(key)?;
     load_state_dict(model, tensors, &path.display().to_string())
+}
+
+/// A safetensors file starts with the length of its JSON header, then the header's `{`.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    bytes.len() > 8 && bytes[8] == b'{'
+}
+
+/// True for the key of BatchNorm's batch counter, which a `state_dict` may lack.
+fn is_batch_counter(name: &str) -> bool {
+    name == "num_batches_tracked" || name.ends_with(".num_batches_tracked")
 }
 
 /// Loads named tensors into `model` with the checks of [`load_weights`]; `source` labels errors.
@@ -53,6 +97,7 @@ pub fn load_state_dict<T: Float>(
             Slot::Buffer(b) => b.shape().to_vec(),
         };
         match file.get(name) {
+            None if is_batch_counter(name) => {}
             None => missing.push(name.to_string()),
             Some(t) if t.shape() != shape.as_slice() => {
                 mismatched.push((name.to_string(), shape, t.shape().to_vec()))
@@ -86,12 +131,17 @@ pub fn load_state_dict<T: Float>(
     Ok(())
 }
 
-/// Parses a safetensors byte buffer as a `state_dict` and loads it (for weights embedded in a
-/// binary or received over the wire).
+/// Parses a safetensors or `torch.save` byte buffer (told apart by content) as a
+/// `state_dict` and loads it (for weights embedded in a binary or received over the wire).
 pub fn load_weights_from_bytes<T: Float>(
     model: &mut dyn Layer<T>,
     bytes: &[u8],
     source: &str,
 ) -> Result<()> {
-    load_state_dict(model, decode_tensors(bytes, source)?, source)
+    let tensors = if !looks_like_safetensors(bytes) && is_torch_file(bytes) {
+        PthFile::from_bytes(bytes.to_vec(), source)?.tensors(None)?
+    } else {
+        decode_tensors(bytes, source)?
+    };
+    load_state_dict(model, tensors, source)
 }
