@@ -83,7 +83,8 @@ pub(crate) fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
     let err = got
         .iter()
         .zip(want)
-        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        .map(|(a, b)| nan_aware_diff(*a, *b))
+        .fold(0.0f64, f64::max);
     assert!(
         err <= 1e-9 * (1.0 + scale),
         "{what}: max |got - ref| = {err:e} (scale {scale:e})"
@@ -127,5 +128,16 @@ mod tests {
             let r = std::panic::catch_unwind(|| assert_close("bad", &got, &want));
             assert!(r.is_err(), "{got:?} passed");
         }
+    }
+}
+
+/// `|a - b|`, with two NaNs equal and one NaN infinitely far from anything (so a NaN where a
+/// number is expected fails instead of vanishing in a `max`).
+pub(crate) fn nan_aware_diff(a: f64, b: f64) -> f64 {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => 0.0,
+        (false, false) if a == b => 0.0,
+        (false, false) => (a - b).abs(),
+        _ => f64::INFINITY,
     }
 }
