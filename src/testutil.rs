@@ -91,6 +91,17 @@ pub(crate) fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
     );
 }
 
+/// `|a - b|`, with two NaNs equal and one NaN infinitely far from anything (so a NaN where a
+/// number is expected fails instead of vanishing in a `max`).
+pub(crate) fn nan_aware_diff(a: f64, b: f64) -> f64 {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => 0.0,
+        (false, false) if a == b => 0.0,
+        (false, false) => (a - b).abs(),
+        _ => f64::INFINITY,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,16 +139,5 @@ mod tests {
             let r = std::panic::catch_unwind(|| assert_close("bad", &got, &want));
             assert!(r.is_err(), "{got:?} passed");
         }
-    }
-}
-
-/// `|a - b|`, with two NaNs equal and one NaN infinitely far from anything (so a NaN where a
-/// number is expected fails instead of vanishing in a `max`).
-pub(crate) fn nan_aware_diff(a: f64, b: f64) -> f64 {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => 0.0,
-        (false, false) if a == b => 0.0,
-        (false, false) => (a - b).abs(),
-        _ => f64::INFINITY,
     }
 }

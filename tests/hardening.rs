@@ -307,15 +307,6 @@ fn class4_many_threads_saving_weights_to_one_path_all_succeed() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn trainer(seed: u64) -> Trainer<f64, Sequential<f64>> {
-    Trainer::new(small_net(seed), Adam::new(AdamConfig::new(0.01)).unwrap())
-        .with_progress(ProgressStyle::Off)
-}
-
-fn weights_of(t: &Trainer<f64, Sequential<f64>>) -> Vec<(String, Tensor<f64>)> {
-    convnet::io::state_dict(&t.model)
-}
-
 /// Rewrites a checkpoint with one metadata entry changed and/or tensors dropped.
 fn rewrite_checkpoint(
     src: &Path,
@@ -343,22 +334,17 @@ fn rewrite_checkpoint(
 fn class4_a_checkpoint_that_fails_to_load_changes_nothing() {
     let dir = tmp_dir("ckpt");
     let good = dir.join("good.safetensors");
-    let mut saved = trainer(1);
-    // One step so the optimizer has state.
+    // One epoch so the optimizer has state.
     let images = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
     let loader = DataLoader::new(&images, LoaderConfig::new(2)).unwrap();
-    let mut saved_model = Sequential::new()
+    let saved_model = Sequential::new()
         .add(Flatten::new())
         .add(Linear::with_config(LinearConfig::new(3, 2).seed(3)).unwrap())
         .add(Dropout::new(0.5).unwrap().with_seed(3));
-    let _ = &mut saved_model;
     let mut t1 = Trainer::new(saved_model, Adam::new(AdamConfig::new(0.01)).unwrap())
         .with_progress(ProgressStyle::Off);
     t1.train_epoch(&loader).unwrap();
     t1.save_checkpoint(&good).unwrap();
-    saved
-        .save_checkpoint(&dir.join("unused.safetensors"))
-        .unwrap();
 
     let fresh = || {
         Trainer::new(
@@ -370,13 +356,14 @@ fn class4_a_checkpoint_that_fails_to_load_changes_nothing() {
         )
         .with_progress(ProgressStyle::Off)
     };
+    let just_above = (MAX_COUNTER + 1).to_string();
     let cases: Vec<(&str, Option<&str>, &str, &str)> = vec![
         // (metadata key, new value, tensors to drop, expected words in the error)
         ("rngs", Some(""), "", "generator"),
         ("rngs", Some("2 1 2 3\n"), "", "malformed"),
         ("epoch", Some("18446744073709551615"), "", "epoch"),
         ("step", Some("18446744073709551615"), "", "step"),
-        ("step", Some(&"9007199254740993"), "", "step"),
+        ("step", Some(&just_above), "", "step"),
         ("base_lr", Some("NaN"), "", "base_lr"),
         (
             "optimizer",
@@ -409,8 +396,6 @@ fn class4_a_checkpoint_that_fails_to_load_changes_nothing() {
     t.load_checkpoint(&good).unwrap();
     assert_eq!(t.epoch(), 1);
     assert_eq!(weights_of_seq(&t.model), weights_of_seq(&t1.model));
-    let _ = weights_of(&saved);
-    assert!(MAX_COUNTER < u64::MAX);
     std::fs::remove_dir_all(&dir).ok();
 }
 

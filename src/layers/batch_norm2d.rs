@@ -128,8 +128,8 @@ impl<T: Float> BatchNorm2d<T> {
         let what = format!("BatchNorm2d({c})");
         let vector = |v: f64| -> Result<Tensor<T>> {
             let data = crate::tensor::try_filled(&what, c, T::of(v))?;
-            Ok(Tensor::from_shape_vec(IxDyn(&[c]), data)
-                .map_err(|e| Error::config(&what, e.to_string()))?)
+            Tensor::from_shape_vec(IxDyn(&[c]), data)
+                .map_err(|e| Error::config(&what, e.to_string()))
         };
         let affine = match cfg.affine {
             true => Some(Affine {

@@ -43,7 +43,7 @@ impl<T: Float> Flatten<T> {
     pub fn with_dims(start: usize, end: isize) -> Result<Self> {
         // No tensor has more than 64 dims in practice (ndarray's IxDyn has no limit, PyTorch
         // stops at 64); larger values can only be mistakes and would wrap as isize.
-        if start > 64 || end > 64 || end < -65 {
+        if start > 64 || !(-65..=64).contains(&end) {
             let msg = format!("start_dim {start} and end_dim {end} must lie in -65..=64");
             return Err(Error::config("Flatten", msg));
         }

@@ -69,7 +69,8 @@ impl<T: Float> Layer<T> for LeakyReLU<T> {
         let a = T::of(self.negative_slope);
         let mut dx = grad_output.to_owned();
         dx.zip_mut_with(x, |d, &x| {
-            if !(x > T::zero()) {
+            // Not `x <= 0`: NaN takes the slope too, as in PyTorch.
+            if x.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) {
                 *d *= a
             }
         });

@@ -74,13 +74,13 @@ fn basic_conv<T: Float>(
         .padding(pad)
         .bias(false)
         .init(Init::Normal(0.01));
-    Ok(Sequential::new()
+    Sequential::new()
         .add_named("conv", Conv2d::new(conv)?)?
         .add_named(
             "bn",
             BatchNorm2d::new(BatchNorm2dConfig::new(cout).eps(1e-3))?,
         )?
-        .add_named("relu", ReLU::new())?)
+        .add_named("relu", ReLU::new())
 }
 
 /// The paper's conv: with a bias, followed by ReLU (He-normal weights, since there is no BN).
@@ -296,11 +296,10 @@ pub fn googlenet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<
         }
     }
     let fc = LinearConfig::new(1024, num_classes).init(Init::Normal(0.01));
-    Ok(net
-        .add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
+    net.add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
         .add_named("flatten", Flatten::new())?
         .add_named("dropout", Dropout::new(0.2)?)?
-        .add_named("fc", Linear::with_config(fc)?)?)
+        .add_named("fc", Linear::with_config(fc)?)
 }
 
 /// The paper's conv + ReLU, children named `conv` and `relu` (`conv1.conv.weight`, `.bias`).
@@ -311,15 +310,15 @@ fn conv_relu<T: Float>(
     stride: usize,
     pad: usize,
 ) -> Result<Sequential<T>> {
-    Ok(Sequential::new()
+    Sequential::new()
         .add_named("conv", conv(cin, cout, kernel, stride, pad)?)?
-        .add_named("relu", ReLU::new())?)
+        .add_named("relu", ReLU::new())
 }
 
 /// The paper's auxiliary classifier on a 14x14 map: average pool 5x5/3 (→ 4x4), conv 1x1 to
 /// 128 + ReLU, FC 2048→1024 + ReLU, dropout 70%, FC 1024→num_classes.
 fn aux_head<T: Float>(in_channels: usize, num_classes: usize) -> Result<Sequential<T>> {
-    Ok(Sequential::new()
+    Sequential::new()
         .add_named(
             "avgpool",
             AvgPool2d::new(AvgPool2dConfig::new(5).stride(3))?,
@@ -330,7 +329,7 @@ fn aux_head<T: Float>(in_channels: usize, num_classes: usize) -> Result<Sequenti
         .add_named("fc1", Linear::new(128 * 4 * 4, 1024)?)?
         .add_named("relu2", ReLU::new())?
         .add_named("dropout", Dropout::new(0.7)?)?
-        .add_named("fc2", Linear::new(1024, num_classes)?)?)
+        .add_named("fc2", Linear::new(1024, num_classes)?)
 }
 
 /// The local response normalisation of the paper's stem, as in its Caffe model:

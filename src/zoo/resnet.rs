@@ -212,10 +212,9 @@ fn resnet<T: Float>(block: Block, layers: [usize; 4], num_classes: usize) -> Res
         net = net.add_named(&format!("layer{}", i + 1), layer)?;
         channels = out;
     }
-    Ok(net
-        .add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
+    net.add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
         .add_named("flatten", Flatten::new())?
-        .add_named("fc", Linear::new(channels, num_classes)?)?)
+        .add_named("fc", Linear::new(channels, num_classes)?)
 }
 
 /// ResNet-18, torchvision's `resnet18()`: 11,689,512 parameters for 1000 classes.
