@@ -15,7 +15,11 @@ fn parity_dir() -> PathBuf {
 #[test]
 fn every_public_case_passes() {
     let results = runner::run_dir(&parity_dir()).unwrap();
-    assert_eq!(results.len(), 80, "expected the 80 public cases");
+    assert_eq!(
+        results.len(),
+        85,
+        "expected the 80 public cases and the 5 optimizer cases of scripts/torch_parity_optim.py"
+    );
     let composites = results
         .iter()
         .filter(|(f, _)| f.starts_with("resnet_") || f.starts_with("inception_"))
