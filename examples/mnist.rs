@@ -89,6 +89,12 @@ fn parse_args() -> Result<Args, String> {
             "--resume" => args.resume = Some(PathBuf::from(value)),
             "--threads" => match number(&value)? {
                 0 => return Err("--threads must be at least 1".into()),
+                n if n > MAX_THREADS => {
+                    return Err(format!(
+                        "--threads {n} is more than {MAX_THREADS}; this machine has {} cores",
+                        std::thread::available_parallelism().map_or(1, |c| c.get())
+                    ))
+                }
                 n => args.threads = Some(n),
             },
             "--seed" => {
@@ -107,6 +113,10 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(args)
 }
+
+/// The most worker threads `--threads` accepts: more only adds start-up time (each thread
+/// has its own stack) and contention, and a million of them took a minute to refuse.
+const MAX_THREADS: usize = 256;
 
 /// One line of the per-epoch history.
 struct Record {

@@ -12,6 +12,7 @@
 //! the input or its left padding.
 
 use crate::error::{Error, Result};
+use crate::tensor::MAX_ELEMENTS;
 
 /// One axis of a sliding window: kernel size, stride, padding and dilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +28,45 @@ pub struct Window {
 }
 
 impl Window {
-    /// The number of input cells one window spans, `d(k - 1) + 1`.
+    /// The number of input cells one window spans, `d(k - 1) + 1` (saturating at
+    /// `usize::MAX`; [`Window::validate`] keeps real windows far below that).
     pub fn span(&self) -> usize {
-        self.dilation * (self.kernel - 1) + 1
+        self.dilation
+            .saturating_mul(self.kernel.saturating_sub(1))
+            .saturating_add(1)
+    }
+
+    /// Checks the window itself: kernel, stride and dilation at least 1, and every one of
+    /// kernel, stride, padding and dilation at most [`MAX_ELEMENTS`] (2^31), the most cells
+    /// a tensor may have, so that no size computed from them can overflow.
+    pub fn validate(&self, layer: &str, axis: &str) -> Result<()> {
+        if self.kernel == 0 || self.stride == 0 || self.dilation == 0 {
+            return Err(Error::config(
+                layer,
+                format!(
+                    "kernel ({}), stride ({}) and dilation ({}) must all be at least 1 on the {axis} axis",
+                    self.kernel, self.stride, self.dilation
+                ),
+            ));
+        }
+        let values = [
+            ("kernel", self.kernel),
+            ("stride", self.stride),
+            ("padding", self.padding),
+            ("dilation", self.dilation),
+        ];
+        for (what, v) in values {
+            if v > MAX_ELEMENTS {
+                return Err(Error::config(
+                    layer,
+                    format!(
+                        "{what} {v} on the {axis} axis is larger than {MAX_ELEMENTS} (2^31), \
+                         the most cells a tensor may have"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Output length along this axis for an input of length `input`, or an
@@ -43,20 +80,26 @@ impl Window {
         input: usize,
         ceil_mode: bool,
     ) -> Result<usize> {
-        if self.kernel == 0 || self.stride == 0 || self.dilation == 0 {
-            return Err(Error::config(
-                layer,
-                format!(
-                    "kernel ({}), stride ({}) and dilation ({}) must all be at least 1",
-                    self.kernel, self.stride, self.dilation
-                ),
-            ));
-        }
+        self.validate(layer, axis)?;
+        let too_long = || Error::Geometry {
+            layer: layer.to_string(),
+            explanation: format!(
+                "on the {axis} axis the padded input N + 2P = {input} + 2*{} does not fit in a \
+                 machine word",
+                self.padding
+            ),
+        };
+        // validate() bounds kernel and dilation by 2^31, so the span fits in 63 bits.
         let span = self.span();
-        let padded = input + 2 * self.padding;
+        let padded = self
+            .padding
+            .checked_mul(2)
+            .and_then(|p| p.checked_add(input))
+            .ok_or_else(too_long)?;
         if padded < span {
-            let numer = input as i64 - span as i64 + 2 * self.padding as i64;
-            let o = numer.div_euclid(self.stride as i64) + 1;
+            // Every term is below 2^63 here (padded < span <= 2^62 + 1), so i128 is exact.
+            let numer = input as i128 - span as i128 + 2 * self.padding as i128;
+            let o = numer.div_euclid(self.stride as i128) + 1;
             let filter = if self.dilation > 1 {
                 format!(
                     "F = d(k - 1) + 1 = {}({} - 1) + 1 = {}",
@@ -83,7 +126,11 @@ impl Window {
             room / self.stride + 1
         };
         // With ceil_mode the last window must start inside the input or the left padding.
-        if ceil_mode && (out - 1) * self.stride >= input + self.padding {
+        // (out - 1)·S <= room + S - 1 <= padded + S, which fits: padded fits and S <= 2^31,
+        // but compute it in u128 so no input can make it wrap.
+        if ceil_mode
+            && (out as u128 - 1) * self.stride as u128 >= input as u128 + self.padding as u128
+        {
             out -= 1;
         }
         Ok(out)
@@ -117,6 +164,12 @@ impl Window2d {
             h: axis(0),
             w: axis(1),
         }
+    }
+
+    /// [`Window::validate`] on both axes.
+    pub fn validate(&self, layer: &str) -> Result<()> {
+        self.h.validate(layer, "height")?;
+        self.w.validate(layer, "width")
     }
 
     /// Output `[height, width]` for an input of `[height, width]`.
@@ -200,6 +253,35 @@ mod tests {
         );
         assert!(msg.contains("Conv2d(1 -> 1)"), "{msg}");
         assert!(matches!(err, Error::Geometry { .. }));
+    }
+
+    #[test]
+    fn huge_windows_and_paddings_are_errors_not_wrapped_sizes() {
+        // A padding of usize::MAX / 2 used to wrap in N + 2P and give a wrong, tiny output.
+        let err = win(3, 1, usize::MAX / 2, 1)
+            .output_len("Conv2d(1 -> 1)", "height", 4, false)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+        // A max-pool window of 2^63 + 1 with dilation 2 used to wrap to a window of 1.
+        let err = win((1 << 63) + 1, 1, 0, 2)
+            .output_len("MaxPool2d", "width", 4, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("kernel"), "{err}");
+        // The largest allowed window parameters on the largest input do not overflow.
+        let big = MAX_ELEMENTS;
+        for ceil in [false, true] {
+            assert!(win(big, big, big, big)
+                .output_len("x", "height", usize::MAX, ceil)
+                .is_err());
+            let o = win(big, big, big, 1)
+                .output_len("x", "height", usize::MAX - 2 * big, ceil)
+                .unwrap();
+            assert!(o >= 1);
+            let o = win(2, big, big, big)
+                .output_len("x", "height", 1, ceil)
+                .unwrap();
+            assert!(o >= 1);
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! `fan_in` of a conv weight `[out, in/groups, kh, kw]` is `in/groups * kh * kw`, and
 //! `fan_out` is `out * kh * kw`, as PyTorch computes them.
 
+use crate::error::{Error, Result};
 use crate::rng::Rng64;
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{checked_numel, try_filled, Float, Tensor};
 use ndarray::IxDyn;
 use rand_distr::{Distribution, Normal, Uniform};
 use std::cell::RefCell;
@@ -55,34 +56,71 @@ pub enum Init {
 }
 
 impl Init {
-    /// Draws a tensor of `shape` with the given fans.
+    /// Checks that the distribution can be drawn from: `Normal(std)` needs a finite
+    /// `std >= 0` and `Constant(c)` a finite `c`. Every layer that takes an `Init` calls this
+    /// one check (through [`Init::sample`]), so they all accept and reject the same values.
+    /// `what` names the layer and `which` the tensor (`weight`, `bias`) in the error.
+    pub fn validate(self, what: &str, which: &str) -> Result<()> {
+        match self {
+            Init::Normal(std) if !(std.is_finite() && std >= 0.0) => Err(Error::config(
+                what,
+                format!("{which} Init::Normal std must be finite and >= 0, got {std}"),
+            )),
+            Init::Constant(c) if !c.is_finite() => Err(Error::config(
+                what,
+                format!("{which} Init::Constant must be finite, got {c}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Draws a tensor of `shape` with the given fans, after [`Init::validate`] and a size
+    /// check ([`checked_numel`]): a distribution that cannot be drawn or a shape too large to
+    /// allocate is an [`Error::InvalidConfig`] naming `what` and `which`.
     pub fn sample<T: Float>(
         self,
+        what: &str,
+        which: &str,
         shape: &[usize],
         fan_in: usize,
         fan_out: usize,
         rng: &mut Rng64,
-    ) -> Tensor<T> {
+    ) -> Result<Tensor<T>> {
+        self.validate(what, which)?;
+        let len = checked_numel(&format!("{what} ({which})"), shape)?;
         let fan_in = fan_in.max(1) as f64;
         let fan_out = fan_out.max(1) as f64;
-        let uniform = |b: f64, rng: &mut Rng64| -> Tensor<T> {
-            let d = Uniform::new_inclusive(-b, b).expect("finite bound");
-            Tensor::from_shape_simple_fn(IxDyn(shape), || T::of(d.sample(rng)))
-        };
-        let normal = |std: f64, rng: &mut Rng64| -> Tensor<T> {
-            let d = Normal::new(0.0, std).expect("finite std");
-            Tensor::from_shape_simple_fn(IxDyn(shape), || T::of(d.sample(rng)))
+        let bad = |e: String| Error::config(what, format!("{which}: {e}"));
+        let mut values = try_filled(&format!("{what} ({which})"), len, T::zero())?;
+        let mut fill = |draw: &mut dyn FnMut(&mut Rng64) -> f64| {
+            values.iter_mut().for_each(|v| *v = T::of(draw(rng)));
         };
         match self {
-            Init::PyTorchDefault => uniform(1.0 / fan_in.sqrt(), rng),
-            Init::KaimingNormal => normal((2.0 / fan_in).sqrt(), rng),
-            Init::KaimingUniform => uniform((6.0 / fan_in).sqrt(), rng),
-            Init::KaimingNormalFanOut => normal((2.0 / fan_out).sqrt(), rng),
-            Init::XavierUniform => uniform((6.0 / (fan_in + fan_out)).sqrt(), rng),
-            Init::XavierNormal => normal((2.0 / (fan_in + fan_out)).sqrt(), rng),
-            Init::Normal(std) => normal(std, rng),
-            Init::Constant(c) => Tensor::from_elem(IxDyn(shape), T::of(c)),
+            Init::Constant(c) => fill(&mut |_| c),
+            Init::Normal(_)
+            | Init::KaimingNormal
+            | Init::KaimingNormalFanOut
+            | Init::XavierNormal => {
+                let std = match self {
+                    Init::Normal(std) => std,
+                    Init::KaimingNormal => (2.0 / fan_in).sqrt(),
+                    Init::KaimingNormalFanOut => (2.0 / fan_out).sqrt(),
+                    _ => (2.0 / (fan_in + fan_out)).sqrt(),
+                };
+                let d = Normal::new(0.0, std).map_err(|e| bad(e.to_string()))?;
+                fill(&mut |r| d.sample(r));
+            }
+            Init::PyTorchDefault | Init::KaimingUniform | Init::XavierUniform => {
+                let b = match self {
+                    Init::PyTorchDefault => 1.0 / fan_in.sqrt(),
+                    Init::KaimingUniform => (6.0 / fan_in).sqrt(),
+                    _ => (6.0 / (fan_in + fan_out)).sqrt(),
+                };
+                let d = Uniform::new_inclusive(-b, b).map_err(|e| bad(e.to_string()))?;
+                fill(&mut |r| d.sample(r));
+            }
         }
+        Tensor::from_shape_vec(IxDyn(shape), values).map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -93,25 +131,37 @@ mod tests {
     #[test]
     fn manual_seed_repeats_the_default_stream() {
         manual_seed(11);
-        let a: Tensor<f64> = Init::KaimingUniform.sample(&[3], 3, 3, &mut layer_rng(None));
-        let b: Tensor<f64> = Init::KaimingUniform.sample(&[3], 3, 3, &mut layer_rng(None));
+        let a: Tensor<f64> = Init::KaimingUniform
+            .sample("t", "weight", &[3], 3, 3, &mut layer_rng(None))
+            .unwrap();
+        let b: Tensor<f64> = Init::KaimingUniform
+            .sample("t", "weight", &[3], 3, 3, &mut layer_rng(None))
+            .unwrap();
         manual_seed(11);
-        let c: Tensor<f64> = Init::KaimingUniform.sample(&[3], 3, 3, &mut layer_rng(None));
+        let c: Tensor<f64> = Init::KaimingUniform
+            .sample("t", "weight", &[3], 3, 3, &mut layer_rng(None))
+            .unwrap();
         assert_ne!(a, b);
         assert_eq!(a, c);
     }
 
     #[test]
     fn explicit_seeds_repeat() {
-        let a: Tensor<f64> = Init::KaimingUniform.sample(&[4, 4], 4, 4, &mut layer_rng(Some(9)));
-        let b: Tensor<f64> = Init::KaimingUniform.sample(&[4, 4], 4, 4, &mut layer_rng(Some(9)));
+        let a: Tensor<f64> = Init::KaimingUniform
+            .sample("t", "weight", &[4, 4], 4, 4, &mut layer_rng(Some(9)))
+            .unwrap();
+        let b: Tensor<f64> = Init::KaimingUniform
+            .sample("t", "weight", &[4, 4], 4, 4, &mut layer_rng(Some(9)))
+            .unwrap();
         assert_eq!(a, b);
     }
 
     #[test]
     fn kaiming_normal_has_the_he_variance() {
         let mut rng = Rng64::seed(0);
-        let w: Tensor<f64> = Init::KaimingNormal.sample(&[256, 64, 3, 3], 576, 2304, &mut rng);
+        let w: Tensor<f64> = Init::KaimingNormal
+            .sample("t", "weight", &[256, 64, 3, 3], 576, 2304, &mut rng)
+            .unwrap();
         let var = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
         assert!(
             (var - 2.0 / 576.0).abs() / (2.0 / 576.0) < 0.03,
@@ -120,9 +170,46 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_distribution_is_a_config_error() {
+        let mut rng = Rng64::seed(0);
+        for init in [
+            Init::Normal(f64::NAN),
+            Init::Normal(-1.0),
+            Init::Normal(f64::INFINITY),
+            Init::Constant(f64::NAN),
+            Init::Constant(f64::NEG_INFINITY),
+        ] {
+            let err = init
+                .sample::<f32>("Conv2d(1 -> 1)", "weight", &[2], 1, 1, &mut rng)
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+            assert!(err.to_string().contains("Conv2d(1 -> 1)"), "{err}");
+        }
+        // Zero std is allowed (a constant zero tensor), as torch.nn.init.normal_ allows it.
+        let z: Tensor<f64> = Init::Normal(0.0)
+            .sample("t", "weight", &[3], 1, 1, &mut rng)
+            .unwrap();
+        assert!(z.iter().all(|&v| v == 0.0));
+        // A shape too large to allocate is an error, not an abort.
+        let err = Init::PyTorchDefault
+            .sample::<f32>(
+                "Linear(1048576 -> 1048576)",
+                "weight",
+                &[1 << 20, 1 << 20],
+                1,
+                1,
+                &mut rng,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
     fn pytorch_default_is_bounded_by_one_over_sqrt_fan_in() {
         let mut rng = Rng64::seed(0);
-        let w: Tensor<f32> = Init::PyTorchDefault.sample(&[10, 100], 100, 10, &mut rng);
+        let w: Tensor<f32> = Init::PyTorchDefault
+            .sample("t", "weight", &[10, 100], 100, 10, &mut rng)
+            .unwrap();
         assert!(w.iter().all(|x| x.abs() <= 0.1 + 1e-7));
         assert!(w.iter().any(|x| x.abs() > 0.09));
     }

@@ -44,6 +44,13 @@ impl<T: Float> Param<T> {
         Param { value, grad }
     }
 
+    /// Wraps a value with a zero gradient allocated fallibly: a gradient the system cannot
+    /// allocate is an [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming `what`.
+    pub fn try_new(what: &str, value: Tensor<T>) -> Result<Self> {
+        let grad = crate::tensor::try_zeros(what, value.shape())?;
+        Ok(Param { value, grad })
+    }
+
     /// Number of scalars in the parameter.
     pub fn len(&self) -> usize {
         self.value.len()

@@ -1,22 +1,44 @@
 //! A small progress display for long work: a redrawn bar on a terminal, plain lines
 //! otherwise (logs, CI, pipes).
+//!
+//! Progress goes to **stderr**, never stdout: the library writes nothing to stdout by itself,
+//! so a program's own output (results, CSV, JSON) stays clean when piped. A program that
+//! wants progress elsewhere passes [`ProgressStyle::Callback`].
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 /// Where and how progress is shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub enum ProgressStyle {
-    /// A bar when stdout is a terminal, otherwise a line every 10% of the work.
+    /// A bar on stderr when stderr is a terminal, otherwise a line on stderr every 10% of
+    /// the work.
     #[default]
     Auto,
-    /// Always plain lines.
+    /// Always plain lines on stderr.
     Lines,
-    /// A bar when stdout is a terminal, nothing otherwise (for short passes such as evaluation).
+    /// A bar on stderr when stderr is a terminal, nothing otherwise (for short passes such as
+    /// evaluation).
     BarOnly,
     /// Nothing.
     Off,
+    /// Calls the function with every update instead of printing: `(label, done, total,
+    /// message)`.
+    Callback(fn(&str, usize, usize, &str)),
 }
+
+impl PartialEq for ProgressStyle {
+    fn eq(&self, other: &Self) -> bool {
+        use ProgressStyle::*;
+        match (self, other) {
+            (Callback(a), Callback(b)) => std::ptr::fn_addr_eq(*a, *b),
+            (Auto, Auto) | (Lines, Lines) | (BarOnly, BarOnly) | (Off, Off) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ProgressStyle {}
 
 /// Progress of one pass over `total` steps.
 pub struct Progress {
@@ -27,6 +49,7 @@ pub struct Progress {
     off: bool,
     started: Instant,
     last_line: usize,
+    callback: Option<fn(&str, usize, usize, &str)>,
 }
 
 impl Progress {
@@ -37,11 +60,15 @@ impl Progress {
             total: total.max(1),
             done: 0,
             bar: matches!(style, ProgressStyle::Auto | ProgressStyle::BarOnly)
-                && std::io::stdout().is_terminal(),
+                && std::io::stderr().is_terminal(),
             off: style == ProgressStyle::Off
-                || (style == ProgressStyle::BarOnly && !std::io::stdout().is_terminal()),
+                || (style == ProgressStyle::BarOnly && !std::io::stderr().is_terminal()),
             started: Instant::now(),
             last_line: 0,
+            callback: match style {
+                ProgressStyle::Callback(f) => Some(f),
+                _ => None,
+            },
         }
     }
 
@@ -53,13 +80,19 @@ impl Progress {
     /// Marks `steps` more steps done and shows `message` (e.g. running loss and accuracy).
     pub fn advance(&mut self, steps: usize, message: &str) {
         self.done = (self.done + steps).min(self.total);
+        if let Some(f) = self.callback {
+            f(&self.label, self.done, self.total, message);
+            return;
+        }
         if self.off {
             return;
         }
+        let mut err = std::io::stderr().lock();
         if self.bar {
             let width = 30;
             let filled = width * self.done / self.total;
-            print!(
+            let _ = write!(
+                err,
                 "\r{} [{}{}] {}/{} {message}  ",
                 self.label,
                 "=".repeat(filled),
@@ -67,12 +100,13 @@ impl Progress {
                 self.done,
                 self.total
             );
-            let _ = std::io::stdout().flush();
+            let _ = err.flush();
         } else {
             let tenth = 10 * self.done / self.total;
             if tenth > self.last_line && tenth < 10 {
                 self.last_line = tenth;
-                println!(
+                let _ = writeln!(
+                    err,
                     "{} {:>3}% {}/{} {message}",
                     self.label,
                     tenth * 10,
@@ -85,9 +119,10 @@ impl Progress {
 
     /// Ends the display (clears the bar line).
     pub fn finish(&mut self) {
-        if self.bar && !self.off {
-            print!("\r{}\r", " ".repeat(100));
-            let _ = std::io::stdout().flush();
+        if self.bar && !self.off && self.callback.is_none() {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r{}\r", " ".repeat(100));
+            let _ = err.flush();
         }
     }
 }

@@ -26,6 +26,30 @@ pub(crate) fn assert_f32_matches_f64(
     for (a, b) in y64.iter().chain(&dx64).zip(y32.iter().chain(&dx32)) {
         assert!((a - *b as f64).abs() <= tol * (1.0 + a.abs()), "{a} vs {b}");
     }
+    // The parameter gradients too, by name.
+    let mut g64: Vec<(String, Vec<f64>)> = Vec::new();
+    l64.visit(&mut |name, slot| {
+        if let crate::layer::Slot::Param(p) = slot {
+            g64.push((name.to_string(), p.grad.iter().copied().collect()));
+        }
+    });
+    let mut g32: Vec<(String, Vec<f64>)> = Vec::new();
+    l32.visit(&mut |name, slot| {
+        if let crate::layer::Slot::Param(p) = slot {
+            g32.push((name.to_string(), p.grad.iter().map(|&v| v as f64).collect()));
+        }
+    });
+    let names = |g: &[(String, Vec<f64>)]| g.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&g64), names(&g32), "parameter names");
+    for ((name, a), (_, b)) in g64.iter().zip(&g32) {
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (a, b) in a.iter().zip(b) {
+            assert!(
+                (a - b).abs() <= tol * (1.0 + a.abs()),
+                "{name}.grad: {a} vs {b}"
+            );
+        }
+    }
 }
 
 /// The directory of the parity cases, `CARGO_MANIFEST_DIR/tests/parity`.
@@ -83,11 +107,23 @@ pub(crate) fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>) {
     let err = got
         .iter()
         .zip(want)
-        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        .map(|(a, b)| nan_aware_diff(*a, *b))
+        .fold(0.0f64, f64::max);
     assert!(
         err <= 1e-9 * (1.0 + scale),
         "{what}: max |got - ref| = {err:e} (scale {scale:e})"
     );
+}
+
+/// `|a - b|`, with two NaNs equal and one NaN infinitely far from anything (so a NaN where a
+/// number is expected fails instead of vanishing in a `max`).
+pub(crate) fn nan_aware_diff(a: f64, b: f64) -> f64 {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => 0.0,
+        (false, false) if a == b => 0.0,
+        (false, false) => (a - b).abs(),
+        _ => f64::INFINITY,
+    }
 }
 
 #[cfg(test)]

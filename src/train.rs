@@ -3,13 +3,16 @@
 
 use crate::data::{DataLoader, Dataset};
 use crate::error::{Error, Result};
-use crate::io::{decode_tensors, encode_tensors, load_state_dict, state_dict, write_atomic};
-use crate::layer::{Layer, Mode};
+use crate::io::{
+    apply_state_dict, check_state_dict, check_unique_names, decode_tensors, encode_tensors,
+    state_dict, write_atomic,
+};
+use crate::layer::{Layer, Mode, Slot};
 use crate::loss::CrossEntropyLoss;
 use crate::optim::{LrSchedule, Optimizer};
 use crate::progress::{Progress, ProgressStyle};
 use crate::rng::Rng64;
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{contiguous, Float, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -209,6 +212,10 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
                 .into_iter()
                 .map(|(name, t)| (format!("optimizer.{name}"), t)),
         );
+        check_unique_names(
+            tensors.iter().map(|(n, _)| n.as_str()),
+            &path.display().to_string(),
+        )?;
         let mut rngs = String::new();
         self.model.visit_rngs_mut(&mut |name, rng| {
             let s = rng.state();
@@ -226,14 +233,27 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
 
     /// Restores a checkpoint written by [`Trainer::save_checkpoint`] into this trainer (whose
     /// model and optimizer must be of the same architecture and kind).
+    ///
+    /// All or nothing: the model's tensors, the optimizer state, the generators, the epoch and
+    /// step counters are all checked before any of them is changed, so a failed load leaves
+    /// the trainer as it was. Errors name the file.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let source = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::File {
+            path: source.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        self.load_checkpoint_from_bytes(&bytes, &source)
+    }
+
+    /// [`Trainer::load_checkpoint`] on bytes in memory; `source` labels errors.
+    pub fn load_checkpoint_from_bytes(&mut self, bytes: &[u8], source: &str) -> Result<()> {
+        let source = source.to_string();
         let file_err = |message: String| Error::File {
             path: source.clone(),
             message,
         };
-        let bytes = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| file_err(format!("not a valid safetensors file: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         if meta.get("convnet_checkpoint").map(String::as_str) != Some("1") {
@@ -249,34 +269,46 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
             )));
         }
         let number = |key: &str| -> Result<usize> {
-            meta.get(key)
+            let v: u64 = meta
+                .get(key)
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| file_err(format!("metadata `{key}` missing or not a number")))
+                .ok_or_else(|| file_err(format!("metadata `{key}` missing or not a number")))?;
+            if v > MAX_COUNTER {
+                return Err(file_err(format!(
+                    "metadata `{key}` = {v} is not a plausible counter (more than 2^53)"
+                )));
+            }
+            usize::try_from(v).map_err(|_| file_err(format!("metadata `{key}` = {v} too large")))
         };
         let (epoch, step) = (number("epoch")?, number("step")?);
         let base_lr: f64 = meta
             .get("base_lr")
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| file_err("metadata `base_lr` missing".into()))?;
+            .filter(|lr: &f64| lr.is_finite() && *lr >= 0.0)
+            .ok_or_else(|| {
+                file_err("metadata `base_lr` missing or not a finite rate >= 0".into())
+            })?;
         let mut rngs: HashMap<String, Rng64> = HashMap::new();
         for line in meta.get("rngs").map(String::as_str).unwrap_or("").lines() {
             let parts: Vec<&str> = line.split(' ').collect();
             let words: Option<Vec<u64>> = parts
                 .get(1..)
                 .map(|w| w.iter().filter_map(|x| x.parse().ok()).collect());
-            match (parts.first(), words) {
-                (Some(name), Some(w)) if w.len() == 4 => {
-                    rngs.insert(
-                        name.to_string(),
-                        Rng64::from_state([w[0], w[1], w[2], w[3]]),
-                    );
+            match (parts.first(), words.as_deref()) {
+                (Some(name), Some(&[a, b, c, d])) => {
+                    if rngs
+                        .insert(name.to_string(), Rng64::from_state([a, b, c, d]))
+                        .is_some()
+                    {
+                        return Err(file_err(format!("generator `{name}` saved twice")));
+                    }
                 }
                 _ => return Err(file_err(format!("malformed generator state line `{line}`"))),
             }
         }
         let mut model_tensors = Vec::new();
         let mut optim_tensors = Vec::new();
-        for (name, t) in decode_tensors::<T>(&bytes, &source)? {
+        for (name, t) in decode_tensors::<T>(bytes, &source)? {
             if let Some(n) = name.strip_prefix("model.") {
                 model_tensors.push((n.to_string(), t));
             } else if let Some(n) = name.strip_prefix("optimizer.") {
@@ -287,25 +319,71 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
                 )));
             }
         }
-        load_state_dict(&mut self.model, model_tensors, &source)?;
-        self.optimizer.load_state(optim_tensors)?;
-        let mut missing_rng = None;
+        // All or nothing: check everything before changing anything.
+        let model_state = check_state_dict(&self.model, model_tensors, &source)?;
+        self.check_optimizer_state(&optim_tensors, &source)?;
+        let mut rng_names = Vec::new();
         self.model
-            .visit_rngs_mut(&mut |name, rng| match rngs.get(name) {
-                Some(saved) => *rng = saved.clone(),
-                None => missing_rng = Some(name.to_string()),
-            });
-        if let Some(name) = missing_rng {
+            .visit_rngs_mut(&mut |name, _| rng_names.push(name.to_string()));
+        if let Some(name) = rng_names.iter().find(|n| !rngs.contains_key(*n)) {
             return Err(file_err(format!(
                 "no saved state for the generator of `{name}`"
             )));
         }
+        if let Some(name) = rngs.keys().find(|n| !rng_names.contains(n)) {
+            return Err(file_err(format!(
+                "saved generator `{name}` belongs to no layer of this model"
+            )));
+        }
+        // The optimizer replaces its state only if the whole state parses, so it goes first;
+        // nothing after it can fail.
+        self.optimizer
+            .load_state(optim_tensors)
+            .map_err(|e| file_err(format!("optimizer state: {e}")))?;
+        apply_state_dict(&mut self.model, model_state);
+        self.model.visit_rngs_mut(&mut |name, rng| {
+            if let Some(saved) = rngs.get(name) {
+                *rng = saved.clone();
+            }
+        });
         self.epoch = epoch;
         self.step = step;
         self.base_lr = base_lr;
         Ok(())
     }
+
+    /// Every optimizer state entry `<param>.<entry>` must belong to a trainable parameter of
+    /// the model and have its shape (or be a 0-d `step` counter).
+    fn check_optimizer_state(&self, entries: &[(String, Tensor<T>)], source: &str) -> Result<()> {
+        let mut shapes: HashMap<String, Vec<usize>> = HashMap::new();
+        self.model.visit(&mut |name, slot| {
+            if let Slot::Param(p) = slot {
+                shapes.insert(name.to_string(), p.value.shape().to_vec());
+            }
+        });
+        for (entry, t) in entries {
+            let bad = |why: String| Error::File {
+                path: source.to_string(),
+                message: format!("optimizer state `{entry}`: {why}"),
+            };
+            let (param, kind) = entry
+                .rsplit_once('.')
+                .ok_or_else(|| bad("not named `<param>.<entry>`".into()))?;
+            let shape = shapes
+                .get(param)
+                .ok_or_else(|| bad(format!("the model has no parameter `{param}`")))?;
+            let want: &[usize] = if kind == "step" { &[] } else { shape };
+            if t.shape() != want {
+                return Err(bad(format!("shape {:?}, expected {want:?}", t.shape())));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The largest epoch or step counter a checkpoint may hold: 2^53, the largest integer every
+/// counter (also the optimizer's `f64` step) represents exactly. Anything above is corrupt.
+pub const MAX_COUNTER: u64 = 1 << 53;
 
 /// Evaluates `model` over every batch of `loader`'s epoch 0 with [`Layer::infer`] (evaluation
 /// behaviour whatever the model's mode; nothing in the model changes).
@@ -315,10 +393,9 @@ pub fn evaluate<T: Float, D: Dataset>(
     style: ProgressStyle,
 ) -> Result<EvalStats> {
     let loss_fn = CrossEntropyLoss::new();
-    let style = if style == ProgressStyle::Off {
-        style
-    } else {
-        ProgressStyle::BarOnly
+    let style = match style {
+        ProgressStyle::Off | ProgressStyle::Callback(_) => style,
+        _ => ProgressStyle::BarOnly,
     };
     let mut progress = Progress::new("evaluate", loader.num_batches(), style);
     let mut stats = EvalStats {
@@ -353,29 +430,51 @@ pub fn evaluate<T: Float, D: Dataset>(
     Ok(stats)
 }
 
-/// The highest-scoring class of each row of `[N, C]` logits.
+/// The highest-scoring class of each row of `[N, C]` logits: the first maximum, and the
+/// first NaN if the row holds one (as `torch.argmax`, which treats NaN as the largest value).
 pub fn predictions<T: Float>(logits: &Tensor<T>) -> Vec<usize> {
-    let logits = logits.as_standard_layout();
     let classes = logits.shape().get(1).copied().unwrap_or(1).max(1);
-    logits
-        .as_slice()
-        .expect("standard layout")
-        .chunks(classes)
-        .map(|row| (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best }))
+    let data = contiguous(logits);
+    data.chunks(classes)
+        .map(|row| {
+            let mut best = 0;
+            for (c, &v) in row.iter().enumerate() {
+                let b = row.get(best).copied().unwrap_or(v);
+                if b.is_nan() {
+                    break;
+                }
+                if v > b || v.is_nan() {
+                    best = c;
+                }
+            }
+            best
+        })
         .collect()
 }
 
 /// How many rows of `[N, C]` logits rank their label among the top `k` classes.
+///
+/// A hit needs the label's logit to be strictly greater than all but at most `k - 1` of the
+/// others: ties count as misses (a model with constant logits scores 0, not 100%), and so
+/// does any row holding a NaN. Labels out of range are misses.
 pub fn top_k_hits<T: Float>(logits: &Tensor<T>, labels: &[usize], k: usize) -> usize {
-    let logits = logits.as_standard_layout();
     let classes = logits.shape().get(1).copied().unwrap_or(1).max(1);
-    logits
-        .as_slice()
-        .expect("standard layout")
-        .chunks(classes)
+    let data = contiguous(logits);
+    data.chunks(classes)
         .zip(labels)
         .filter(|(row, &label)| {
-            label < row.len() && row.iter().filter(|&&v| v > row[label]).count() < k
+            let Some(&mine) = row.get(label) else {
+                return false;
+            };
+            if row.iter().any(|v| v.is_nan()) {
+                return false;
+            }
+            let rivals = row
+                .iter()
+                .enumerate()
+                .filter(|&(c, &v)| c != label && v >= mine)
+                .count();
+            rivals < k
         })
         .count()
 }

@@ -135,7 +135,9 @@ fn residual_blocks_match_finite_differences() {
             "conv1",
             Conv2d::new(Conv2dConfig::new(2, 4, 3).stride(2).padding(1).seed(3)).unwrap(),
         )
-        .add_named("bn1", BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());
+        .unwrap()
+        .add_named("bn1", BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap())
+        .unwrap();
     let shortcut = Sequential::new()
         .add(Conv2d::new(Conv2dConfig::new(2, 4, 1).stride(2).bias(false).seed(4)).unwrap())
         .add(BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());

@@ -370,10 +370,11 @@ fn containers_infer_what_eval_forward_computes() {
 
     let body = Sequential::new()
         .add_named("conv1", conv(Conv2dConfig::new(3, 3, 3).padding(1), 4))
-        .add_named("bn1", bn(3))
-        .add_named("relu", ReLU::new())
-        .add_named("conv2", conv(Conv2dConfig::new(3, 3, 3).padding(1), 5))
-        .add_named("bn2", bn(3));
+        .and_then(|s| s.add_named("bn1", bn(3)))
+        .and_then(|s| s.add_named("relu", ReLU::new()))
+        .and_then(|s| s.add_named("conv2", conv(Conv2dConfig::new(3, 3, 3).padding(1), 5)))
+        .and_then(|s| s.add_named("bn2", bn(3)))
+        .unwrap();
     let shortcut = Sequential::new()
         .add(conv(Conv2dConfig::new(3, 3, 1).bias(false), 6))
         .add(bn(3));

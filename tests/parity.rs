@@ -15,7 +15,11 @@ fn parity_dir() -> PathBuf {
 #[test]
 fn every_public_case_passes() {
     let results = runner::run_dir(&parity_dir()).unwrap();
-    assert_eq!(results.len(), 80, "expected the 80 public cases");
+    assert_eq!(
+        results.len(),
+        85,
+        "expected the 80 public cases and the 5 optimizer cases of scripts/torch_parity_optim.py"
+    );
     let composites = results
         .iter()
         .filter(|(f, _)| f.starts_with("resnet_") || f.starts_with("inception_"))
@@ -73,5 +77,56 @@ fn a_wrong_reference_value_is_caught() {
     assert!(!runner::run_case(&dir.join("linear_000.safetensors")).passed());
     // The untouched originals pass.
     assert!(runner::run_case(&src.join("conv2d_000.safetensors")).passed());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Copies a case file keeping only the tensors `keep` accepts, and optionally adding one.
+fn rewrite_case(src: &Path, dst: &Path, keep: &dyn Fn(&str) -> bool, extra: Option<&str>) {
+    use safetensors::tensor::TensorView;
+    let bytes = std::fs::read(src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let extra_data = 1.5f64.to_le_bytes();
+    let mut views: Vec<(String, TensorView<'_>)> =
+        st.tensors().into_iter().filter(|(n, _)| keep(n)).collect();
+    if let Some(name) = extra {
+        views.push((
+            name.to_string(),
+            TensorView::new(safetensors::Dtype::F64, vec![1], &extra_data).unwrap(),
+        ));
+    }
+    let out = safetensors::serialize(views, meta.metadata().clone()).unwrap();
+    std::fs::write(dst, out).unwrap();
+}
+
+#[test]
+fn a_case_without_expected_tensors_or_with_unknown_names_fails() {
+    let dir = std::env::temp_dir().join(format!("convnet-parity-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = parity_dir().join("linear_000.safetensors");
+    // Only the inputs: nothing to compare, which used to PASS.
+    let only_inputs = dir.join("only_inputs.safetensors");
+    rewrite_case(
+        &src,
+        &only_inputs,
+        &|n| matches!(n, "input" | "weight" | "bias" | "grad_output"),
+        None,
+    );
+    match runner::run_case(&only_inputs) {
+        Outcome::Fail { why, .. } => assert!(why.contains("no expected tensor"), "{why}"),
+        other => panic!("a case with nothing to compare must fail, got {other:?}"),
+    }
+    // An unknown name (a typo of an expected tensor) used to be taken as an unused input.
+    let unknown = dir.join("unknown.safetensors");
+    rewrite_case(&src, &unknown, &|_| true, Some("outptu"));
+    match runner::run_case(&unknown) {
+        Outcome::Fail { tensor, why, .. } => {
+            assert_eq!(tensor, "outptu");
+            assert!(why.contains("unknown tensor name"), "{why}");
+        }
+        other => panic!("an unknown tensor name must fail the case, got {other:?}"),
+    }
+    // The untouched file still passes.
+    assert!(runner::run_case(&src).passed());
     std::fs::remove_dir_all(&dir).ok();
 }

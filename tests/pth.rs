@@ -55,19 +55,27 @@ fn resnet_tiny<T: Float>() -> Sequential<T> {
             "conv1",
             Conv2d::new(Conv2dConfig::new(3, 4, 3).padding(1).bias(false)).unwrap(),
         )
+        .unwrap()
         .add_named("bn1", BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap())
+        .unwrap()
         .add_named("relu", ReLU::new())
+        .unwrap()
         .add_named(
             "layer1",
             Sequential::new().add(basic_block(4, 4, 1, false).unwrap()),
         )
+        .unwrap()
         .add_named(
             "layer2",
             Sequential::new().add(basic_block(4, 8, 2, true).unwrap()),
         )
+        .unwrap()
         .add_named("avgpool", AdaptiveAvgPool2d::new([1, 1]).unwrap())
+        .unwrap()
         .add_named("flatten", Flatten::new())
+        .unwrap()
         .add_named("fc", Linear::new(8, 10).unwrap())
+        .unwrap()
 }
 
 fn output<T: Float>(model: &mut dyn Layer<T>, input: &str) -> Tensor<T> {
@@ -390,7 +398,9 @@ fn wrong_shapes_and_models_are_state_dict_errors() {
             "conv1",
             Conv2d::new(Conv2dConfig::new(3, 4, 3).padding(1).bias(false)).unwrap(),
         )
-        .add_named("fc", Linear::new(8, 5).unwrap());
+        .unwrap()
+        .add_named("fc", Linear::new(8, 5).unwrap())
+        .unwrap();
     let before = state_dict(&narrow);
     match load_weights(&mut narrow, &path) {
         Err(Error::StateDict {

@@ -16,7 +16,8 @@ use convnet::zoo;
 use convnet::{Param, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Tolerance from the parity README: `max|got - ref| <= 1e-9 * (1 + max|ref|)`.
@@ -54,6 +55,8 @@ pub struct Case {
     pub mode: Option<String>,
     inputs: BTreeMap<String, Tensor<f64>>,
     expected: BTreeMap<String, Tensor<f64>>,
+    /// The inputs the builder has read; any other stored input is an unknown name.
+    used: RefCell<BTreeSet<String>>,
 }
 
 /// True for tensor names that hold PyTorch's results rather than its inputs.
@@ -114,15 +117,30 @@ impl Case {
             mode,
             inputs,
             expected,
+            used: RefCell::new(BTreeSet::new()),
         })
+    }
+
+    /// Stored tensors that are neither expected results nor read by the builder: names the
+    /// runner does not know (a typo, or a field of a newer case format). A case with any of
+    /// them fails rather than silently ignoring part of its data.
+    pub fn unknown_inputs(&self) -> Vec<String> {
+        let used = self.used.borrow();
+        self.inputs
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .cloned()
+            .collect()
     }
 
     /// An input tensor (never an expected one).
     pub fn input(&self, name: &str) -> Result<Tensor<f64>, String> {
-        assert!(
-            !is_expected(name),
-            "runner bug: asked for expected tensor {name} as an input"
-        );
+        if is_expected(name) {
+            return Err(format!(
+                "runner bug: asked for expected tensor {name} as an input"
+            ));
+        }
+        self.used.borrow_mut().insert(name.to_string());
         self.inputs
             .get(name)
             .cloned()
@@ -179,6 +197,21 @@ impl Results {
 
     /// Every expected tensor must have been computed, with the same shape, finite, within tolerance.
     fn compare(&self, case: &Case) -> Outcome {
+        if case.expected.is_empty() {
+            return Outcome::Fail {
+                tensor: "-".into(),
+                max_err: f64::INFINITY,
+                why: "the case stores no expected tensor: nothing to compare".into(),
+            };
+        }
+        let unknown = case.unknown_inputs();
+        if !unknown.is_empty() {
+            return Outcome::Fail {
+                tensor: unknown.join(", "),
+                max_err: f64::INFINITY,
+                why: "unknown tensor name(s): neither an input the runner reads nor an expected result".into(),
+            };
+        }
         let mut worst = 0.0f64;
         for (name, want) in &case.expected {
             let Some(got) = self.got.get(name) else {
@@ -203,10 +236,18 @@ impl Results {
                 };
             }
             let scale = 1.0 + want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            // A NaN in the reference must not vanish in the max: it fails the case.
             let diff = got
                 .iter()
                 .zip(want.iter())
-                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                .map(|(a, b)| {
+                    if b.is_finite() {
+                        (a - b).abs()
+                    } else {
+                        f64::INFINITY
+                    }
+                })
+                .fold(0.0f64, f64::max);
             let err = diff / scale;
             if err > RTOL {
                 return Outcome::Fail {

@@ -9,6 +9,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::tensor::MAX_ELEMENTS;
 use flate2::read::GzDecoder;
 use std::io::Read;
 use std::path::Path;
@@ -22,64 +23,132 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
+/// The largest IDX body this reader accepts: [`MAX_ELEMENTS`] bytes (2 GiB).
+pub const MAX_IDX_BYTES: usize = MAX_ELEMENTS;
+
 /// Reads an IDX file, decompressing it first if it is gzipped (detected by its magic bytes,
 /// not its name).
+///
+/// The reader never reads more than the header promises plus one byte (to detect trailing
+/// data), so a small gzip file that inflates to gigabytes is rejected after reading
+/// `size + 1` bytes, not after inflating all of it. A header promising more than
+/// [`MAX_IDX_BYTES`] is rejected before reading the body.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let file_err = |message: String| Error::File {
         path: path.display().to_string(),
         message,
     };
-    let raw = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| file_err(format!("corrupt gzip data: {e}")))?;
-        out
-    } else {
-        raw
+    let file = std::fs::File::open(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    let mut reader = std::io::BufReader::new(file);
+    let gzipped = {
+        use std::io::BufRead;
+        let head = reader
+            .fill_buf()
+            .map_err(|e| file_err(format!("cannot read: {e}")))?;
+        head.starts_with(&[0x1f, 0x8b])
     };
-    parse_idx(&bytes).map_err(file_err)
+    let source: Box<dyn Read> = if gzipped {
+        Box::new(GzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    read_idx_from(source).map_err(file_err)
 }
 
-/// Parses IDX bytes (already decompressed). The error is a plain message; [`read_idx`] adds
-/// the file name.
-pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
-    if bytes.len() < 4 {
+/// [`read_idx`] on bytes in memory (gzipped or raw), with the same limits. The error is a
+/// plain message.
+pub fn decode_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        read_idx_from(GzDecoder::new(bytes))
+    } else {
+        read_idx_from(bytes)
+    }
+}
+
+/// Reads IDX bytes from a stream, stopping at the size the header promises plus one byte.
+fn read_idx_from(mut source: impl Read) -> std::result::Result<IdxArray, String> {
+    let io = |e: std::io::Error| format!("corrupt or unreadable data: {e}");
+    let mut head = [0u8; 4];
+    let got = read_up_to(&mut source, &mut head).map_err(io)?;
+    let mut header = head[..got].to_vec();
+    if got == 4 {
+        let ndim = head[3] as usize;
+        let mut dims = vec![0u8; 4 * ndim];
+        let got = read_up_to(&mut source, &mut dims).map_err(io)?;
+        header.extend_from_slice(&dims[..got]);
+    }
+    // Validate the header alone first (magic, type, dims, size limit).
+    let count = parse_header(&header)?.1;
+    let mut body = Vec::new();
+    body.try_reserve_exact(count.saturating_add(1))
+        .map_err(|e| format!("cannot allocate {count} bytes for the data: {e}"))?;
+    source
+        .take(count as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(io)?;
+    header.extend_from_slice(&body);
+    parse_idx(&header)
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Parses and checks the header at the start of `bytes`: the dims and the body size.
+fn parse_header(bytes: &[u8]) -> std::result::Result<(Vec<usize>, usize), String> {
+    let &[b0, b1, kind, ndim, ..] = bytes else {
         return Err(format!(
             "truncated header: {} bytes, an IDX header needs at least 4",
             bytes.len()
         ));
-    }
-    if bytes[0] != 0 || bytes[1] != 0 {
+    };
+    if b0 != 0 || b1 != 0 {
         return Err(format!(
-            "bad magic number {:02x} {:02x} {:02x} {:02x}: not an IDX file",
-            bytes[0], bytes[1], bytes[2], bytes[3]
+            "bad magic number {b0:02x} {b1:02x} {kind:02x} {ndim:02x}: not an IDX file"
         ));
     }
-    if bytes[2] != 0x08 {
+    if kind != 0x08 {
         return Err(format!(
-            "element type 0x{:02x} is not supported (only 0x08, unsigned byte)",
-            bytes[2]
+            "element type 0x{kind:02x} is not supported (only 0x08, unsigned byte)"
         ));
     }
-    let ndim = bytes[3] as usize;
+    let ndim = ndim as usize;
     let header = 4 + 4 * ndim;
-    if bytes.len() < header {
+    let Some(dim_bytes) = bytes.get(4..header) else {
         return Err(format!(
             "truncated header: {} bytes, {ndim} dimensions need {header}",
             bytes.len()
         ));
-    }
-    let dims: Vec<usize> = bytes[4..header]
+    };
+    let dims: Vec<usize> = dim_bytes
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
     let count = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or("dimensions overflow")?;
-    let body = &bytes[header..];
+        .filter(|&c| c <= MAX_IDX_BYTES)
+        .ok_or_else(|| {
+            format!("dimensions {dims:?} hold more than {MAX_IDX_BYTES} bytes (2 GiB), the limit")
+        })?;
+    Ok((dims, count))
+}
+
+/// Parses IDX bytes (already decompressed). The error is a plain message; [`read_idx`] adds
+/// the file name.
+pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
+    let (dims, count) = parse_header(bytes)?;
+    let body = bytes.get(4 + 4 * dims.len()..).unwrap_or_default();
     if body.len() != count {
         let kind = if body.len() < count {
             "truncated"
@@ -141,6 +210,69 @@ mod tests {
         let mut long = good.clone();
         long.push(0);
         assert!(parse_idx(&long).unwrap_err().contains("trailing"));
+    }
+
+    /// A counting reader: how many bytes a consumer pulled from it.
+    struct Counting<R> {
+        inner: R,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_rejected_after_reading_the_promised_size_plus_one_byte() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        // A header promising 10 bytes, followed by 64 MiB of zeros: compressed, ~64 KiB.
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&encode_idx(&IdxArray {
+            dims: vec![10],
+            data: vec![0; 10],
+        }))
+        .unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let gz = enc.finish().unwrap();
+        assert!(gz.len() < 1 << 20);
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let source = Counting {
+            inner: GzDecoder::new(&gz[..]),
+            read: read.clone(),
+        };
+        let err = read_idx_from(source).unwrap_err();
+        assert!(err.contains("trailing bytes"), "{err}");
+        // Header (8) + promised body (10) + one byte: not one byte more is inflated.
+        assert_eq!(read.get(), 8 + 10 + 1);
+        // The same check through a file on disk.
+        let dir = std::env::temp_dir().join(format!("convnet-idx-bomb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bomb-idx1-ubyte.gz");
+        std::fs::write(&path, &gz).unwrap();
+        let msg = read_idx(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("trailing bytes") && msg.contains("bomb-idx1-ubyte.gz"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_header_promising_more_than_the_limit_is_rejected_before_reading() {
+        let header = [
+            0u8, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2,
+        ];
+        let err = read_idx_from(&header[..]).unwrap_err();
+        assert!(err.contains("limit"), "{err}");
+        assert!(parse_idx(&header).unwrap_err().contains("limit"));
     }
 
     #[test]

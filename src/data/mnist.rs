@@ -30,7 +30,19 @@ impl ImageSet {
         cols: usize,
         num_classes: usize,
     ) -> Result<Self> {
-        if images.len() != labels.len() * rows * cols {
+        if rows == 0 || cols == 0 {
+            return Err(Error::input(
+                "ImageSet",
+                format!(
+                    "images of {rows}x{cols} pixels hold nothing; rows and cols must be at least 1"
+                ),
+            ));
+        }
+        let expected = labels
+            .len()
+            .checked_mul(rows)
+            .and_then(|n| n.checked_mul(cols));
+        if expected != Some(images.len()) {
             return Err(Error::input(
                 "ImageSet",
                 format!(
@@ -78,6 +90,15 @@ impl ImageSet {
                 format!("expected 1 dimension [N], found {:?}", labels.dims),
             ));
         };
+        if rows == 0 || cols == 0 {
+            return Err(file_err(
+                images_path,
+                format!(
+                    "images of {rows}x{cols} pixels hold nothing (dimensions {:?})",
+                    images.dims
+                ),
+            ));
+        }
         if n != m {
             return Err(file_err(
                 labels_path,
@@ -120,9 +141,13 @@ impl ImageSet {
     }
 
     /// The pixels of sample `index` as bytes (`rows * cols` of them).
+    /// An index past the end gives an empty slice.
     pub fn pixels(&self, index: usize) -> &[u8] {
         let size = self.rows * self.cols;
-        &self.images[index * size..(index + 1) * size]
+        index
+            .checked_mul(size)
+            .and_then(|start| self.images.get(start..start.checked_add(size)?))
+            .unwrap_or_default()
     }
 }
 

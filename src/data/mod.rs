@@ -4,7 +4,7 @@ mod idx;
 mod loader;
 mod mnist;
 
-pub use idx::{encode_idx, parse_idx, read_idx, IdxArray};
+pub use idx::{decode_idx, encode_idx, parse_idx, read_idx, IdxArray, MAX_IDX_BYTES};
 pub use loader::{Batch, Batches, DataLoader, LoaderConfig};
 pub use mnist::{ImageSet, Mnist, MNIST_MEAN, MNIST_STD};
 

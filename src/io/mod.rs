@@ -10,7 +10,8 @@ mod weights;
 pub use atomic::write_atomic;
 pub use pth::{read_pth, PthError, PthFile};
 pub use tensors::{decode_tensors, encode_tensors, read_tensors, write_tensors};
+pub(crate) use weights::{apply_state_dict, check_state_dict};
 pub use weights::{
-    load_pth_weights, load_state_dict, load_weights, load_weights_from_bytes, save_weights,
-    state_dict,
+    check_unique_names, load_pth_weights, load_state_dict, load_weights, load_weights_from_bytes,
+    save_weights, state_dict,
 };

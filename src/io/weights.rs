@@ -6,7 +6,7 @@ use super::tensors::{decode_tensors, write_tensors};
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Slot, SlotMut};
 use crate::tensor::{Float, Tensor};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Every parameter and buffer of `model`, by `state_dict` name, in visiting order.
@@ -22,12 +22,42 @@ pub fn state_dict<T: Float>(model: &dyn Layer<T>) -> Vec<(String, Tensor<T>)> {
     out
 }
 
+/// Rejects a list of named tensors in which a name occurs twice (two children of a container
+/// named alike): such a `state_dict` cannot be saved or loaded unambiguously. `source` (the
+/// file) labels the error.
+pub fn check_unique_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    source: &str,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut dups: Vec<&str> = names.into_iter().filter(|n| !seen.insert(*n)).collect();
+    if dups.is_empty() {
+        return Ok(());
+    }
+    dups.sort();
+    dups.dedup();
+    Err(Error::File {
+        path: source.to_string(),
+        message: format!(
+            "the model's state_dict names [{}] more than once (two children named alike); \
+             give every child of a container its own name",
+            dups.join(", ")
+        ),
+    })
+}
+
 /// Saves every parameter and buffer of `model` to a safetensors file (atomically), with
 /// PyTorch `state_dict` names; `num_batches_tracked` is stored as int64 as PyTorch does.
+/// A model whose `state_dict` names an entry twice is an error, and nothing is written.
 pub fn save_weights<T: Float>(model: &dyn Layer<T>, path: &Path) -> Result<()> {
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    write_tensors(path, &state_dict(model), Some(meta))
+    let tensors = state_dict(model);
+    check_unique_names(
+        tensors.iter().map(|(n, _)| n.as_str()),
+        &path.display().to_string(),
+    )?;
+    write_tensors(path, &tensors, Some(meta))
 }
 
 /// Loads a `state_dict` into `model` from a safetensors file or a PyTorch checkpoint written
@@ -82,12 +112,30 @@ fn is_batch_counter(name: &str) -> bool {
 }
 
 /// Loads named tensors into `model` with the checks of [`load_weights`]; `source` labels errors.
+/// All or nothing: every check runs before the first tensor is replaced.
 pub fn load_state_dict<T: Float>(
     model: &mut dyn Layer<T>,
     tensors: Vec<(String, Tensor<T>)>,
     source: &str,
 ) -> Result<()> {
-    let mut file: HashMap<String, Tensor<T>> = tensors.into_iter().collect();
+    let file = check_state_dict(model, tensors, source)?;
+    apply_state_dict(model, file);
+    Ok(())
+}
+
+/// The checks of [`load_state_dict`] without changing the model: the file's names must be
+/// unique and match the model's exactly, with equal shapes. Returns the tensors by name,
+/// ready for [`apply_state_dict`].
+pub(crate) fn check_state_dict<T: Float>(
+    model: &dyn Layer<T>,
+    tensors: Vec<(String, Tensor<T>)>,
+    source: &str,
+) -> Result<HashMap<String, Tensor<T>>> {
+    check_unique_names(tensors.iter().map(|(n, _)| n.as_str()), source)?;
+    let mut model_names = Vec::new();
+    model.visit(&mut |name, _| model_names.push(name.to_string()));
+    check_unique_names(model_names.iter().map(String::as_str), source)?;
+    let file: HashMap<String, Tensor<T>> = tensors.into_iter().collect();
     let mut missing = Vec::new();
     let mut mismatched = Vec::new();
     let mut expected = Vec::new();
@@ -120,6 +168,14 @@ pub fn load_state_dict<T: Float>(
             mismatched,
         });
     }
+    Ok(file)
+}
+
+/// Moves checked tensors (from [`check_state_dict`]) into the model.
+pub(crate) fn apply_state_dict<T: Float>(
+    model: &mut dyn Layer<T>,
+    mut file: HashMap<String, Tensor<T>>,
+) {
     model.visit_mut(&mut |name, slot| {
         if let Some(t) = file.remove(name) {
             match slot {
@@ -128,7 +184,6 @@ pub fn load_state_dict<T: Float>(
             }
         }
     });
-    Ok(())
 }
 
 /// Parses a safetensors or `torch.save` byte buffer (told apart by content) as a

@@ -1,8 +1,9 @@
 use super::avg_pool2d::{expect_planes, AvgPoolCache};
+use super::check_output;
 use crate::error::{Error, Result};
 use crate::kernels::pool::{Divisor, PoolPlan};
 use crate::layer::Layer;
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{checked_numel, Float, Tensor};
 use std::marker::PhantomData;
 
 /// Adaptive average pooling to a fixed output size (`nn.AdaptiveAvgPool2d`), whatever the
@@ -36,6 +37,7 @@ impl<T: Float> AdaptiveAvgPool2d<T> {
                 "output size must be at least 1x1",
             ));
         }
+        checked_numel(&layer.name(), &output)?;
         Ok(layer)
     }
 
@@ -60,7 +62,7 @@ impl<T: Float> Layer<T> for AdaptiveAvgPool2d<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let [n, c, _, _] = expect_planes(&self.name(), input)?;
-        Ok(vec![n, c, self.output[0], self.output[1]])
+        check_output(&self.name(), vec![n, c, self.output[0], self.output[1]])
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {

@@ -1,5 +1,5 @@
 use super::max_pool2d::{check_pool_window, hw_text};
-use super::{expect_nchw, expect_shape};
+use super::{check_output, expect_nchw, expect_numel, expect_shape};
 use crate::error::{Error, Result};
 use crate::geometry::Window2d;
 use crate::kernels::pool::{avg_pool_backward, avg_pool_forward, Divisor, PoolPlan};
@@ -177,6 +177,7 @@ impl AvgPoolCache {
 /// Checks `[N, C, H, W]` with `H, W >= 1` and returns the dimensions.
 pub(crate) fn expect_planes(name: &str, input: &[usize]) -> Result<[usize; 4]> {
     let [n, c, h, w] = expect_nchw(name, input, None)?;
+    expect_numel(name, input)?;
     if h == 0 || w == 0 {
         return Err(Error::shape(name, "[N, C, H, W] with H, W >= 1", input));
     }
@@ -246,7 +247,7 @@ impl<T: Float> Layer<T> for AvgPool2d<T> {
             .cfg
             .window()
             .output_hw(&name, [h, w], self.cfg.ceil_mode)?;
-        Ok(vec![n, c, oh, ow])
+        check_output(&name, vec![n, c, oh, ow])
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {

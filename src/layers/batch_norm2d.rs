@@ -118,24 +118,38 @@ impl<T: Float> BatchNorm2d<T> {
         if c == 0 {
             return fail("num_features must be at least 1".into());
         }
+        crate::tensor::checked_numel(&format!("BatchNorm2d({c})"), &[c])?;
         if !(cfg.eps.is_finite() && cfg.eps >= 0.0) {
             return fail(format!("eps must be finite and >= 0, got {}", cfg.eps));
         }
         if !(0.0..=1.0).contains(&cfg.momentum) {
             return fail(format!("momentum must be in [0, 1], got {}", cfg.momentum));
         }
-        let vector = |v: f64| Tensor::from_elem(IxDyn(&[c]), T::of(v));
-        Ok(BatchNorm2d {
-            cfg,
-            affine: cfg.affine.then(|| Affine {
-                weight: Param::new(vector(1.0)),
-                bias: Param::new(vector(0.0)),
+        let what = format!("BatchNorm2d({c})");
+        let vector = |v: f64| -> Result<Tensor<T>> {
+            let data = crate::tensor::try_filled(&what, c, T::of(v))?;
+            Tensor::from_shape_vec(IxDyn(&[c]), data)
+                .map_err(|e| Error::config(&what, e.to_string()))
+        };
+        let affine = match cfg.affine {
+            true => Some(Affine {
+                weight: Param::try_new(&what, vector(1.0)?)?,
+                bias: Param::try_new(&what, vector(0.0)?)?,
             }),
-            running: cfg.track_running_stats.then(|| Running {
-                mean: vector(0.0),
-                var: vector(1.0),
+            false => None,
+        };
+        let running = match cfg.track_running_stats {
+            true => Some(Running {
+                mean: vector(0.0)?,
+                var: vector(1.0)?,
                 num_batches_tracked: Tensor::from_elem(IxDyn(&[]), T::zero()),
             }),
+            false => None,
+        };
+        Ok(BatchNorm2d {
+            cfg,
+            affine,
+            running,
             mode: Mode::Train,
             cache: None,
         })
@@ -178,6 +192,7 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         expect_nchw(&self.name(), input, Some(self.cfg.num_features))?;
+        super::expect_numel(&self.name(), input)?;
         Ok(input.to_vec())
     }
 

@@ -89,9 +89,9 @@ impl<T: Float> Merge<T> for Concat<T> {
                 );
                 return Err(Error::shape(format!("Concat (input {i})"), expected, shape));
             }
-            out[d] += shape[d];
+            out[d] = out[d].saturating_add(shape[d]);
         }
-        Ok(out)
+        super::check_output("Concat", out)
     }
 
     fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {

@@ -1,10 +1,10 @@
-use super::{cached, expect_nchw, expect_shape};
+use super::{cached, check_output, expect_nchw, expect_shape};
 use crate::error::{Error, Result};
 use crate::geometry::Window2d;
 use crate::init::{layer_rng, Init};
 use crate::kernels::conv::{self, ChannelOp, ConvGeom};
 use crate::layer::{Epilogue, Layer, Param, Slot, SlotMut};
-use crate::tensor::{contiguous, zeros, Float, Tensor};
+use crate::tensor::{checked_numel, contiguous, zeros, Float, Tensor};
 
 /// How to build a [`Conv2d`]: channels, per-axis window, groups, bias and initialisation.
 ///
@@ -173,6 +173,9 @@ impl Conv2dConfig {
                 ));
             }
         }
+        self.window().validate(&self.name())?;
+        self.init.validate(&self.name(), "weight")?;
+        checked_numel(&format!("{} (weight)", self.name()), &self.weight_shape())?;
         Ok(())
     }
 }
@@ -211,11 +214,27 @@ impl<T: Float> Conv2d<T> {
         let fan_in = shape[1] * shape[2] * shape[3];
         let fan_out = shape[0] * shape[2] * shape[3];
         let mut rng = layer_rng(cfg.seed);
-        let weight = cfg.init.sample(&shape, fan_in, fan_out, &mut rng);
-        let bias = cfg
-            .bias
-            .then(|| Init::PyTorchDefault.sample(&[cfg.out_channels], fan_in, fan_out, &mut rng));
-        Ok(Self::assemble(cfg, weight, bias))
+        let name = cfg.name();
+        let weight = cfg
+            .init
+            .sample(&name, "weight", &shape, fan_in, fan_out, &mut rng)?;
+        let bias = match cfg.bias {
+            true => Some(Init::PyTorchDefault.sample(
+                &name,
+                "bias",
+                &[cfg.out_channels],
+                fan_in,
+                fan_out,
+                &mut rng,
+            )?),
+            false => None,
+        };
+        Ok(Conv2d {
+            cfg,
+            weight: Param::try_new(&name, weight)?,
+            bias: bias.map(|b| Param::try_new(&name, b)).transpose()?,
+            input: None,
+        })
     }
 
     /// A convolution with the given weight `[out, in/groups, kh, kw]` and bias `[out]` (present
@@ -318,6 +337,24 @@ impl<T: Float> Conv2d<T> {
         let win = self.cfg.window();
         let out_hw = win.output_hw(&name, [h, w], false)?;
         let groups = self.cfg.groups;
+        let cin_g = self.cfg.in_channels / groups;
+        let identity =
+            self.cfg.kernel == [1, 1] && self.cfg.stride == [1, 1] && self.cfg.padding == [0, 0];
+        // Every buffer a call allocates stays within the tensor limit: the output, and the
+        // column matrix of one group of one image, C_in/G·kh·kw x OH·OW.
+        check_output(&name, vec![n, self.cfg.out_channels, out_hw[0], out_hw[1]])?;
+        if !identity {
+            checked_numel(
+                &format!("{name} (im2col columns of one image)"),
+                &[
+                    cin_g,
+                    self.cfg.kernel[0],
+                    self.cfg.kernel[1],
+                    out_hw[0],
+                    out_hw[1],
+                ],
+            )?;
+        }
         Ok(ConvGeom {
             n,
             groups,

@@ -1,4 +1,4 @@
-use super::expect_shape;
+use super::{expect_numel, expect_shape};
 use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::tensor::{contiguous, from_vec, Float, Tensor};
@@ -41,6 +41,12 @@ impl<T: Float> Flatten<T> {
     /// Flattens dims `start..=end`; a negative `end` counts from the last dim (`-1`).
     /// Fails when both are non-negative and `start > end`.
     pub fn with_dims(start: usize, end: isize) -> Result<Self> {
+        // No tensor has more than 64 dims in practice (ndarray's IxDyn has no limit, PyTorch
+        // stops at 64); larger values can only be mistakes and would wrap as isize.
+        if start > 64 || !(-65..=64).contains(&end) {
+            let msg = format!("start_dim {start} and end_dim {end} must lie in -65..=64");
+            return Err(Error::config("Flatten", msg));
+        }
         if end >= 0 && start as isize > end {
             let msg = format!("start_dim {start} comes after end_dim {end}");
             return Err(Error::config("Flatten", msg));
@@ -84,6 +90,7 @@ impl<T: Float> Layer<T> for Flatten<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let (start, end) = self.dims(input)?;
+        expect_numel("Flatten", input)?;
         let mut out = input[..start].to_vec();
         out.push(input[start..=end].iter().product());
         out.extend_from_slice(&input[end + 1..]);

@@ -10,6 +10,9 @@ use crate::tensor::{Float, Tensor};
 /// backward: dx = dy    if x > 0,   a · dy otherwise      (slope a at exactly x = 0, as PyTorch)
 /// ```
 ///
+/// NaN propagates as in PyTorch: `y = NaN` for `x = NaN` and `dx = a · dy` there (PyTorch's
+/// backward tests `x > 0`, which NaN fails).
+///
 /// Any slope is accepted, including slopes above 1 and negative ones, so the input (not the
 /// output) is cached.
 #[derive(Clone, Debug)]
@@ -70,7 +73,8 @@ impl<T: Float> Layer<T> for LeakyReLU<T> {
         let a = T::of(self.negative_slope);
         let mut dx = grad_output.to_owned();
         dx.zip_mut_with(x, |d, &x| {
-            if x <= T::zero() {
+            // Not `x <= 0`: NaN takes the slope too, as in PyTorch.
+            if x.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater) {
                 *d *= a
             }
         });

@@ -1,4 +1,4 @@
-use super::{cached, expect_shape};
+use super::{cached, check_output, expect_shape};
 use crate::error::{Error, Result};
 use crate::init::{layer_rng, Init};
 use crate::kernels::elementwise;
@@ -89,21 +89,6 @@ fn name(in_features: usize, out_features: usize) -> String {
     format!("Linear({in_features} -> {out_features})")
 }
 
-/// Rejects distributions `Init::sample` cannot draw from (negative or non-finite spread).
-fn check_init(what: &str, which: &str, init: Init) -> Result<()> {
-    match init {
-        Init::Normal(std) if !(std.is_finite() && std >= 0.0) => Err(Error::config(
-            what,
-            format!("{which} Init::Normal std must be finite and >= 0, got {std}"),
-        )),
-        Init::Constant(c) if !c.is_finite() => Err(Error::config(
-            what,
-            format!("{which} Init::Constant must be finite, got {c}"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 impl<T: Float> Linear<T> {
     /// A layer `in_features -> out_features` with a bias and PyTorch's default initialisation.
     pub fn new(in_features: usize, out_features: usize) -> Result<Self> {
@@ -120,17 +105,21 @@ impl<T: Float> Linear<T> {
                 "in_features and out_features must be at least 1",
             ));
         }
-        check_init(&what, "weight", cfg.init)?;
-        check_init(&what, "bias", cfg.bias_init)?;
+        cfg.init.validate(&what, "weight")?;
+        cfg.bias_init.validate(&what, "bias")?;
         let mut rng = layer_rng(cfg.seed);
-        let weight = cfg.init.sample(&[o, i], i, o, &mut rng);
-        let bias = cfg
-            .bias
-            .then(|| Param::new(cfg.bias_init.sample(&[o], i, o, &mut rng)));
+        let weight = cfg.init.sample(&what, "weight", &[o, i], i, o, &mut rng)?;
+        let bias = match cfg.bias {
+            true => Some(Param::try_new(
+                &what,
+                cfg.bias_init.sample(&what, "bias", &[o], i, o, &mut rng)?,
+            )?),
+            false => None,
+        };
         Ok(Linear {
             in_features: i,
             out_features: o,
-            weight: Param::new(weight),
+            weight: Param::try_new(&what, weight)?,
             bias,
             input: None,
         })
@@ -260,7 +249,9 @@ impl<T: Float> Layer<T> for Linear<T> {
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         match input {
-            &[n, i] if i == self.in_features => Ok(vec![n, self.out_features]),
+            &[n, i] if i == self.in_features => {
+                check_output(&self.name(), vec![n, self.out_features])
+            }
             _ => Err(Error::shape(
                 self.name(),
                 format!("[N, {}]", self.in_features),

@@ -89,6 +89,7 @@ impl<T: Float> LocalResponseNorm<T> {
 
     /// `[N, C, inner]` of an input of rank ≥ 3.
     fn dims(shape: &[usize]) -> Result<[usize; 3]> {
+        super::expect_numel("LocalResponseNorm", shape)?;
         match shape {
             [n, c, rest @ ..] if !rest.is_empty() => Ok([*n, *c, rest.iter().product()]),
             _ => Err(Error::shape(

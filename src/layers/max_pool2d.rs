@@ -1,4 +1,4 @@
-use super::{expect_nchw, expect_shape};
+use super::{check_output, expect_nchw, expect_numel, expect_shape};
 use crate::error::{Error, Result};
 use crate::geometry::Window2d;
 use crate::kernels::pool::{max_pool_backward, max_pool_forward, PoolPlan, NO_TAP};
@@ -114,16 +114,8 @@ pub(crate) fn hw_text(v: [usize; 2], square_as_one: bool) -> String {
 
 /// PyTorch's pooling checks: kernel, stride and dilation at least 1, padding at most `k / 2`.
 pub(crate) fn check_pool_window(what: &str, w: &Window2d) -> Result<()> {
+    w.validate(what)?;
     for (axis, a) in [("height", &w.h), ("width", &w.w)] {
-        if a.kernel == 0 || a.stride == 0 || a.dilation == 0 {
-            return Err(Error::config(
-                what,
-                format!(
-                    "kernel ({}), stride ({}) and dilation ({}) must all be at least 1 on the {axis} axis",
-                    a.kernel, a.stride, a.dilation
-                ),
-            ));
-        }
         if a.padding > a.kernel / 2 {
             return Err(Error::config(
                 what,
@@ -212,6 +204,7 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let name = self.name();
         let [n, c, h, w] = expect_nchw(&name, input, None)?;
+        expect_numel(&name, input)?;
         if h == 0 || w == 0 || h * w >= NO_TAP as usize {
             return Err(Error::shape(
                 name,
@@ -223,7 +216,7 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
             .cfg
             .window()
             .output_hw(&name, [h, w], self.cfg.ceil_mode)?;
-        Ok(vec![n, c, oh, ow])
+        check_output(&name, vec![n, c, oh, ow])
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {

@@ -38,7 +38,7 @@ pub use softmax::*;
 pub use tanh::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{checked_numel, Float, Tensor};
 
 /// Takes the cached tensor of a layer for `backward`, or reports that `forward` never ran.
 pub(crate) fn cached<'a, T: Float>(
@@ -75,5 +75,34 @@ pub(crate) fn expect_nchw(
     match shape {
         &[n, c, h, w] if channels.is_none_or(|want| want == c) => Ok([n, c, h, w]),
         _ => Err(Error::shape(layer, expected(), shape)),
+    }
+}
+
+/// Checks that an input shape describes a tensor that can exist (its element count fits the
+/// [`MAX_ELEMENTS`](crate::tensor::MAX_ELEMENTS) limit), so that `output_shape` can multiply
+/// its dims without overflow. Any real tensor passes.
+pub(crate) fn expect_numel(layer: &str, shape: &[usize]) -> Result<usize> {
+    checked_numel(layer, shape).map_err(|_| {
+        Error::shape(
+            layer,
+            format!(
+                "a shape of at most {} elements",
+                crate::tensor::MAX_ELEMENTS
+            ),
+            shape,
+        )
+    })
+}
+
+/// Returns `shape` if a tensor of that shape may be allocated, or an [`Error::Geometry`]
+/// naming the layer and the size when the output would exceed the element limit.
+pub(crate) fn check_output(layer: &str, shape: Vec<usize>) -> Result<Vec<usize>> {
+    match checked_numel(layer, &shape) {
+        Ok(_) => Ok(shape),
+        Err(Error::InvalidConfig { message, .. }) => Err(Error::Geometry {
+            layer: layer.to_string(),
+            explanation: format!("the output: {message}"),
+        }),
+        Err(e) => Err(e),
     }
 }

@@ -11,7 +11,11 @@ use crate::tensor::{contiguous, zeros, Float, Tensor};
 /// backward: dx = dy · [x > 0]        (0 at exactly x = 0, as PyTorch)
 /// ```
 ///
-/// The output is cached: `y > 0` exactly where `x > 0`.
+/// NaN propagates as in PyTorch: `ReLU(NaN) = NaN`, and the gradient at a NaN input passes
+/// through (PyTorch's `threshold_backward` zeroes only where `y <= 0`), so a training run
+/// sees a NaN instead of a silently finite result.
+///
+/// The output is cached: `y > 0` exactly where `x > 0`, and `y` is NaN exactly where `x` is.
 #[derive(Clone, Debug, Default)]
 pub struct ReLU<T: Float> {
     output: Option<Tensor<T>>,
@@ -61,7 +65,7 @@ impl<T: Float> Layer<T> for ReLU<T> {
             &dy,
             &y,
             dxs,
-            |d, y| if y > T::zero() { d } else { T::zero() },
+            |d, y| if y <= T::zero() { T::zero() } else { d },
         );
         Ok(dx)
     }

@@ -70,6 +70,7 @@ impl<T: Float> Layer<T> for Softmax<T> {
 
 /// `[N, C, inner]` for an input of rank ≥ 2, or a shape error naming `layer`.
 pub(crate) fn dim1_blocks(layer: &str, shape: &[usize]) -> Result<[usize; 3]> {
+    super::expect_numel(layer, shape)?;
     match shape {
         [n, c, rest @ ..] => Ok([*n, *c, rest.iter().product()]),
         _ => Err(Error::shape(

@@ -1,4 +1,4 @@
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layer::{Epilogue, Layer, Mode, Slot, SlotMut};
 use crate::model::SummaryRow;
 use crate::rng::Rng64;
@@ -52,10 +52,38 @@ impl<T: Float> Sequential<T> {
 
     /// Appends a layer under an explicit name instead of its index, as a PyTorch module
     /// attribute would be named (`conv` and `bn` give `conv.weight`, `bn.running_mean`).
-    pub fn add_named(mut self, name: &str, layer: impl Layer<T> + 'static) -> Self {
+    ///
+    /// Fails with [`Error::InvalidConfig`] for a name already taken by another child when
+    /// either of the two holds parameters, buffers or a random generator (their `state_dict`
+    /// or checkpoint keys would collide), an empty name, a name containing `.` (as PyTorch
+    /// refuses), or a number other than the child's own index (numbers are the names
+    /// [`Sequential::add`] gives, so a later child would collide with it). Stateless layers
+    /// may share a name, as torchvision's ResNet blocks reuse one `relu`.
+    pub fn add_named(mut self, name: &str, layer: impl Layer<T> + 'static) -> Result<Self> {
+        let mut layer = layer;
+        let index = self.layers.len();
+        let fail = |why: String| Err(Error::config("Sequential::add_named", why));
+        if name.is_empty() || name.contains('.') {
+            return fail(format!(
+                "child name `{name}` must be non-empty and contain no `.`"
+            ));
+        }
+        let taken = self.names.iter().position(|n| n == name);
+        if let Some(i) = taken {
+            if has_state(&mut layer) || has_state(self.layers[i].as_mut()) {
+                return fail(format!(
+                    "two children named `{name}`: their state_dict keys would collide"
+                ));
+            }
+        }
+        if name.parse::<usize>().is_ok() && name != index.to_string() {
+            return fail(format!(
+                "child {index} cannot be named `{name}`: numbers name children by their index"
+            ));
+        }
         self.layers.push(Box::new(layer));
         self.names.push(name.to_string());
-        self
+        Ok(self)
     }
 
     /// Appends a boxed layer, named by its index.
@@ -88,6 +116,14 @@ impl<T: Float> Sequential<T> {
     pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer<T>>] {
         &mut self.layers
     }
+}
+
+/// True if the layer has any `state_dict` entry or random generator.
+fn has_state<T: Float>(layer: &mut dyn Layer<T>) -> bool {
+    let mut any = false;
+    layer.visit(&mut |_, _| any = true);
+    layer.visit_rngs_mut(&mut |_, _| any = true);
+    any
 }
 
 impl<T: Float> Layer<T> for Sequential<T> {

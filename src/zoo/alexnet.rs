@@ -84,10 +84,10 @@ pub fn alexnet<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
         .add(ReLU::new())
         .add(Dropout::new(0.5)?)
         .add(Linear::new(4096, num_classes)?);
-    Ok(Sequential::new()
-        .add_named("features", features)
-        .add_named("flatten", Flatten::new())
-        .add_named("classifier", classifier))
+    Sequential::new()
+        .add_named("features", features)?
+        .add_named("flatten", Flatten::new())?
+        .add_named("classifier", classifier)
 }
 
 /// torchvision's `alexnet()` (the "one weird trick" single-GPU variant, Krizhevsky 2014),
@@ -131,11 +131,11 @@ pub fn alexnet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<T>
         .add(Linear::new(4096, 4096)?)
         .add(ReLU::new())
         .add(Linear::new(4096, num_classes)?);
-    Ok(Sequential::new()
-        .add_named("features", features)
-        .add_named("avgpool", AdaptiveAvgPool2d::new([6, 6])?)
-        .add_named("flatten", Flatten::new())
-        .add_named("classifier", classifier))
+    Sequential::new()
+        .add_named("features", features)?
+        .add_named("avgpool", AdaptiveAvgPool2d::new([6, 6])?)?
+        .add_named("flatten", Flatten::new())?
+        .add_named("classifier", classifier)
 }
 
 /// Test helpers shared by the zoo files of this family (AlexNet, VGG, ResNet).

@@ -74,13 +74,13 @@ fn basic_conv<T: Float>(
         .padding(pad)
         .bias(false)
         .init(Init::Normal(0.01));
-    Ok(Sequential::new()
-        .add_named("conv", Conv2d::new(conv)?)
+    Sequential::new()
+        .add_named("conv", Conv2d::new(conv)?)?
         .add_named(
             "bn",
             BatchNorm2d::new(BatchNorm2dConfig::new(cout).eps(1e-3))?,
-        )
-        .add_named("relu", ReLU::new()))
+        )?
+        .add_named("relu", ReLU::new())
 }
 
 /// The paper's conv: with a bias, followed by ReLU (He-normal weights, since there is no BN).
@@ -282,25 +282,24 @@ fn module<T: Float>(c: [usize; 7], make: MakeInception<T>) -> Result<Inception<T
 /// BN weight 1 and bias 0.
 pub fn googlenet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     let mut net = Sequential::new()
-        .add_named("conv1", basic_conv(3, 64, 7, 2, 3)?)
-        .add_named("maxpool1", max_pool(3, 2)?)
-        .add_named("conv2", basic_conv(64, 64, 1, 1, 0)?)
-        .add_named("conv3", basic_conv(64, 192, 3, 1, 1)?)
-        .add_named("maxpool2", max_pool(3, 2)?);
+        .add_named("conv1", basic_conv(3, 64, 7, 2, 3)?)?
+        .add_named("maxpool1", max_pool(3, 2)?)?
+        .add_named("conv2", basic_conv(64, 64, 1, 1, 0)?)?
+        .add_named("conv3", basic_conv(64, 192, 3, 1, 1)?)?
+        .add_named("maxpool2", max_pool(3, 2)?)?;
     for (name, channels) in MODULES {
-        net = net.add_named(name, module(channels, inception_torchvision)?);
+        net = net.add_named(name, module(channels, inception_torchvision)?)?;
         match name {
-            "inception3b" => net = net.add_named("maxpool3", max_pool(3, 2)?),
-            "inception4e" => net = net.add_named("maxpool4", max_pool(2, 2)?),
+            "inception3b" => net = net.add_named("maxpool3", max_pool(3, 2)?)?,
+            "inception4e" => net = net.add_named("maxpool4", max_pool(2, 2)?)?,
             _ => {}
         }
     }
     let fc = LinearConfig::new(1024, num_classes).init(Init::Normal(0.01));
-    Ok(net
-        .add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)
-        .add_named("flatten", Flatten::new())
-        .add_named("dropout", Dropout::new(0.2)?)
-        .add_named("fc", Linear::with_config(fc)?))
+    net.add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
+        .add_named("flatten", Flatten::new())?
+        .add_named("dropout", Dropout::new(0.2)?)?
+        .add_named("fc", Linear::with_config(fc)?)
 }
 
 /// The paper's conv + ReLU, children named `conv` and `relu` (`conv1.conv.weight`, `.bias`).
@@ -311,26 +310,26 @@ fn conv_relu<T: Float>(
     stride: usize,
     pad: usize,
 ) -> Result<Sequential<T>> {
-    Ok(Sequential::new()
-        .add_named("conv", conv(cin, cout, kernel, stride, pad)?)
-        .add_named("relu", ReLU::new()))
+    Sequential::new()
+        .add_named("conv", conv(cin, cout, kernel, stride, pad)?)?
+        .add_named("relu", ReLU::new())
 }
 
 /// The paper's auxiliary classifier on a 14x14 map: average pool 5x5/3 (→ 4x4), conv 1x1 to
 /// 128 + ReLU, FC 2048→1024 + ReLU, dropout 70%, FC 1024→num_classes.
 fn aux_head<T: Float>(in_channels: usize, num_classes: usize) -> Result<Sequential<T>> {
-    Ok(Sequential::new()
+    Sequential::new()
         .add_named(
             "avgpool",
             AvgPool2d::new(AvgPool2dConfig::new(5).stride(3))?,
-        )
-        .add_named("conv", conv(in_channels, 128, 1, 1, 0)?)
-        .add_named("relu1", ReLU::new())
-        .add_named("flatten", Flatten::new())
-        .add_named("fc1", Linear::new(128 * 4 * 4, 1024)?)
-        .add_named("relu2", ReLU::new())
-        .add_named("dropout", Dropout::new(0.7)?)
-        .add_named("fc2", Linear::new(1024, num_classes)?))
+        )?
+        .add_named("conv", conv(in_channels, 128, 1, 1, 0)?)?
+        .add_named("relu1", ReLU::new())?
+        .add_named("flatten", Flatten::new())?
+        .add_named("fc1", Linear::new(128 * 4 * 4, 1024)?)?
+        .add_named("relu2", ReLU::new())?
+        .add_named("dropout", Dropout::new(0.7)?)?
+        .add_named("fc2", Linear::new(1024, num_classes)?)
 }
 
 /// The local response normalisation of the paper's stem, as in its Caffe model:

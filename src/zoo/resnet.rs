@@ -76,14 +76,14 @@ pub fn basic_block<T: Float>(
                     .stride(stride)
                     .padding(1),
             )?,
-        )
-        .add_named("bn1", bn(planes)?)
-        .add_named("relu", ReLU::new())
+        )?
+        .add_named("bn1", bn(planes)?)?
+        .add_named("relu", ReLU::new())?
         .add_named(
             "conv2",
             conv(Conv2dConfig::new(planes, planes, 3).padding(1))?,
-        )
-        .add_named("bn2", bn(planes)?);
+        )?
+        .add_named("bn2", bn(planes)?)?;
     let block = Residual::new(body);
     let block = if downsample {
         block.with_shortcut("downsample", projection(inplanes, planes, stride)?)
@@ -135,14 +135,14 @@ pub fn bottleneck<T: Float>(
         .dilation(dilation)
         .groups(groups);
     let body = Sequential::new()
-        .add_named("conv1", conv(Conv2dConfig::new(inplanes, width, 1))?)
-        .add_named("bn1", bn(width)?)
-        .add_named("relu", ReLU::new())
-        .add_named("conv2", conv(conv2)?)
-        .add_named("bn2", bn(width)?)
-        .add_named("relu", ReLU::new())
-        .add_named("conv3", conv(Conv2dConfig::new(width, out, 1))?)
-        .add_named("bn3", bn(out)?);
+        .add_named("conv1", conv(Conv2dConfig::new(inplanes, width, 1))?)?
+        .add_named("bn1", bn(width)?)?
+        .add_named("relu", ReLU::new())?
+        .add_named("conv2", conv(conv2)?)?
+        .add_named("bn2", bn(width)?)?
+        .add_named("relu", ReLU::new())?
+        .add_named("conv3", conv(Conv2dConfig::new(width, out, 1))?)?
+        .add_named("bn3", bn(out)?)?;
     let block = Residual::new(body);
     let block = if downsample {
         block.with_shortcut("downsample", projection(inplanes, out, stride)?)
@@ -198,24 +198,23 @@ fn resnet<T: Float>(block: Block, layers: [usize; 4], num_classes: usize) -> Res
         .add_named(
             "conv1",
             conv(Conv2dConfig::new(3, 64, 7).stride(2).padding(3))?,
-        )
-        .add_named("bn1", bn(64)?)
-        .add_named("relu", ReLU::new())
+        )?
+        .add_named("bn1", bn(64)?)?
+        .add_named("relu", ReLU::new())?
         .add_named(
             "maxpool",
             MaxPool2d::new(MaxPool2dConfig::new(3).stride(2).padding(1))?,
-        );
+        )?;
     let mut channels = 64;
     for (i, (&blocks, planes)) in layers.iter().zip([64, 128, 256, 512]).enumerate() {
         let stride = if i == 0 { 1 } else { 2 };
         let (layer, out) = stage(block, channels, planes, blocks, stride)?;
-        net = net.add_named(&format!("layer{}", i + 1), layer);
+        net = net.add_named(&format!("layer{}", i + 1), layer)?;
         channels = out;
     }
-    Ok(net
-        .add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)
-        .add_named("flatten", Flatten::new())
-        .add_named("fc", Linear::new(channels, num_classes)?))
+    net.add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
+        .add_named("flatten", Flatten::new())?
+        .add_named("fc", Linear::new(channels, num_classes)?)
 }
 
 /// ResNet-18, torchvision's `resnet18()`: 11,689,512 parameters for 1000 classes.

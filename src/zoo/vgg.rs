@@ -146,11 +146,11 @@ fn vgg<T: Float>(cfg: &[V], batch_norm: bool, num_classes: usize) -> Result<Sequ
         .add(ReLU::new())
         .add(Dropout::new(0.5)?)
         .add(fc(4096, num_classes)?);
-    Ok(Sequential::new()
-        .add_named("features", features)
-        .add_named("avgpool", AdaptiveAvgPool2d::new([7, 7])?)
-        .add_named("flatten", Flatten::new())
-        .add_named("classifier", classifier))
+    Sequential::new()
+        .add_named("features", features)?
+        .add_named("avgpool", AdaptiveAvgPool2d::new([7, 7])?)?
+        .add_named("flatten", Flatten::new())?
+        .add_named("classifier", classifier)
 }
 
 /// VGG configuration A (11 weight layers), torchvision's `vgg11()`: 132,863,336

@@ -1,0 +1,584 @@
+//! Bad input through the public API, as a new user would try it: every case returns a typed
+//! error (or propagates NaN as PyTorch does) instead of panicking, aborting, hanging or
+//! answering wrongly. docs/ERRORS.md lists each class with the test here that proves it.
+
+use convnet::data::{encode_idx, DataLoader, IdxArray, ImageSet, LoaderConfig};
+use convnet::init::Init;
+use convnet::io::{load_weights, save_weights};
+use convnet::optim::{Adam, AdamConfig, Sgd, SgdConfig};
+use convnet::prelude::*;
+use convnet::progress::ProgressStyle;
+use convnet::train::{top_k_hits, Trainer, MAX_COUNTER};
+use ndarray::IxDyn;
+use std::path::{Path, PathBuf};
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("convnet-hardening-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn is_config(e: &Error) -> bool {
+    matches!(e, Error::InvalidConfig { .. })
+}
+
+fn is_geometry(e: &Error) -> bool {
+    matches!(e, Error::Geometry { .. })
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 1: size arithmetic that overflows or asks for absurd memory.
+
+#[test]
+fn class1_linear_sizes_that_overflow_or_cannot_be_allocated_are_config_errors() {
+    for (i, o) in [(usize::MAX / 2, 4), (1 << 20, 1 << 20), (4, usize::MAX)] {
+        let err = Linear::<f32>::new(i, o).unwrap_err();
+        assert!(is_config(&err), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("Linear({i} -> {o})")), "{msg}");
+        assert!(msg.contains("limit"), "{msg}");
+    }
+    // A layer that fits, given a batch whose output would not, refuses the input.
+    let l = Linear::<f32>::new(1, 1 << 20).unwrap();
+    let err = l.output_shape(&[1 << 12, 1]).unwrap_err();
+    assert!(is_geometry(&err), "{err}");
+}
+
+#[test]
+fn class1_conv_and_pool_windows_too_large_or_wrapping_are_errors() {
+    let err = Conv2d::<f32>::new(Conv2dConfig::new(1, 1, 1 << 40)).unwrap_err();
+    assert!(
+        is_config(&err) && err.to_string().contains("Conv2d(1 -> 1)"),
+        "{err}"
+    );
+    // Padding usize::MAX / 2 used to wrap N + 2P and give an all-zero output of a wrong shape.
+    let err = Conv2d::<f32>::new(Conv2dConfig::new(1, 1, 1).padding(usize::MAX / 2)).unwrap_err();
+    assert!(is_config(&err), "{err}");
+    // Padding 2^20 on a 1x1 image: a 2^21 x 2^21 output, refused instead of aborting.
+    let conv = Conv2d::<f32>::new(Conv2dConfig::new(1, 1, 1).padding(1 << 20)).unwrap();
+    let err = conv.output_shape(&[1, 1, 1, 1]).unwrap_err();
+    assert!(
+        is_geometry(&err) && err.to_string().contains("limit"),
+        "{err}"
+    );
+    let mut conv = conv;
+    let x = Tensor::<f32>::zeros(IxDyn(&[1, 1, 1, 1]));
+    assert!(is_geometry(&conv.forward(&x).unwrap_err()));
+    // A max-pool window of 2^63 + 1 with dilation 2 used to wrap to a window of 1.
+    let err = MaxPool2d::<f32>::new(MaxPool2dConfig::new((1 << 63) + 1).dilation(2)).unwrap_err();
+    assert!(is_config(&err), "{err}");
+    let err = AvgPool2d::<f32>::new(AvgPool2dConfig::new(usize::MAX)).unwrap_err();
+    assert!(is_config(&err), "{err}");
+    // Input shapes whose sizes overflow are refused by output_shape, never multiplied.
+    let pool = MaxPool2d::<f32>::new(MaxPool2dConfig::new(2)).unwrap();
+    assert!(pool.output_shape(&[1, 1, usize::MAX, 3]).is_err());
+    let conv = Conv2d::<f32>::new(Conv2dConfig::new(1, 1, 3)).unwrap();
+    assert!(conv
+        .output_shape(&[usize::MAX, 1, 1 << 20, 1 << 20])
+        .is_err());
+    // The im2col buffer of one image is bounded too (here 2^4 · 2^14 · 2^14 cells).
+    let conv = Conv2d::<f32>::new(Conv2dConfig::new(1, 1, 4).padding(1 << 13)).unwrap();
+    let err = conv.output_shape(&[1, 1, 1, 1]).unwrap_err();
+    assert!(err.to_string().contains("im2col"), "{err}");
+}
+
+#[test]
+fn class1_adaptive_pool_flatten_concat_and_batch_norm_sizes_are_checked() {
+    let err = AdaptiveAvgPool2d::<f32>::new([1 << 40, 1 << 40]).unwrap_err();
+    assert!(is_config(&err), "{err}");
+    let pool = AdaptiveAvgPool2d::<f32>::new([1 << 15, 1 << 15]).unwrap();
+    assert!(is_geometry(&pool.output_shape(&[4, 3, 2, 2]).unwrap_err()));
+    // Flatten with out-of-range dims: an error at construction or a shape error, no panic.
+    assert!(Flatten::<f32>::with_dims(usize::MAX, -1).is_err());
+    assert!(Flatten::<f32>::with_dims(1, isize::MIN).is_err());
+    let f = Flatten::<f32>::with_dims(3, -1).unwrap();
+    assert!(matches!(
+        f.output_shape(&[2, 3]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let f = Flatten::<f32>::new();
+    assert!(f.output_shape(&[2, usize::MAX, 2]).is_err());
+    let cat = Concat::<f32>::new();
+    let (a, b) = ([1usize, usize::MAX, 1, 1], [1usize, 2, 1, 1]);
+    assert!(cat.output_shape(&[&a, &b]).is_err());
+    let err = BatchNorm2d::<f64>::new(BatchNorm2dConfig::new(usize::MAX)).unwrap_err();
+    assert!(is_config(&err), "{err}");
+}
+
+#[test]
+fn class1_zoo_with_absurd_class_count_is_an_error() {
+    let err = convnet::zoo::build::<f32>("lenet5", 1 << 40).err().unwrap();
+    assert!(is_config(&err), "{err}");
+    let err = convnet::zoo::build::<f32>("resnet18", usize::MAX)
+        .err()
+        .unwrap();
+    assert!(is_config(&err), "{err}");
+}
+
+#[test]
+fn class1_image_set_dimensions_that_overflow_are_an_error() {
+    let err = ImageSet::new(vec![0; 4], vec![0; 2], usize::MAX, 3, 10).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    // rows * cols * n wraps to exactly images.len() for these values without checked math.
+    let err = ImageSet::new(vec![0; 2], vec![0; 2], 1 << 63, 2, 10).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 2: one validation of Init for every layer.
+
+#[test]
+fn class2_every_layer_taking_an_init_rejects_the_same_bad_values() {
+    for init in [
+        Init::Normal(f64::NAN),
+        Init::Normal(-1.0),
+        Init::Normal(f64::INFINITY),
+        Init::Constant(f64::NAN),
+        Init::Constant(f64::INFINITY),
+    ] {
+        let conv = Conv2d::<f32>::new(Conv2dConfig::new(1, 1, 3).init(init));
+        assert!(
+            is_config(conv.as_ref().unwrap_err()),
+            "Conv2d with {init:?}"
+        );
+        let lin = Linear::<f32>::with_config(LinearConfig::new(2, 2).init(init));
+        assert!(is_config(lin.as_ref().unwrap_err()), "Linear with {init:?}");
+        let lin = Linear::<f32>::with_config(LinearConfig::new(2, 2).bias_init(init));
+        assert!(
+            is_config(lin.as_ref().unwrap_err()),
+            "Linear bias with {init:?}"
+        );
+        // Same message wording for both layers: one validation path.
+        let (c, l) = (conv.unwrap_err().to_string(), lin.unwrap_err().to_string());
+        assert_eq!(
+            c.split(": ").last().unwrap().replace("weight", "bias"),
+            l.split(": ").last().unwrap()
+        );
+    }
+    // A bad Init is rejected even when it is not the one drawn (bias disabled).
+    let lin = Linear::<f32>::with_config(
+        LinearConfig::new(2, 2)
+            .bias(false)
+            .bias_init(Init::Normal(-1.0)),
+    );
+    assert!(lin.is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 3: NaN propagates as in PyTorch.
+
+fn nan_at_0(shape: &[usize]) -> Tensor<f64> {
+    let mut x = Tensor::<f64>::from_elem(IxDyn(shape), 0.5);
+    x.as_slice_mut().unwrap()[0] = f64::NAN;
+    x
+}
+
+#[test]
+fn class3_relu_propagates_nan_forward_and_backward() {
+    let mut relu = ReLU::new();
+    let x = nan_at_0(&[1, 3]);
+    let y = relu.forward(&x).unwrap();
+    assert!(y[[0, 0]].is_nan(), "ReLU(NaN) must be NaN, as torch.relu");
+    assert_eq!(y[[0, 1]], 0.5);
+    // torch: threshold_backward passes the gradient where the output is not <= 0 (NaN).
+    let dx = relu
+        .backward(&Tensor::from_elem(IxDyn(&[1, 3]), 2.0))
+        .unwrap();
+    assert_eq!(dx[[0, 0]], 2.0);
+}
+
+#[test]
+fn class3_leaky_relu_propagates_nan_forward_and_backward() {
+    let mut l = LeakyReLU::new(0.1);
+    let y = l.forward(&nan_at_0(&[1, 2])).unwrap();
+    assert!(y[[0, 0]].is_nan());
+    // torch: grad * (x > 0 ? 1 : slope), and NaN > 0 is false.
+    let dx = l.backward(&Tensor::from_elem(IxDyn(&[1, 2]), 2.0)).unwrap();
+    assert!((dx[[0, 0]] - 0.2).abs() < 1e-15, "{}", dx[[0, 0]]);
+}
+
+#[test]
+fn class3_max_pool_propagates_nan_and_routes_its_gradient() {
+    let mut p = MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap();
+    let mut x = Tensor::<f64>::from_elem(IxDyn(&[1, 1, 2, 2]), 5.0);
+    x[[0, 0, 1, 0]] = f64::NAN;
+    let y = p.forward(&x).unwrap();
+    assert!(y[[0, 0, 0, 0]].is_nan());
+    let dx = p
+        .backward(&Tensor::from_elem(IxDyn(&[1, 1, 1, 1]), 1.0))
+        .unwrap();
+    assert_eq!(
+        dx[[0, 0, 1, 0]],
+        1.0,
+        "the NaN cell is the argmax, as in PyTorch"
+    );
+    assert_eq!(dx.sum(), 1.0);
+}
+
+#[test]
+fn class3_one_nan_pixel_reaches_the_logits() {
+    let mut net = Sequential::<f64>::new()
+        .add(Conv2d::new(Conv2dConfig::new(1, 2, 3).padding(1).seed(1)).unwrap())
+        .add(ReLU::new())
+        .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap())
+        .add(Flatten::new())
+        .add(Linear::with_config(LinearConfig::new(2 * 2 * 2, 3).seed(2)).unwrap());
+    let logits = net.forward(&nan_at_0(&[1, 1, 4, 4])).unwrap();
+    assert!(logits.iter().all(|v| v.is_nan()), "{logits:?}");
+}
+
+#[test]
+fn class3_softmax_log_softmax_and_cross_entropy_propagate_nan() {
+    let x = nan_at_0(&[1, 3]);
+    assert!(Softmax::new()
+        .forward(&x)
+        .unwrap()
+        .iter()
+        .all(|v| v.is_nan()));
+    assert!(LogSoftmax::new()
+        .forward(&x)
+        .unwrap()
+        .iter()
+        .all(|v| v.is_nan()));
+    let (loss, _) = CrossEntropyLoss::new().forward(&x, &[1]).unwrap();
+    assert!(loss.is_nan());
+    let y = Sigmoid::new().forward(&x).unwrap();
+    assert!(y[[0, 0]].is_nan());
+    let y = Tanh::new().forward(&x).unwrap();
+    assert!(y[[0, 0]].is_nan());
+}
+
+#[test]
+fn class3_avg_pool_batch_norm_and_lrn_propagate_nan() {
+    let x = nan_at_0(&[1, 1, 2, 2]);
+    let y = AvgPool2d::new(AvgPool2dConfig::new(2))
+        .unwrap()
+        .forward(&x)
+        .unwrap();
+    assert!(y[[0, 0, 0, 0]].is_nan());
+    let y = AdaptiveAvgPool2d::new([1, 1]).unwrap().forward(&x).unwrap();
+    assert!(y[[0, 0, 0, 0]].is_nan());
+    let mut bn = BatchNorm2d::new(BatchNorm2dConfig::new(1)).unwrap();
+    assert!(bn.forward(&x).unwrap().iter().all(|v| v.is_nan()));
+    let mut lrn = LocalResponseNorm::new(2, 1e-4, 0.75, 1.0).unwrap();
+    assert!(lrn.forward(&x).unwrap()[[0, 0, 0, 0]].is_nan());
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 4: atomic, transactional files.
+
+fn small_net(seed: u64) -> Sequential<f64> {
+    Sequential::new()
+        .add(Linear::with_config(LinearConfig::new(3, 4).seed(seed)).unwrap())
+        .add(ReLU::new())
+        .add(Dropout::new(0.5).unwrap().with_seed(seed))
+        .add(Linear::with_config(LinearConfig::new(4, 2).seed(seed + 1)).unwrap())
+}
+
+#[test]
+fn class4_many_threads_saving_weights_to_one_path_all_succeed() {
+    let dir = tmp_dir("race");
+    let path = dir.join("w.safetensors");
+    let failures: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|t| {
+                let path = &path;
+                s.spawn(move || {
+                    let net = small_net(t);
+                    (0..25)
+                        .filter(|_| save_weights(&net, path).is_err())
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(failures, 0);
+    // The survivor parses and is one of the eight models, whole.
+    let mut net = small_net(100);
+    load_weights(&mut net, &path).unwrap();
+    let w = net.layers()[0].num_params();
+    assert_eq!(w, 16);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no temporary left"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Rewrites a checkpoint with one metadata entry changed and/or tensors dropped.
+fn rewrite_checkpoint(
+    src: &Path,
+    dst: &Path,
+    meta_key: &str,
+    meta_value: Option<&str>,
+    drop: &str,
+) {
+    let bytes = std::fs::read(src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    if let Some(v) = meta_value {
+        meta.insert(meta_key.to_string(), v.to_string());
+    }
+    let views: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| drop.is_empty() || !n.starts_with(drop))
+        .collect();
+    std::fs::write(dst, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+}
+
+#[test]
+fn class4_a_checkpoint_that_fails_to_load_changes_nothing() {
+    let dir = tmp_dir("ckpt");
+    let good = dir.join("good.safetensors");
+    // One epoch so the optimizer has state.
+    let images = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
+    let loader = DataLoader::new(&images, LoaderConfig::new(2)).unwrap();
+    let saved_model = Sequential::new()
+        .add(Flatten::new())
+        .add(Linear::with_config(LinearConfig::new(3, 2).seed(3)).unwrap())
+        .add(Dropout::new(0.5).unwrap().with_seed(3));
+    let mut t1 = Trainer::new(saved_model, Adam::new(AdamConfig::new(0.01)).unwrap())
+        .with_progress(ProgressStyle::Off);
+    t1.train_epoch(&loader).unwrap();
+    t1.save_checkpoint(&good).unwrap();
+
+    let fresh = || {
+        Trainer::new(
+            Sequential::new()
+                .add(Flatten::new())
+                .add(Linear::with_config(LinearConfig::new(3, 2).seed(9)).unwrap())
+                .add(Dropout::new(0.5).unwrap().with_seed(9)),
+            Adam::new(AdamConfig::new(0.01)).unwrap(),
+        )
+        .with_progress(ProgressStyle::Off)
+    };
+    let just_above = (MAX_COUNTER + 1).to_string();
+    let cases: Vec<(&str, Option<&str>, &str, &str)> = vec![
+        // (metadata key, new value, tensors to drop, expected words in the error)
+        ("rngs", Some(""), "", "generator"),
+        ("rngs", Some("2 1 2 3\n"), "", "malformed"),
+        ("epoch", Some("18446744073709551615"), "", "epoch"),
+        ("step", Some("18446744073709551615"), "", "step"),
+        ("step", Some(&just_above), "", "step"),
+        ("base_lr", Some("NaN"), "", "base_lr"),
+        (
+            "optimizer",
+            None,
+            "optimizer.1.weight.exp_avg_sq",
+            "optimizer state",
+        ),
+    ];
+    for (key, value, drop, words) in cases {
+        let bad = dir.join(format!("bad-{key}.safetensors"));
+        rewrite_checkpoint(&good, &bad, key, value, drop);
+        let mut t = fresh();
+        let before = weights_of_seq(&t.model);
+        let err = t.load_checkpoint(&bad).unwrap_err().to_string();
+        assert!(err.contains(words), "{key}: {err}");
+        assert!(err.contains("bad-"), "errors name the file: {err}");
+        assert_eq!(
+            weights_of_seq(&t.model),
+            before,
+            "{key}: weights changed by a failed load"
+        );
+        assert_eq!(t.epoch(), 0);
+        assert!(
+            t.optimizer().state().is_empty(),
+            "{key}: optimizer state changed"
+        );
+    }
+    // The good one loads.
+    let mut t = fresh();
+    t.load_checkpoint(&good).unwrap();
+    assert_eq!(t.epoch(), 1);
+    assert_eq!(weights_of_seq(&t.model), weights_of_seq(&t1.model));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn weights_of_seq(m: &Sequential<f64>) -> Vec<(String, Tensor<f64>)> {
+    convnet::io::state_dict(m)
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 5: degenerate data.
+
+fn write_idx(path: &Path, dims: Vec<usize>, data: Vec<u8>) {
+    std::fs::write(path, encode_idx(&IdxArray { dims, data })).unwrap();
+}
+
+#[test]
+fn class5_zero_sized_images_are_rejected_at_load_time() {
+    let dir = tmp_dir("zero");
+    let (img, lab) = (dir.join("img"), dir.join("lab"));
+    for (rows, cols) in [(0, 28), (28, 0), (0, 0)] {
+        write_idx(&img, vec![2, rows, cols], vec![]);
+        write_idx(&lab, vec![2], vec![1, 2]);
+        let err = ImageSet::from_idx(&img, &lab, 10).unwrap_err().to_string();
+        assert!(err.contains("hold nothing") && err.contains("img"), "{err}");
+        let err = ImageSet::new(vec![], vec![1, 2], rows, cols, 10).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 6: resource limits in the examples.
+
+/// The path of a built example binary (cargo test builds the examples next to the tests).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "example {name} not built at {}: run the whole `cargo test` (which builds the \
+         examples) or `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn class6_mnist_refuses_absurd_thread_counts_at_once() {
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(example("mnist"))
+        .args(["--threads", "1000000", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--threads"), "{err}");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn class5_mnist_example_reports_zero_sized_images() {
+    let dir = tmp_dir("mnist-zero");
+    for (name, dims) in [
+        ("train-images-idx3-ubyte", vec![2, 0, 0]),
+        ("t10k-images-idx3-ubyte", vec![2, 0, 0]),
+        ("train-labels-idx1-ubyte", vec![2]),
+        ("t10k-labels-idx1-ubyte", vec![2]),
+    ] {
+        let data = if dims.len() == 1 { vec![1, 2] } else { vec![] };
+        write_idx(&dir.join(name), dims, data);
+    }
+    let out = std::process::Command::new(example("mnist"))
+        .args(["--epochs", "1", "--data"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("hold nothing"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 7: duplicate state_dict names.
+
+#[test]
+fn class7_duplicate_child_names_are_rejected_by_add_named() {
+    let err = Sequential::<f32>::new()
+        .add_named("fc", Linear::new(2, 2).unwrap())
+        .unwrap()
+        .add_named("fc", Linear::new(2, 2).unwrap())
+        .err()
+        .unwrap();
+    assert!(is_config(&err) && err.to_string().contains("`fc`"), "{err}");
+    // Dropout holds a generator saved under its name in checkpoints.
+    let seq = Sequential::<f32>::new()
+        .add_named("drop", Dropout::new(0.5).unwrap())
+        .unwrap()
+        .add_named("drop", Dropout::new(0.5).unwrap());
+    assert!(seq.is_err());
+    // Stateless layers may share a name (torchvision's Bottleneck reuses one `relu`).
+    let seq = Sequential::<f32>::new()
+        .add_named("relu", ReLU::new())
+        .unwrap()
+        .add_named("relu", ReLU::new());
+    assert!(seq.is_ok());
+    // Numbers other than the child's own index would collide with a later `add`.
+    let seq = Sequential::<f32>::new().add_named("1", ReLU::new());
+    assert!(seq.is_err());
+    assert!(Sequential::<f32>::new().add_named("0", ReLU::new()).is_ok());
+    assert!(Sequential::<f32>::new()
+        .add_named("a.b", ReLU::new())
+        .is_err());
+    assert!(Sequential::<f32>::new().add_named("", ReLU::new()).is_err());
+}
+
+#[test]
+fn class7_duplicate_names_are_rejected_at_save_time() {
+    // Containers other than Sequential (here two Inception branches named alike) are
+    // caught when saving.
+    let block = convnet::blocks::Inception::<f32>::new()
+        .branch("a", Linear::new(2, 2).unwrap())
+        .branch("a", Linear::new(2, 2).unwrap());
+    let dir = tmp_dir("dups");
+    let path = dir.join("dup.safetensors");
+    let err = save_weights(&block, &path).unwrap_err().to_string();
+    assert!(
+        err.contains("more than once") && err.contains("dup.safetensors"),
+        "{err}"
+    );
+    assert!(!path.exists(), "nothing is written");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 8: metrics that cannot fail.
+
+#[test]
+fn class8_ties_and_nan_count_as_misses() {
+    let constant = Tensor::<f32>::from_elem(IxDyn(&[4, 10]), 0.3);
+    assert_eq!(top_k_hits(&constant, &[0, 1, 2, 3], 1), 0);
+    assert_eq!(top_k_hits(&constant, &[0, 1, 2, 3], 5), 0);
+    let nan = Tensor::<f32>::from_elem(IxDyn(&[2, 10]), f32::NAN);
+    assert_eq!(top_k_hits(&nan, &[0, 1], 1), 0);
+    let mut one_nan = Tensor::<f32>::zeros(IxDyn(&[1, 3]));
+    one_nan[[0, 0]] = 5.0;
+    one_nan[[0, 2]] = f32::NAN;
+    assert_eq!(top_k_hits(&one_nan, &[0], 1), 0);
+    // A clear winner still counts, and top-2 counts the runner-up.
+    let x = ndarray::array![[0.1f32, 0.9, 0.5]].into_dyn();
+    assert_eq!(top_k_hits(&x, &[1], 1), 1);
+    assert_eq!(top_k_hits(&x, &[2], 1), 0);
+    assert_eq!(top_k_hits(&x, &[2], 2), 1);
+    assert_eq!(top_k_hits(&x, &[7], 3), 0, "labels out of range are misses");
+    // predictions follow torch.argmax: NaN wins.
+    assert_eq!(convnet::train::predictions(&one_nan), vec![2]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The library writes nothing to stdout: progress goes to stderr or a callback.
+
+static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[test]
+fn progress_can_go_to_a_callback() {
+    fn count(_: &str, done: usize, total: usize, _: &str) {
+        assert!(done <= total);
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let images = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
+    let loader = DataLoader::new(&images, LoaderConfig::new(1)).unwrap();
+    let net = Sequential::new()
+        .add(Flatten::new())
+        .add(Linear::with_config(LinearConfig::new(3, 2).seed(1)).unwrap());
+    let mut t = Trainer::<f64, _>::new(net, Sgd::new(SgdConfig::new(0.1)).unwrap())
+        .with_progress(ProgressStyle::Callback(count));
+    t.train_epoch(&loader).unwrap();
+    assert_eq!(CALLS.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
