@@ -9,7 +9,7 @@ Optional for users (needs `pip install torch torchvision`); nothing in the crate
 
 For each row the convnet `bench` example (target/release/examples/bench) and the same step in
 PyTorch run one after the other, each as its own process, so that each one's peak resident
-memory (`ru_maxrss` of that process, from `os.wait4`) can be reported. Same settings on both
+memory (`ru_maxrss` of that process, through GNU time: /usr/bin/time) can be reported. Same settings on both
 sides: f32, `--threads` threads (default 2), batch 8 at 224x224 unless the row says otherwise,
 fixed pseudo-random inputs. A train step is forward, cross-entropy, backward, SGD (momentum 0.9,
 lr 1e-4), zero_grad; inference is convnet's `Layer::infer` against PyTorch's `model.eval()`
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+GNU_TIME = "/usr/bin/time"
 
 # (model, mode, batch, side): the table of issue 7.
 TABLE = [
@@ -59,17 +60,24 @@ TABLE = [
 # Running a child process and measuring it.
 
 def run_measured(cmd, cwd=ROOT):
-    """Runs `cmd`; returns (exit code, stdout, stderr, peak RSS in MiB, wall seconds)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Runs `cmd`; returns (exit code, stdout, stderr, peak RSS in MiB, wall seconds).
+
+    The peak RSS is measured by GNU time (`/usr/bin/time -f %M`), which waits for the command
+    and reads its `ru_maxrss`. Reading `ru_maxrss` of a child forked from this Python process
+    directly would not do: Linux counts the resident memory a process had before `exec` in its
+    peak, so every child would inherit this process's size.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(mode="r") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        rc = subprocess.run([GNU_TIME, "-q", "-f", "%M", "-o", rss.name, *cmd], cwd=cwd,
+                            stdout=out, stderr=err).returncode
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return (proc.returncode, out.read().decode(), err.read().decode(),
-                usage.ru_maxrss / 1024.0, wall)
+        kib = [l for l in rss.read().splitlines() if l.strip().isdigit()]
+        peak = int(kib[-1]) / 1024.0 if kib else float("nan")
+        return rc, out.read().decode(), err.read().decode(), peak, wall
 
 
 def last_line_rate(stdout):
@@ -195,7 +203,6 @@ def worker_mnist(a):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs, eta_min=0.0)
     gen = torch.Generator().manual_seed(a.seed)
     n, batch, shift = train_x.shape[0], 64, 2
-    rows = torch.arange(28)
     out_dir = Path(tempfile.mkdtemp(prefix="torch_mnist_"))
     acc = 0.0
     for epoch in range(a.epochs):
@@ -210,10 +217,8 @@ def worker_mnist(a):
             padded = nn.functional.pad(train_x[idx], (shift,) * 4)
             oy = torch.randint(0, 2 * shift + 1, (b,), generator=gen)
             ox = torch.randint(0, 2 * shift + 1, (b,), generator=gen)
-            r = (oy[:, None] + rows)[:, :, None]
-            c = (ox[:, None] + rows)[:, None, :]
-            images = padded[torch.arange(b)[:, None, None], 0, r, c].unsqueeze(1)
-            images = (images - mean) / std
+            windows = padded.unfold(2, 28, 1).unfold(3, 28, 1)  # [b, 1, 5, 5, 28, 28], a view
+            images = (windows[torch.arange(b), :, oy, ox] - mean) / std
             loss = nn.functional.cross_entropy(model(images), train_y[idx])
             opt.zero_grad()
             loss.backward()
@@ -268,7 +273,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="3 iterations, 1-epoch mnist")
     p.add_argument("--no-build", action="store_true", help="use the binaries as they are")
     # Worker mode (internal): one PyTorch measurement in this process.
-    p.add_argument("--worker", choices=["bench", "mnist"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["bench", "mnist", "version"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -280,6 +285,9 @@ def main():
         return worker_bench(a)
     if a.worker == "mnist":
         return worker_mnist(a)
+    if a.worker == "version":
+        import torch
+        return print(torch.__version__)
 
     iters = a.iters or (3 if a.quick else 10)
     warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
@@ -290,8 +298,11 @@ def main():
                         "--example", "mnist"], cwd=ROOT, check=True)
     examples = ROOT / "target" / "release" / "examples"
     me = [sys.executable, str(Path(__file__).resolve())]
-    import torch
-    print(f"# torch {torch.__version__}, {a.threads} threads, f32, {iters} timed iterations "
+    if not os.access(GNU_TIME, os.X_OK):
+        sys.exit(f"error: {GNU_TIME} (GNU time) is needed to measure peak memory")
+    torch_version = subprocess.run([*me, "--worker", "version"], capture_output=True,
+                                   text=True, check=True).stdout.strip()
+    print(f"# torch {torch_version}, {a.threads} threads, f32, {iters} timed iterations "
           f"after {warmup} warm-up", file=sys.stderr)
 
     results = []
@@ -311,6 +322,9 @@ def main():
         results.append((model, mode, batch, side, rate_c, rate_t, rss_c, rss_t))
 
     if results:
+        print(f"convnet against PyTorch {torch_version}, {a.threads} threads, f32, median of "
+              f"{iters} iterations after {warmup} warm-up")
+        print()
         print("| model | mode | convnet img/s | PyTorch img/s | ratio | convnet peak RSS MiB "
               "| PyTorch peak RSS MiB |")
         print("|---|---|---:|---:|---:|---:|---:|")

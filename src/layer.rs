@@ -115,7 +115,7 @@ impl<T: Float> Epilogue<T> {
         match self {
             Epilogue::Affine { scale, shift } => {
                 let c = scale.len();
-                if inner == 0 || c != shift.len() || y.len() % (c * inner).max(1) != 0 {
+                if inner == 0 || c == 0 || c != shift.len() || y.len() % (c * inner) != 0 {
                     return Err(Error::input(
                         "Epilogue::Affine",
                         format!(

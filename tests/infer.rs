@@ -521,3 +521,43 @@ fn one_model_serves_many_threads() {
         }
     }
 }
+
+#[test]
+fn epilogue_apply_checks_sizes_and_maps_each_channel() {
+    let affine = Epilogue::Affine {
+        scale: vec![2.0, -1.0],
+        shift: vec![0.5, 3.0],
+    };
+    // [N = 2, C = 2, inner = 2]: channels alternate every two values.
+    let mut y = vec![1.0, 2.0, 1.0, 2.0, -1.0, 0.0, 4.0, 5.0];
+    affine.apply(&mut y, 2).unwrap();
+    assert_eq!(y, [2.5, 4.5, 2.0, 1.0, -1.5, 0.5, -1.0, -2.0]);
+    Epilogue::Relu.apply(&mut y, 2).unwrap();
+    assert_eq!(y, [2.5, 4.5, 2.0, 1.0, 0.0, 0.5, 0.0, 0.0]);
+    for (bad, inner) in [
+        (affine.clone(), 3),
+        (affine.clone(), 0),
+        (
+            Epilogue::Affine {
+                scale: vec![],
+                shift: vec![],
+            },
+            1,
+        ),
+        (
+            Epilogue::Affine {
+                scale: vec![1.0, 1.0],
+                shift: vec![0.0],
+            },
+            1,
+        ),
+    ] {
+        let before = y.clone();
+        assert!(matches!(
+            bad.apply(&mut y, inner),
+            Err(Error::InvalidInput { .. })
+        ));
+        assert_eq!(y, before);
+    }
+    assert!(affine.fits(2) && !affine.fits(3) && Epilogue::<f64>::Relu.fits(7));
+}

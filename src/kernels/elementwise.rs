@@ -78,7 +78,7 @@ pub fn relu<T: Float>(v: T) -> T {
 pub fn affine_channels<T: Float>(y: &mut [T], scale: &[T], shift: &[T], inner: usize) {
     let c = scale.len();
     assert!(
-        c == shift.len() && inner > 0 && y.len() % (c * inner).max(1) == 0,
+        c == shift.len() && c > 0 && inner > 0 && y.len() % (c * inner) == 0,
         "affine_channels: lengths"
     );
     let run = |(p, y): (usize, &mut [T])| {

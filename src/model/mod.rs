@@ -5,5 +5,5 @@ mod sequential;
 mod summary;
 
 pub use graph::{Graph, GraphBuilder};
-pub use sequential::Sequential;
+pub use sequential::{infer_chain, Sequential};
 pub use summary::{course_shape, thousands, Summary, SummaryRow};
