@@ -425,6 +425,36 @@ fn class5_zero_sized_images_are_rejected_at_load_time() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A dataset of zero-sized samples, as a custom `Dataset` could declare.
+struct EmptySamples;
+
+impl convnet::data::Dataset for EmptySamples {
+    fn len(&self) -> usize {
+        3
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![1, 0, 0]
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn sample(&self, _: usize, _: &mut [f32]) -> usize {
+        0
+    }
+}
+
+#[test]
+fn class5_a_dataset_of_empty_samples_is_refused_by_the_loader() {
+    // Used to panic in the loader ("chunk size must be non-zero") when shifting.
+    let err = DataLoader::new(&EmptySamples, LoaderConfig::new(2).max_shift(2))
+        .err()
+        .unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("hold no values"),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Class 6: resource limits in the examples.
 
