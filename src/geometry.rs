@@ -37,7 +37,7 @@ impl Window {
     }
 
     /// Checks the window itself: kernel, stride and dilation at least 1, and every one of
-    /// kernel, stride, padding and dilation at most [`MAX_ELEMENTS`] (2^31), the most cells
+    /// kernel, stride, padding and dilation at most [`MAX_ELEMENTS`] (2^28), the most cells
     /// a tensor may have, so that no size computed from them can overflow.
     pub fn validate(&self, layer: &str, axis: &str) -> Result<()> {
         if self.kernel == 0 || self.stride == 0 || self.dilation == 0 {
@@ -60,7 +60,7 @@ impl Window {
                 return Err(Error::config(
                     layer,
                     format!(
-                        "{what} {v} on the {axis} axis is larger than {MAX_ELEMENTS} (2^31), \
+                        "{what} {v} on the {axis} axis is larger than {MAX_ELEMENTS} (2^28), \
                          the most cells a tensor may have"
                     ),
                 ));
@@ -89,7 +89,7 @@ impl Window {
                 self.padding
             ),
         };
-        // validate() bounds kernel and dilation by 2^31, so the span fits in 63 bits.
+        // validate() bounds kernel and dilation by 2^28, so the span fits in 57 bits.
         let span = self.span();
         let padded = self
             .padding
@@ -126,7 +126,7 @@ impl Window {
             room / self.stride + 1
         };
         // With ceil_mode the last window must start inside the input or the left padding.
-        // (out - 1)·S <= room + S - 1 <= padded + S, which fits: padded fits and S <= 2^31,
+        // (out - 1)·S <= room + S - 1 <= padded + S, which fits: padded fits and S <= 2^28,
         // but compute it in u128 so no input can make it wrap.
         if ceil_mode
             && (out as u128 - 1) * self.stride as u128 >= input as u128 + self.padding as u128

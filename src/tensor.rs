@@ -75,28 +75,31 @@ mod private {
     impl Sealed for f64 {}
 }
 
-/// The most elements one tensor (or one scratch buffer) may hold: 2^31.
+/// The most elements one tensor (or one scratch buffer) may hold: 2^28.
 ///
 /// Sizes come from user input (layer widths, paddings, file headers), so every allocation
 /// whose size a caller controls is checked against this limit first and reported as an
 /// [`Error`] naming what asked for it, instead of aborting the process on a failed
-/// allocation. 2^31 elements is 8 GiB of `f32`, far above any activation of the model zoo
+/// allocation. 2^28 elements is 1 GiB of `f32` (2 GiB of `f64`), above any activation of the model zoo
 /// (ResNet-50's largest at batch 256 is 2^27.6).
-pub const MAX_ELEMENTS: usize = 1 << 31;
+pub const MAX_ELEMENTS: usize = 1 << 28;
 
 /// The number of elements of `shape`, or an [`Error::InvalidConfig`] naming `what` when the
-/// product overflows or exceeds [`MAX_ELEMENTS`].
+/// product overflows or exceeds [`MAX_ELEMENTS`]. The product of the non-zero dims must stay
+/// within the limit too (an empty `[2^40, 0]` is refused: ndarray cannot make it either).
 pub fn checked_numel(what: &str, shape: &[usize]) -> Result<usize> {
-    let n = shape
+    let nonzero = shape
         .iter()
+        .filter(|&&d| d != 0)
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= MAX_ELEMENTS);
+    let n = nonzero.map(|n| if shape.contains(&0) { 0 } else { n });
     n.ok_or_else(|| {
         Error::config(
             what,
             format!(
                 "a tensor of shape {shape:?} would hold {} elements, more than the limit of \
-                 {MAX_ELEMENTS} (2^31)",
+                 {MAX_ELEMENTS} (2^28)",
                 describe_product(shape)
             ),
         )
@@ -188,5 +191,8 @@ mod tests {
         let z: Tensor<f32> = try_zeros("x", &[2, 0, 3]).unwrap();
         assert_eq!(z.shape(), &[2, 0, 3]);
         assert!(try_zeros::<f64>("x", &[1 << 16, 1 << 16]).is_err());
+        // Empty, but not constructible: the non-zero dims overflow.
+        assert!(checked_numel("x", &[usize::MAX / 2, 0, 3]).is_err());
+        assert_eq!(checked_numel("x", &[5, 0, 3]).unwrap(), 0);
     }
 }

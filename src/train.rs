@@ -414,8 +414,10 @@ pub fn evaluate<T: Float, D: Dataset>(
             stats.confusion = vec![vec![0; classes]; classes];
         }
         for (&label, pred) in batch.labels.iter().zip(predictions(&logits)) {
-            if label < classes {
-                stats.confusion[label][pred] += 1;
+            // Out-of-range labels (or a model whose class count changes between batches)
+            // are left out of the matrix rather than indexed.
+            if let Some(cell) = stats.confusion.get_mut(label).and_then(|r| r.get_mut(pred)) {
+                *cell += 1;
             }
         }
         stats.loss += loss.as_f64() * batch.labels.len() as f64;

@@ -11,8 +11,8 @@
 //! ```
 //!
 //! Each prints its executions and crashes; crashing inputs are written to
-//! `target/fuzz-crashes/<reader>/`. Every crash found so far is a regression test below
-//! (`regression_*`), which runs by default.
+//! `target/fuzz-crashes/<reader>/`. Every crash found becomes a regression test here
+//! (`regression_*`, run by default); the runs so far (docs/ERRORS.md) found none.
 
 use convnet::data::{decode_idx, encode_idx, IdxArray};
 use convnet::io::{decode_tensors, encode_tensors, load_weights_from_bytes, state_dict};

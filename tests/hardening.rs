@@ -86,7 +86,7 @@ fn class1_conv_and_pool_windows_too_large_or_wrapping_are_errors() {
 fn class1_adaptive_pool_flatten_concat_and_batch_norm_sizes_are_checked() {
     let err = AdaptiveAvgPool2d::<f32>::new([1 << 40, 1 << 40]).unwrap_err();
     assert!(is_config(&err), "{err}");
-    let pool = AdaptiveAvgPool2d::<f32>::new([1 << 15, 1 << 15]).unwrap();
+    let pool = AdaptiveAvgPool2d::<f32>::new([1 << 13, 1 << 13]).unwrap();
     assert!(is_geometry(&pool.output_shape(&[4, 3, 2, 2]).unwrap_err()));
     // Flatten with out-of-range dims: an error at construction or a shape error, no panic.
     assert!(Flatten::<f32>::with_dims(usize::MAX, -1).is_err());
@@ -423,6 +423,36 @@ fn class5_zero_sized_images_are_rejected_at_load_time() {
         assert!(matches!(err, Error::InvalidInput { .. }));
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A dataset of zero-sized samples, as a custom `Dataset` could declare.
+struct EmptySamples;
+
+impl convnet::data::Dataset for EmptySamples {
+    fn len(&self) -> usize {
+        3
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![1, 0, 0]
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn sample(&self, _: usize, _: &mut [f32]) -> usize {
+        0
+    }
+}
+
+#[test]
+fn class5_a_dataset_of_empty_samples_is_refused_by_the_loader() {
+    // Used to panic in the loader ("chunk size must be non-zero") when shifting.
+    let err = DataLoader::new(&EmptySamples, LoaderConfig::new(2).max_shift(2))
+        .err()
+        .unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("hold no values"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -87,6 +87,16 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
         if config.batch_size == 0 {
             return Err(Error::config("DataLoader", "batch size must be at least 1"));
         }
+        // A sample of zero elements (or too many) cannot be batched: refuse it here rather
+        // than panic while cutting images into planes.
+        let shape = data.sample_shape();
+        let per = crate::tensor::checked_numel("DataLoader (one sample)", &shape)?;
+        if per == 0 {
+            return Err(Error::config(
+                "DataLoader",
+                format!("samples of shape {shape:?} hold no values"),
+            ));
+        }
         if let Some((mean, std)) = config.normalize {
             if !(std > 0.0 && std.is_finite() && mean.is_finite()) {
                 return Err(Error::config(

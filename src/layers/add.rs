@@ -48,6 +48,7 @@ impl<T: Float> Merge<T> for Add<T> {
                 return Err(Error::shape(format!("Add (input {i})"), expected, shape));
             }
         }
+        super::expect_numel("Add", first)?;
         Ok(first.to_vec())
     }
 

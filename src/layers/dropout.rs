@@ -96,6 +96,7 @@ impl<T: Float> Layer<T> for Dropout<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        super::expect_numel("Dropout", input)?;
         Ok(input.to_vec())
     }
 

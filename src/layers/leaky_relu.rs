@@ -53,6 +53,7 @@ impl<T: Float> Layer<T> for LeakyReLU<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        super::expect_numel("LeakyReLU", input)?;
         Ok(input.to_vec())
     }
 

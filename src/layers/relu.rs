@@ -34,6 +34,7 @@ impl<T: Float> Layer<T> for ReLU<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        super::expect_numel("ReLU", input)?;
         Ok(input.to_vec())
     }
 

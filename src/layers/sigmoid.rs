@@ -27,6 +27,7 @@ impl<T: Float> Layer<T> for Sigmoid<T> {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        super::expect_numel("Sigmoid", input)?;
         Ok(input.to_vec())
     }
 
