@@ -8,6 +8,8 @@
 //! * [`model::Sequential`] — a chain of layers with PyTorch `state_dict` names.
 //! * [`loss`] and [`optim`] — cross-entropy, MSE; SGD, Adam, AdamW, schedules.
 //! * [`kernels`] — GEMM and im2col on raw slices, where the time goes.
+//! * `vision` (feature `image`, on by default) — PNG/JPEG decoding, torchvision-style
+//!   transforms, `ImageFolder` and CIFAR.
 //!
 //! Convolution and pooling sizes follow the course formula `O = (N - F + 2P) / S + 1`
 //! (see [`geometry`]); an impossible geometry is an [`Error::Geometry`] that shows the formula
@@ -34,6 +36,8 @@ pub mod tensor;
 pub(crate) mod testutil;
 pub mod threads;
 pub mod train;
+#[cfg(feature = "image")]
+pub mod vision;
 pub mod zoo;
 
 pub use error::{Error, Result};
