@@ -109,6 +109,39 @@ impl ConvGeom {
             && w.padding == 0
     }
 
+    /// The column matrix of group `g` for output rows `rows` of `images` consecutive images of
+    /// `x`, side by side (`[taps, images · rows · OW]`), in a scratch buffer.
+    fn columns<T: Float>(
+        &self,
+        x: &[T],
+        images: usize,
+        g: usize,
+        rows: Range<usize>,
+    ) -> workspace::Workspace<T> {
+        let group_in = self.cin_g * self.in_hw[0] * self.in_hw[1];
+        let width = rows.len() * self.out_hw[1];
+        let ld = images * width;
+        let mut buf = workspace::take::<T>(self.taps() * ld);
+        for i in 0..images {
+            let block = Block {
+                rows: rows.clone(),
+                offset: i * width,
+                ld,
+            };
+            let x_i = &x[i * self.image_len() + g * group_in..][..group_in];
+            im2col_block(
+                x_i,
+                self.cin_g,
+                self.in_hw,
+                &self.win,
+                self.out_hw,
+                &block,
+                &mut buf,
+            );
+        }
+        buf
+    }
+
     /// The Winograd geometry when this is a 3x3, stride-1, undilated, ungrouped convolution
     /// with enough channels for the transforms to pay (see [`super::winograd`]).
     pub fn winograd(&self) -> Option<WinogradGeom> {
@@ -279,24 +312,7 @@ fn forward_task<T: Float>(
                 // Write straight into the image's output rows.
                 let x_g = &x[g * group_in..(g + 1) * group_in];
                 let y_g = &mut y[g * group_out + rows.start * ow..];
-                let col = (!geom.identity()).then(|| {
-                    let mut col = workspace::take::<T>(taps * block_cols);
-                    let block = Block {
-                        rows: rows.clone(),
-                        offset: 0,
-                        ld: block_cols,
-                    };
-                    im2col_block(
-                        x_g,
-                        geom.cin_g,
-                        geom.in_hw,
-                        &geom.win,
-                        geom.out_hw,
-                        &block,
-                        &mut col,
-                    );
-                    col
-                });
+                let col = (!geom.identity()).then(|| geom.columns(x, 1, g, rows.clone()));
                 let b = match &col {
                     None => MatRef::new(&x_g[rows.start * ow..], taps, block_cols, plane),
                     Some(col) => MatRef::new(&col[..], taps, block_cols, block_cols),
@@ -317,24 +333,7 @@ fn forward_task<T: Float>(
             } else {
                 // Several whole images side by side, then scattered to NCHW.
                 let ld = images * plane;
-                let mut col = workspace::take::<T>(taps * ld);
-                for i in 0..images {
-                    let x_i = &x[i * geom.image_len() + g * group_in..][..group_in];
-                    let block = Block {
-                        rows: 0..geom.out_hw[0],
-                        offset: i * plane,
-                        ld,
-                    };
-                    im2col_block(
-                        x_i,
-                        geom.cin_g,
-                        geom.in_hw,
-                        &geom.win,
-                        geom.out_hw,
-                        &block,
-                        &mut col,
-                    );
-                }
+                let col = geom.columns(x, images, g, 0..geom.out_hw[0]);
                 let mut out = workspace::take::<T>(geom.cout_g * ld);
                 gemm_view(
                     wg,
@@ -513,27 +512,8 @@ fn backward_task<T: Float>(
                 }
             }
             // Columns of x for this block (a view of x for a single 1x1 image).
-            let col_buf = (images > 1 || !geom.identity()).then(|| {
-                let mut buf = workspace::take::<T>(taps * cols);
-                for i in 0..images {
-                    let block = Block {
-                        rows: rows.clone(),
-                        offset: i * plane,
-                        ld: cols,
-                    };
-                    let x_i = &x[i * geom.image_len() + g * group_in..][..group_in];
-                    im2col_block(
-                        x_i,
-                        geom.cin_g,
-                        geom.in_hw,
-                        &geom.win,
-                        geom.out_hw,
-                        &block,
-                        &mut buf,
-                    );
-                }
-                buf
-            });
+            let col_buf =
+                (images > 1 || !geom.identity()).then(|| geom.columns(x, images, g, rows.clone()));
             let col = match &col_buf {
                 None => MatRef::new(&x[g * group_in + r0..], taps, cols, plane),
                 Some(buf) => MatRef::new(&buf[..], taps, cols, cols),
