@@ -1,8 +1,8 @@
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::layer::{Layer, Merge, Mode, Slot, SlotMut};
+use crate::layers::Concat;
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
-use ndarray::{Axis, Slice};
 
 /// An Inception module (Szegedy et al. 2014): parallel branches over the same input,
 /// concatenated along channels.
@@ -15,6 +15,8 @@ use ndarray::{Axis, Slice};
 /// Each branch's parameters are prefixed with the branch name (`branch2.1.conv.weight`).
 pub struct Inception<T: Float> {
     branches: Vec<(String, Box<dyn Layer<T>>)>,
+    /// The channel join (block copies; it caches the branch shapes for backward).
+    join: Concat<T>,
     channels: Vec<usize>,
 }
 
@@ -29,6 +31,7 @@ impl<T: Float> Inception<T> {
     pub fn new() -> Self {
         Inception {
             branches: Vec::new(),
+            join: Concat::new(),
             channels: Vec::new(),
         }
     }
@@ -49,15 +52,13 @@ impl<T: Float> Inception<T> {
             .collect()
     }
 
-    /// The branch outputs joined along channels, after checking that they fit.
-    fn concat(outs: &[Tensor<T>]) -> Result<Tensor<T>> {
+    /// Checks that the branch outputs fit together (errors name the branch).
+    fn check_outputs(outs: &[Tensor<T>]) -> Result<()> {
         if outs.is_empty() {
             return Err(Error::config("Inception", "no branches"));
         }
         let shapes: Vec<Vec<usize>> = outs.iter().map(|o| o.shape().to_vec()).collect();
-        Self::concat_shape(&shapes)?;
-        let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
-        ndarray::concatenate(Axis(1), &views).map_err(|e| Error::input("Inception", e.to_string()))
+        Self::concat_shape(&shapes).map(|_| ())
     }
 
     fn concat_shape(shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
@@ -104,7 +105,9 @@ impl<T: Float> Layer<T> for Inception<T> {
             .iter_mut()
             .map(|(_, b)| b.forward(input))
             .collect::<Result<Vec<_>>>()?;
-        let y = Self::concat(&outs)?;
+        Self::check_outputs(&outs)?;
+        let refs: Vec<&Tensor<T>> = outs.iter().collect();
+        let y = self.join.forward(&refs)?;
         self.channels = outs.iter().map(|o| o.shape()[1]).collect();
         Ok(y)
     }
@@ -115,7 +118,9 @@ impl<T: Float> Layer<T> for Inception<T> {
             .iter()
             .map(|(_, b)| b.infer(input))
             .collect::<Result<Vec<_>>>()?;
-        Self::concat(&outs)
+        Self::check_outputs(&outs)?;
+        let refs: Vec<&Tensor<T>> = outs.iter().collect();
+        self.join.infer(&refs)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
@@ -130,14 +135,10 @@ impl<T: Float> Layer<T> for Inception<T> {
                 grad_output.shape(),
             ));
         }
+        let parts = self.join.backward(grad_output)?;
         let mut grad_input: Option<Tensor<T>> = None;
-        let mut start = 0;
-        for ((_, branch), &c) in self.branches.iter_mut().zip(&self.channels) {
-            let part = grad_output
-                .slice_axis(Axis(1), Slice::from(start..start + c))
-                .to_owned();
-            start += c;
-            let g = branch.backward(&part)?;
+        for ((_, branch), part) in self.branches.iter_mut().zip(&parts) {
+            let g = branch.backward(part)?;
             match &mut grad_input {
                 Some(acc) => *acc += &g,
                 None => grad_input = Some(g),

@@ -10,5 +10,6 @@ pub mod gemm;
 pub mod im2col;
 pub mod norm;
 pub mod pool;
+pub mod simd;
 pub mod winograd;
 pub mod workspace;

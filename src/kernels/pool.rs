@@ -14,6 +14,7 @@
 //! window order; padding is -inf and never wins), and its backward adds each upstream gradient
 //! to that cell. Average pooling divides by a [`Divisor`] and spreads the gradient evenly.
 
+use crate::kernels::simd::vectorized;
 use crate::tensor::Float;
 use rayon::prelude::*;
 
@@ -175,42 +176,260 @@ impl Divisor {
     }
 }
 
-/// Max pooling forward: `y[o] = max over the window of x`, `argmax[o]` = in-plane index of
-/// the first maximum (NaN counts as a maximum, as in PyTorch).
+/// Max pooling forward: `y[o] = max over the window of x`, and when `argmax` is given, the
+/// in-plane index of the winner: the first maximum in row-major window order, or the last NaN
+/// if the window holds one (NaN counts as a maximum, as in PyTorch).
+///
+/// The max is separable, so each output row is computed in two passes: a vertical pass takes,
+/// for every input column, the winner over the window's rows (element-wise over whole rows, so
+/// it vectorises), and a horizontal pass takes the winner of each window's columns among those.
+/// The horizontal pass breaks ties by flat index (smallest for equal values, largest for NaN),
+/// which gives exactly the row-major rule above.
 ///
 /// `x` holds whole input planes, `y` and `argmax` the matching output planes.
-pub fn max_pool_forward<T: Float>(plan: &PoolPlan, x: &[T], y: &mut [T], argmax: &mut [u32]) {
+pub fn max_pool_forward<T: Float>(
+    plan: &PoolPlan,
+    x: &[T],
+    y: &mut [T],
+    argmax: Option<&mut [u32]>,
+) {
     let (hw, ohw) = plan.plane_sizes();
-    assert!(x.len() % hw == 0 && y.len() == x.len() / hw * ohw && argmax.len() == y.len());
-    let (w, [dh, dw]) = (plan.in_hw[1], plan.dilation);
-    x.par_chunks(hw)
-        .zip(y.par_chunks_mut(ohw))
-        .zip(argmax.par_chunks_mut(ohw))
-        .for_each(|((x, y), arg)| {
-            let mut o = 0;
-            for r in &plan.rows {
-                for c in &plan.cols {
-                    let (mut best, mut at) = (T::neg_infinity(), NO_TAP);
-                    if r.count > 0 && c.count > 0 {
-                        at = (r.first * w + c.first) as u32;
+    assert!(x.len() % hw == 0 && y.len() == x.len() / hw * ohw);
+    let w = plan.in_hw[1];
+    let run = shifted_run(&plan.cols);
+    let plane = |x: &[T], y: &mut [T], arg: Option<&mut [u32]>, scratch: &mut ColumnMax<T>| {
+        scratch.resize(w);
+        let ow = plan.cols.len();
+        let mut arg = arg;
+        for (r, (y, oy)) in plan.rows.iter().zip(y.chunks_exact_mut(ow).zip(0..)) {
+            let arg = arg.as_deref_mut().map(|a| &mut a[oy * ow..(oy + 1) * ow]);
+            if r.count == 0 {
+                y.fill(T::neg_infinity());
+                if let Some(arg) = arg {
+                    arg.fill(NO_TAP);
+                }
+                continue;
+            }
+            scratch.rows(x, w, r, plan.dilation[0]);
+            scratch.windows(&plan.cols, &run, plan.dilation[1], w, y, arg);
+        }
+    };
+    match argmax {
+        Some(argmax) => {
+            assert_eq!(argmax.len(), y.len());
+            x.par_chunks(hw)
+                .zip(y.par_chunks_mut(ohw))
+                .zip(argmax.par_chunks_mut(ohw))
+                .for_each_init(ColumnMax::default, |scratch, ((x, y), arg)| {
+                    plane(x, y, Some(arg), scratch)
+                });
+        }
+        None => x
+            .par_chunks(hw)
+            .zip(y.par_chunks_mut(ohw))
+            .for_each_init(ColumnMax::default, |scratch, (x, y)| {
+                plane(x, y, None, scratch)
+            }),
+    }
+}
+
+/// The vertical pass of [`max_pool_forward`]: per input column, the winning value over one
+/// window's rows and the row it sits in. Each row is folded in from one pair of buffers into
+/// the other (`spare`), so every element is written unconditionally and the loop vectorises.
+#[derive(Default)]
+struct ColumnMax<T> {
+    best: Vec<T>,
+    row: Vec<u32>,
+    spare_best: Vec<T>,
+    spare_row: Vec<u32>,
+}
+
+/// One row into the running column winners: `next = take ? (v, at) : (best, row)` with
+/// `take = v > best or v is NaN`. A function of its own so that the slices are known not to
+/// alias and the select loop vectorises.
+#[inline(always)]
+fn fold_row<T: Float>(
+    next_best: &mut [T],
+    next_row: &mut [u32],
+    best: &[T],
+    row: &[u32],
+    xr: &[T],
+    at: u32,
+) {
+    let next = next_best.iter_mut().zip(next_row.iter_mut());
+    for ((nb, nr), ((&b, &r), &v)) in next.zip(best.iter().zip(row).zip(xr)) {
+        // `|`, not `||`: no branch.
+        let take = (v > b) | v.is_nan();
+        *nb = if take { v } else { b };
+        *nr = if take { at } else { r };
+    }
+}
+
+impl<T: Float> ColumnMax<T> {
+    fn resize(&mut self, w: usize) {
+        for v in [&mut self.best, &mut self.spare_best] {
+            v.resize(w, T::zero());
+        }
+        for v in [&mut self.row, &mut self.spare_row] {
+            v.resize(w, 0);
+        }
+    }
+
+    /// Winner of every column over rows `r.first + i·dh`: a later row takes over when it is
+    /// strictly larger or NaN (so ties keep the first row, NaNs the last).
+    fn rows(&mut self, x: &[T], w: usize, r: &Taps, dh: usize) {
+        let first = r.first;
+        self.best.copy_from_slice(&x[first * w..(first + 1) * w]);
+        self.row.fill(first as u32);
+        for i in 1..r.count {
+            let at = first + i * dh;
+            let xr = &x[at * w..(at + 1) * w];
+            let (best, row) = (&self.best[..w], &self.row[..w]);
+            let (next_best, next_row) = (&mut self.spare_best[..w], &mut self.spare_row[..w]);
+            vectorized(|| fold_row(next_best, next_row, best, row, xr, at as u32));
+            std::mem::swap(&mut self.best, &mut self.spare_best);
+            std::mem::swap(&mut self.row, &mut self.spare_row);
+        }
+    }
+
+    /// The horizontal pass: each output column's winner among its window's columns. Outputs
+    /// in `run` (full windows one column apart) go through the shifted-slice loops below; the
+    /// rest (borders, strides above 1) one window at a time.
+    fn windows(
+        &mut self,
+        cols: &[Taps],
+        run: &std::ops::Range<usize>,
+        dw: usize,
+        w: usize,
+        y: &mut [T],
+        arg: Option<&mut [u32]>,
+    ) {
+        let (best, row) = (&self.best, &self.row);
+        let flat = |col: usize| row[col] as usize * w + col;
+        let taps = cols.get(run.start).map_or(0, |c| c.count);
+        match arg {
+            None => {
+                for (o, (c, y)) in cols.iter().zip(y.iter_mut()).enumerate() {
+                    if run.contains(&o) {
+                        continue;
                     }
-                    for i in 0..r.count {
-                        let row = (r.first + i * dh) * w;
-                        for j in 0..c.count {
-                            let k = row + c.first + j * dw;
-                            let v = x[k];
-                            if v > best || v.is_nan() {
-                                best = v;
-                                at = k as u32;
-                            }
+                    let mut m = T::neg_infinity();
+                    for j in 0..c.count {
+                        let v = best[c.first + j * dw];
+                        if v > m || v.is_nan() {
+                            m = v;
                         }
                     }
-                    y[o] = best;
-                    arg[o] = at;
-                    o += 1;
+                    *y = m;
+                }
+                if !run.is_empty() {
+                    let first = cols[run.start].first;
+                    let y = &mut y[run.clone()];
+                    vectorized(|| max_of_shifts(y, best, first, taps, dw));
                 }
             }
-        });
+            Some(arg) => {
+                for (o, ((c, y), a)) in cols
+                    .iter()
+                    .zip(y.iter_mut())
+                    .zip(arg.iter_mut())
+                    .enumerate()
+                {
+                    if run.contains(&o) {
+                        continue;
+                    }
+                    if c.count == 0 {
+                        (*y, *a) = (T::neg_infinity(), NO_TAP);
+                        continue;
+                    }
+                    let (mut m, mut at) = (best[c.first], flat(c.first));
+                    for j in 1..c.count {
+                        let col = c.first + j * dw;
+                        let (v, k) = (best[col], flat(col));
+                        let take = if v.is_nan() {
+                            !m.is_nan() || k > at
+                        } else {
+                            v > m || (v == m && k < at)
+                        };
+                        if take {
+                            (m, at) = (v, k);
+                        }
+                    }
+                    (*y, *a) = (m, at as u32);
+                }
+                if !run.is_empty() {
+                    let first = cols[run.start].first;
+                    let flat_index = &mut self.spare_row;
+                    for (col, (f, &r)) in flat_index.iter_mut().zip(row).enumerate() {
+                        *f = r * w as u32 + col as u32;
+                    }
+                    let (y, arg) = (&mut y[run.clone()], &mut arg[run.clone()]);
+                    vectorized(|| argmax_of_shifts(y, arg, best, flat_index, first, taps, dw));
+                }
+            }
+        }
+    }
+}
+
+/// The stretch of output columns whose windows are all full (`taps` taps) and start one input
+/// column apart: there the horizontal pass is a max over `taps` shifted slices of the column
+/// winners. Empty when the stride is above 1 or the stretch is too short to pay.
+fn shifted_run(cols: &[Taps]) -> std::ops::Range<usize> {
+    let taps = cols.iter().map(|c| c.count).max().unwrap_or(0);
+    let Some(start) = cols.iter().position(|c| c.count == taps) else {
+        return 0..0;
+    };
+    let mut end = start + 1;
+    while end < cols.len() && cols[end].count == taps && cols[end].first == cols[end - 1].first + 1
+    {
+        end += 1;
+    }
+    if taps < 2 || end - start < 8 {
+        0..0
+    } else {
+        start..end
+    }
+}
+
+/// `y[o] = max_j best[first + o + j·dw]` over `taps` taps, NaN winning (as in the scalar rule).
+#[inline(always)]
+fn max_of_shifts<T: Float>(y: &mut [T], best: &[T], first: usize, taps: usize, dw: usize) {
+    let n = y.len();
+    y.copy_from_slice(&best[first..first + n]);
+    for j in 1..taps {
+        let src = &best[first + j * dw..first + j * dw + n];
+        for (m, &v) in y.iter_mut().zip(src) {
+            let take = (v > *m) | v.is_nan();
+            *m = if take { v } else { *m };
+        }
+    }
+}
+
+/// [`max_of_shifts`] with the winner's flat index: ties go to the smaller index, NaNs to the
+/// larger (the row-major rule of [`max_pool_forward`]).
+#[inline(always)]
+fn argmax_of_shifts<T: Float>(
+    y: &mut [T],
+    arg: &mut [u32],
+    best: &[T],
+    flat: &[u32],
+    first: usize,
+    taps: usize,
+    dw: usize,
+) {
+    let n = y.len();
+    y.copy_from_slice(&best[first..first + n]);
+    arg.copy_from_slice(&flat[first..first + n]);
+    for j in 1..taps {
+        let at = first + j * dw;
+        let (src, idx) = (&best[at..at + n], &flat[at..at + n]);
+        for ((m, a), (&v, &k)) in y.iter_mut().zip(arg.iter_mut()).zip(src.iter().zip(idx)) {
+            let (b, i) = (*m, *a);
+            let take = (v.is_nan() & (!b.is_nan() | (k > i))) | (v > b) | ((v == b) & (k < i));
+            *m = if take { v } else { b };
+            *a = if take { k } else { i };
+        }
+    }
 }
 
 /// Max pooling backward: `dx[argmax[o]] += dy[o]` (adds into `dx`).
@@ -323,7 +542,8 @@ mod tests {
                             continue;
                         }
                         let idx = h as usize * l[1] + w as usize;
-                        if at == NO_TAP || x[idx] > best {
+                        // The first strict maximum, or the last NaN (NaN counts as a maximum).
+                        if at == NO_TAP || x[idx] > best || x[idx].is_nan() {
                             best = x[idx];
                             at = idx as u32;
                         }
@@ -422,7 +642,7 @@ mod tests {
         [usize; 2],
         bool,
     );
-    const CASES: [Case; 9] = [
+    const CASES: [Case; 12] = [
         ([8, 8], [2, 2], [2, 2], [0, 0], [1, 1], false),
         ([9, 7], [3, 3], [2, 2], [1, 1], [1, 1], false),
         ([7, 7], [2, 2], [2, 2], [0, 0], [1, 1], true),
@@ -432,6 +652,10 @@ mod tests {
         ([9, 9], [3, 3], [1, 2], [1, 1], [2, 2], false),
         ([8, 11], [3, 2], [2, 3], [1, 1], [2, 3], true),
         ([1, 1], [1, 1], [1, 1], [0, 0], [1, 1], false),
+        // Stride 1 along the width with long runs of full windows (the shifted-slice path).
+        ([5, 21], [3, 3], [1, 1], [1, 1], [1, 1], true),
+        ([4, 19], [2, 3], [1, 1], [0, 2], [1, 2], false),
+        ([6, 30], [3, 4], [2, 1], [1, 2], [1, 1], false),
     ];
 
     #[test]
@@ -443,7 +667,7 @@ mod tests {
             let x = rand_vec(planes * l[0] * l[1], t as u64);
             let mut y = vec![0.0; planes * o[0] * o[1]];
             let mut arg = vec![0; y.len()];
-            max_pool_forward(&plan, &x, &mut y, &mut arg);
+            max_pool_forward(&plan, &x, &mut y, Some(&mut arg));
             let (ohw, hw) = (o[0] * o[1], l[0] * l[1]);
             for c in 0..planes {
                 let (ny, na) = naive_max(&x[c * hw..(c + 1) * hw], l, o, k, s, p, d);
@@ -464,6 +688,42 @@ mod tests {
         }
     }
 
+    /// Values drawn from {-1, 0, 1, NaN}: windows full of ties and NaNs, where the separable
+    /// kernel must still pick exactly the row-major winner, with and without argmax.
+    #[test]
+    fn max_pool_ties_and_nans_match_the_row_major_rule() {
+        for (t, &(l, k, s, p, d, ceil)) in CASES.iter().enumerate() {
+            let o = Window2d::new(k, s, p, d).output_hw("t", l, ceil).unwrap();
+            let plan = PoolPlan::window(l, o, k, s, p, d);
+            let planes = 4;
+            let mut rng = Rng64::seed(7 + t as u64);
+            let x: Vec<f64> = (0..planes * l[0] * l[1])
+                .map(|_| match rng.below(if t % 2 == 0 { 3 } else { 8 }) {
+                    0 => -1.0,
+                    1 => 0.0,
+                    2 => 1.0,
+                    3 => f64::NAN,
+                    _ => 0.0,
+                })
+                .collect();
+            let mut y = vec![0.0; planes * o[0] * o[1]];
+            let mut arg = vec![0; y.len()];
+            max_pool_forward(&plan, &x, &mut y, Some(&mut arg));
+            let mut y_only = vec![0.0; y.len()];
+            max_pool_forward(&plan, &x, &mut y_only, None);
+            let (ohw, hw) = (o[0] * o[1], l[0] * l[1]);
+            let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+            for c in 0..planes {
+                let (ny, na) = naive_max(&x[c * hw..(c + 1) * hw], l, o, k, s, p, d);
+                for i in 0..ohw {
+                    assert!(same(y[c * ohw + i], ny[i]), "case {t}");
+                    assert!(same(y_only[c * ohw + i], ny[i]), "case {t}");
+                }
+                assert_eq!(&arg[c * ohw..(c + 1) * ohw], &na[..], "case {t}");
+            }
+        }
+    }
+
     #[test]
     fn max_pool_ties_take_the_first_and_padding_never_wins() {
         // All equal negative values: padding (-inf) must lose, the first in-bounds tap wins.
@@ -471,7 +731,7 @@ mod tests {
         let plan = PoolPlan::window(l, [3, 3], k, s, p, [1, 1]);
         let x = vec![-5.0; 9];
         let (mut y, mut arg) = (vec![0.0; 9], vec![0; 9]);
-        max_pool_forward(&plan, &x, &mut y, &mut arg);
+        max_pool_forward(&plan, &x, &mut y, Some(&mut arg));
         assert!(y.iter().all(|&v| v == -5.0));
         // Output (1, 1) sees the whole plane; (2, 2) starts at input (1, 1).
         assert_eq!(arg, vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
@@ -483,7 +743,7 @@ mod tests {
         let plan = PoolPlan::window([2, 2], [1, 1], [2, 2], [1, 1], [1, 1], [3, 3]);
         assert_eq!(plan.rows[0].count, 0);
         let (mut y, mut arg) = (vec![0.0; 1], vec![0; 1]);
-        max_pool_forward(&plan, &[1.0, 2.0, 3.0, 4.0], &mut y, &mut arg);
+        max_pool_forward(&plan, &[1.0, 2.0, 3.0, 4.0], &mut y, Some(&mut arg));
         assert_eq!((y[0], arg[0]), (f64::NEG_INFINITY, NO_TAP));
         let mut dx = vec![0.0; 4];
         max_pool_backward(&plan, &[1.0], &arg, &mut dx);

@@ -225,9 +225,12 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
         Ok(y)
     }
 
-    /// Pools as `forward` does; the argmax positions go to a scratch buffer dropped at the end.
+    /// Pools as `forward` does, without recording where each maximum came from.
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        Ok(self.pool(input)?.0)
+        let (plan, out_shape) = self.plan(input)?;
+        let mut y = vec![T::zero(); out_shape.iter().product()];
+        max_pool_forward(&plan, &contiguous(input), &mut y, None);
+        Ok(from_vec(&out_shape, y))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
@@ -241,8 +244,8 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
 }
 
 impl<T: Float> MaxPool2d<T> {
-    /// The pooled output and what backward needs.
-    fn pool(&self, input: &Tensor<T>) -> Result<(Tensor<T>, MaxPoolCache)> {
+    /// The window plan over this input and the output shape.
+    fn plan(&self, input: &Tensor<T>) -> Result<(PoolPlan, Vec<usize>)> {
         let out_shape = self.output_shape(input.shape())?;
         let c = &self.cfg;
         let (in_hw, out_hw) = (
@@ -257,9 +260,15 @@ impl<T: Float> MaxPool2d<T> {
             c.padding,
             c.dilation,
         );
+        Ok((plan, out_shape))
+    }
+
+    /// The pooled output and what backward needs.
+    fn pool(&self, input: &Tensor<T>) -> Result<(Tensor<T>, MaxPoolCache)> {
+        let (plan, out_shape) = self.plan(input)?;
         let len = out_shape.iter().product();
         let (mut y, mut argmax) = (vec![T::zero(); len], vec![0u32; len]);
-        max_pool_forward(&plan, &contiguous(input), &mut y, &mut argmax);
+        max_pool_forward(&plan, &contiguous(input), &mut y, Some(&mut argmax));
         let in_shape = input.shape().to_vec();
         let y = from_vec(&out_shape, y);
         let cache = MaxPoolCache {
