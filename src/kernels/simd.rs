@@ -7,8 +7,10 @@
 //! detection and the `#[target_feature]` functions live in the `pulp` crate (also the
 //! GEMM's dispatcher), so no `unsafe` is needed here.
 //!
-//! Use it around a hot loop whose body is plain slice arithmetic; callees inside the closure
-//! must be `#[inline(always)]` (or small enough to inline) to be compiled for the wider target.
+//! Use it around a hot loop whose body is plain slice arithmetic. The closure is compiled once
+//! per target only if it is inlined into each of them: mark a closure with a loop in it
+//! `#[inline(always)]` (or have it call an `#[inline(always)]` function), or it stays one
+//! baseline function called from every target.
 
 /// Runs `f` compiled for the best instruction set this CPU supports (see the module docs).
 #[inline(always)]

@@ -344,26 +344,34 @@ fn transform_rows<T: Float, const K: usize>(
     const LANES: usize = 8;
     let n = out[0].len();
     let inp: [&[T]; 6] = std::array::from_fn(|i| &inp[i][..n]);
-    vectorized(|| {
-        let full = n - n % LANES;
-        for t0 in (0..full).step_by(LANES) {
-            let a: [[T; LANES]; 6] =
-                std::array::from_fn(|i| std::array::from_fn(|l| inp[i][t0 + l]));
-            let r: [[T; K]; LANES] = std::array::from_fn(|l| f(std::array::from_fn(|i| a[i][l])));
-            for (k, o) in out.iter_mut().enumerate() {
-                let o = &mut o[t0..t0 + LANES];
-                for (l, v) in o.iter_mut().enumerate() {
-                    *v = r[l][k];
+    vectorized(
+        #[inline(always)]
+        || {
+            let full = n - n % LANES;
+            for t0 in (0..full).step_by(LANES) {
+                let mut a = [[T::zero(); LANES]; 6];
+                for (a, inp) in a.iter_mut().zip(&inp) {
+                    a.copy_from_slice(&inp[t0..t0 + LANES]);
+                }
+                let mut r = [[T::zero(); LANES]; K];
+                for l in 0..LANES {
+                    let v = f([a[0][l], a[1][l], a[2][l], a[3][l], a[4][l], a[5][l]]);
+                    for k in 0..K {
+                        r[k][l] = v[k];
+                    }
+                }
+                for (o, r) in out.iter_mut().zip(&r) {
+                    o[t0..t0 + LANES].copy_from_slice(r);
                 }
             }
-        }
-        for t in full..n {
-            let r = f(std::array::from_fn(|i| inp[i][t]));
-            for k in 0..K {
-                out[k][t] = r[k];
+            for t in full..n {
+                let r = f(std::array::from_fn(|i| inp[i][t]));
+                for k in 0..K {
+                    out[k][t] = r[k];
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// The six rows `i·6 + j` (`i = 0..6`) of a `[36][len]` buffer.
