@@ -298,7 +298,7 @@ impl<T: Float> ColumnMax<T> {
     fn windows(
         &mut self,
         cols: &[Taps],
-        run: &std::ops::Range<usize>,
+        run: &Run,
         dw: usize,
         w: usize,
         y: &mut [T],
@@ -306,11 +306,11 @@ impl<T: Float> ColumnMax<T> {
     ) {
         let (best, row) = (&self.best, &self.row);
         let flat = |col: usize| row[col] as usize * w + col;
-        let taps = cols.get(run.start).map_or(0, |c| c.count);
+        let taps = cols.get(run.outputs.start).map_or(0, |c| c.count);
         match arg {
             None => {
                 for (o, (c, y)) in cols.iter().zip(y.iter_mut()).enumerate() {
-                    if run.contains(&o) {
+                    if run.outputs.contains(&o) {
                         continue;
                     }
                     let mut m = T::neg_infinity();
@@ -322,10 +322,13 @@ impl<T: Float> ColumnMax<T> {
                     }
                     *y = m;
                 }
-                if !run.is_empty() {
-                    let first = cols[run.start].first;
-                    let y = &mut y[run.clone()];
-                    vectorized(|| max_of_shifts(y, best, first, taps, dw));
+                if !run.outputs.is_empty() {
+                    let first = cols[run.outputs.start].first;
+                    let y = &mut y[run.outputs.clone()];
+                    match run.stride {
+                        1 => vectorized(|| max_of_shifts::<T, 1>(y, best, first, taps, dw)),
+                        _ => vectorized(|| max_of_shifts::<T, 2>(y, best, first, taps, dw)),
+                    }
                 }
             }
             Some(arg) => {
@@ -335,7 +338,7 @@ impl<T: Float> ColumnMax<T> {
                     .zip(arg.iter_mut())
                     .enumerate()
                 {
-                    if run.contains(&o) {
+                    if run.outputs.contains(&o) {
                         continue;
                     }
                     if c.count == 0 {
@@ -357,48 +360,84 @@ impl<T: Float> ColumnMax<T> {
                     }
                     (*y, *a) = (m, at as u32);
                 }
-                if !run.is_empty() {
-                    let first = cols[run.start].first;
+                if !run.outputs.is_empty() {
+                    let first = cols[run.outputs.start].first;
                     let flat_index = &mut self.spare_row;
                     for (col, (f, &r)) in flat_index.iter_mut().zip(row).enumerate() {
                         *f = r * w as u32 + col as u32;
                     }
-                    let (y, arg) = (&mut y[run.clone()], &mut arg[run.clone()]);
-                    vectorized(|| argmax_of_shifts(y, arg, best, flat_index, first, taps, dw));
+                    let out = run.outputs.clone();
+                    let (y, arg) = (&mut y[out.clone()], &mut arg[out]);
+                    let flat = &*flat_index;
+                    match run.stride {
+                        1 => vectorized(|| {
+                            argmax_of_shifts::<T, 1>(y, arg, best, flat, first, taps, dw)
+                        }),
+                        _ => vectorized(|| {
+                            argmax_of_shifts::<T, 2>(y, arg, best, flat, first, taps, dw)
+                        }),
+                    }
                 }
             }
         }
     }
 }
 
-/// The stretch of output columns whose windows are all full (`taps` taps) and start one input
-/// column apart: there the horizontal pass is a max over `taps` shifted slices of the column
-/// winners. Empty when the stride is above 1 or the stretch is too short to pay.
-fn shifted_run(cols: &[Taps]) -> std::ops::Range<usize> {
+/// The stretch of output columns whose windows are all full and start `stride` input columns
+/// apart (stride 1 or 2): there the horizontal pass is a max over shifted (strided) slices of
+/// the column winners, a vector loop. Empty for other strides or when too short to pay.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    outputs: std::ops::Range<usize>,
+    stride: usize,
+}
+
+fn shifted_run(cols: &[Taps]) -> Run {
     let taps = cols.iter().map(|c| c.count).max().unwrap_or(0);
     let Some(start) = cols.iter().position(|c| c.count == taps) else {
-        return 0..0;
+        return Run::default();
+    };
+    let stride = match cols.get(start + 1) {
+        Some(next) if next.count == taps => next.first - cols[start].first,
+        _ => return Run::default(),
     };
     let mut end = start + 1;
-    while end < cols.len() && cols[end].count == taps && cols[end].first == cols[end - 1].first + 1
+    while end < cols.len()
+        && cols[end].count == taps
+        && cols[end].first == cols[end - 1].first + stride
     {
         end += 1;
     }
-    if taps < 2 || end - start < 8 {
-        0..0
+    let long_enough = end - start >= 16 / stride.max(1);
+    if taps < 2 || !(1..=2).contains(&stride) || !long_enough {
+        Run::default()
     } else {
-        start..end
+        Run {
+            outputs: start..end,
+            stride,
+        }
     }
 }
 
-/// `y[o] = max_j best[first + o + j·dw]` over `taps` taps, NaN winning (as in the scalar rule).
+/// `y[o] = max_j best[first + o·S + j·dw]` over `taps` taps, NaN winning (as in the scalar
+/// rule).
 #[inline(always)]
-fn max_of_shifts<T: Float>(y: &mut [T], best: &[T], first: usize, taps: usize, dw: usize) {
-    let n = y.len();
-    y.copy_from_slice(&best[first..first + n]);
+fn max_of_shifts<T: Float, const S: usize>(
+    y: &mut [T],
+    best: &[T],
+    first: usize,
+    taps: usize,
+    dw: usize,
+) {
+    let span = (y.len() - 1) * S + 1;
+    let src = &best[first..first + span];
+    for (o, m) in y.iter_mut().enumerate() {
+        *m = src[o * S];
+    }
     for j in 1..taps {
-        let src = &best[first + j * dw..first + j * dw + n];
-        for (m, &v) in y.iter_mut().zip(src) {
+        let src = &best[first + j * dw..first + j * dw + span];
+        for (o, m) in y.iter_mut().enumerate() {
+            let v = src[o * S];
             let take = (v > *m) | v.is_nan();
             *m = if take { v } else { *m };
         }
@@ -408,7 +447,8 @@ fn max_of_shifts<T: Float>(y: &mut [T], best: &[T], first: usize, taps: usize, d
 /// [`max_of_shifts`] with the winner's flat index: ties go to the smaller index, NaNs to the
 /// larger (the row-major rule of [`max_pool_forward`]).
 #[inline(always)]
-fn argmax_of_shifts<T: Float>(
+#[allow(clippy::too_many_arguments)]
+fn argmax_of_shifts<T: Float, const S: usize>(
     y: &mut [T],
     arg: &mut [u32],
     best: &[T],
@@ -417,13 +457,16 @@ fn argmax_of_shifts<T: Float>(
     taps: usize,
     dw: usize,
 ) {
-    let n = y.len();
-    y.copy_from_slice(&best[first..first + n]);
-    arg.copy_from_slice(&flat[first..first + n]);
+    let span = (y.len() - 1) * S + 1;
+    let (src, idx) = (&best[first..first + span], &flat[first..first + span]);
+    for (o, (m, a)) in y.iter_mut().zip(arg.iter_mut()).enumerate() {
+        (*m, *a) = (src[o * S], idx[o * S]);
+    }
     for j in 1..taps {
         let at = first + j * dw;
-        let (src, idx) = (&best[at..at + n], &flat[at..at + n]);
-        for ((m, a), (&v, &k)) in y.iter_mut().zip(arg.iter_mut()).zip(src.iter().zip(idx)) {
+        let (src, idx) = (&best[at..at + span], &flat[at..at + span]);
+        for (o, (m, a)) in y.iter_mut().zip(arg.iter_mut()).enumerate() {
+            let (v, k) = (src[o * S], idx[o * S]);
             let (b, i) = (*m, *a);
             let take = (v.is_nan() & (!b.is_nan() | (k > i))) | (v > b) | ((v == b) & (k < i));
             *m = if take { v } else { b };
@@ -642,7 +685,7 @@ mod tests {
         [usize; 2],
         bool,
     );
-    const CASES: [Case; 12] = [
+    const CASES: [Case; 14] = [
         ([8, 8], [2, 2], [2, 2], [0, 0], [1, 1], false),
         ([9, 7], [3, 3], [2, 2], [1, 1], [1, 1], false),
         ([7, 7], [2, 2], [2, 2], [0, 0], [1, 1], true),
@@ -656,6 +699,9 @@ mod tests {
         ([5, 21], [3, 3], [1, 1], [1, 1], [1, 1], true),
         ([4, 19], [2, 3], [1, 1], [0, 2], [1, 2], false),
         ([6, 30], [3, 4], [2, 1], [1, 2], [1, 1], false),
+        // Stride 2 with runs of at least 8 full windows (the strided-slice path).
+        ([6, 28], [2, 2], [2, 2], [0, 0], [1, 1], false),
+        ([7, 37], [3, 3], [2, 2], [1, 1], [1, 1], true),
     ];
 
     #[test]
