@@ -224,9 +224,7 @@ pub fn input_gradient<T: Float>(
             grad.shape(),
         ));
     }
-    Ok(grad
-        .into_shape_with_order(IxDyn(image.shape()))
-        .map_err(|e| Error::input("explain::input_gradient", e.to_string()))?)
+    Ok(grad.into_shape_with_order(IxDyn(image.shape()))?)
 }
 
 /// The saliency map of Simonyan et al.: for each pixel, the largest absolute value over the

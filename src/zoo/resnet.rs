@@ -260,11 +260,12 @@ fn resnet<T: Float>(block: Block, layers: [usize; 4], num_classes: usize) -> Res
 /// ```
 /// # fn main() -> convnet::Result<()> {
 /// use convnet::prelude::*;
-/// let mut net = convnet::zoo::resnet18::<f32>(1000)?;
+/// let net = convnet::zoo::resnet18::<f32>(1000)?;
 /// assert_eq!(net.num_params(), 11_689_512);
 /// assert_eq!(net.names()[4], "layer1");
-/// // Any input size works thanks to the adaptive pool; 32x32 is quick.
-/// let logits = net.forward(&Tensor::zeros(ndarray::IxDyn(&[1, 3, 32, 32])))?;
+/// // Inference (batch norm on its running statistics); any input size works thanks to the
+/// // adaptive pool, and 32x32 is quick.
+/// let logits = net.infer(&Tensor::zeros(ndarray::IxDyn(&[1, 3, 32, 32])))?;
 /// assert_eq!(logits.shape(), &[1, 1000]);
 /// # Ok(())
 /// # }
