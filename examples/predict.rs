@@ -25,6 +25,10 @@
 //! centre of mass in the middle. Finally it is normalised with the MNIST mean and std.
 //! `--show` prints the 28x28 the network sees.
 //!
+//! `--explain OUT.png` also writes what the network looked at for its answer: the 28x28 digit
+//! it saw, then its saliency map and its Grad-CAM map (at the last layer whose maps are larger
+//! than 1x1) for the predicted class blended over the digit, side by side, enlarged 10 times.
+//!
 //! `--export-samples DIR` writes `digit_7.png` and `digit_2.png` to DIR: test images 0 and 1
 //! of the MNIST in `--data` (default `data/mnist`), exactly as stored (28x28 grey, white digit
 //! on black). These are the samples shipped in `examples/data/`.
@@ -39,7 +43,8 @@ use image::GrayImage;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: predict IMAGE.png [--weights FILE] [--show]\n       \
+const USAGE: &str =
+    "usage: predict IMAGE.png [--weights FILE] [--show] [--explain OUT.png]\n       \
 predict --export-samples DIR [--data DIR]";
 
 const SIDE: usize = 28;
@@ -50,6 +55,7 @@ struct Args {
     show: bool,
     export: Option<PathBuf>,
     data: PathBuf,
+    explain: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
         show: false,
         export: None,
         data: PathBuf::from("data/mnist"),
+        explain: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -85,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
             "--weights" => args.weights = PathBuf::from(value),
             "--export-samples" => args.export = Some(PathBuf::from(value)),
             "--data" => args.data = PathBuf::from(value),
+            "--explain" => args.explain = Some(PathBuf::from(value)),
             other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
         }
     }
@@ -330,6 +338,51 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for (digit, p) in ranked.iter().take(3) {
         println!("  {digit}  {:6.2}%", 100.0 * p);
     }
+    if let Some(out) = &args.explain {
+        write_explanation(&mut model, &input, &pixels, ranked[0].0, out)?;
+    }
+    Ok(())
+}
+
+/// `--explain`: the digit the network saw, its saliency map and its Grad-CAM map for `class`
+/// (both blended over the digit), side by side in one PNG, each enlarged `SCALE` times.
+fn write_explanation(
+    model: &mut convnet::model::Sequential<f32>,
+    input: &Tensor<f32>,
+    pixels: &[f32],
+    class: usize,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use convnet::explain::{grad_cam, last_spatial_layer, normalize, overlay, saliency};
+    const SCALE: usize = 10;
+    const GAP: usize = 4;
+    let at = last_spatial_layer(model, input.shape())?;
+    let salient = normalize(&saliency(model, input, class)?);
+    let cam = grad_cam(model, &at, input, class)?;
+    let heat = normalize(&cam.heat);
+    let digit = Tensor::from_shape_vec(ndarray::IxDyn(&[1, SIDE, SIDE]), pixels.to_vec())?;
+    let panels = [
+        overlay(&digit, &heat, 0.0)?, // alpha 0: the digit alone
+        overlay(&digit, &salient, 0.5)?,
+        overlay(&digit, &heat, 0.5)?,
+    ];
+    let side = SIDE * SCALE;
+    let width = panels.len() * side + (panels.len() - 1) * GAP;
+    let mut img = image::RgbImage::from_pixel(width as u32, side as u32, image::Rgb([255; 3]));
+    for (p, rgb) in panels.iter().enumerate() {
+        for (y, x) in (0..side).flat_map(|y| (0..side).map(move |x| (y, x))) {
+            let i = 3 * ((y / SCALE) * SIDE + x / SCALE);
+            let colour = image::Rgb([rgb[i], rgb[i + 1], rgb[i + 2]]);
+            img.put_pixel((p * (side + GAP) + x) as u32, y as u32, colour);
+        }
+    }
+    img.save(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let [h, w] = [cam.coarse.shape()[0], cam.coarse.shape()[1]];
+    println!(
+        "wrote {}: the digit, its saliency map and Grad-CAM at layer {at} ({h}x{w} maps) for class {class}",
+        path.display()
+    );
     Ok(())
 }
 

@@ -164,3 +164,30 @@ impl Error {
         }
     }
 }
+
+/// A tensor built from data of the wrong length (`Tensor::from_shape_vec`) or reshaped to an
+/// impossible shape is an [`Error::InvalidInput`], so `?` works on ndarray's shape errors in
+/// code that returns [`Result`].
+impl From<ndarray::ShapeError> for Error {
+    fn from(e: ndarray::ShapeError) -> Self {
+        Error::input("tensor shape", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_errors_from_ndarray_convert_with_question_mark() {
+        fn build() -> Result<crate::Tensor<f32>> {
+            Ok(crate::Tensor::from_shape_vec(
+                ndarray::IxDyn(&[2, 3]),
+                vec![0.0; 5],
+            )?)
+        }
+        let err = build().unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+        assert!(err.to_string().starts_with("tensor shape: "), "{err}");
+    }
+}

@@ -137,6 +137,67 @@ impl Window {
     }
 }
 
+impl Window {
+    /// The course's strict output length: like [`Window::output_len`], but a stride that does
+    /// not divide `N - F + 2P` is an [`Error::Geometry`] instead of being rounded down.
+    ///
+    /// The course draws a 3x3 filter on a 7x7 input at stride 3 and says it "does not fit":
+    /// `(7 - 3) / 3 + 1 = 2.33`. PyTorch (and every convnet layer) rounds that down to 2 and
+    /// leaves the last cells unread; this check refuses instead, and says how many cells.
+    pub fn output_len_exact(&self, layer: &str, axis: &str, input: usize) -> Result<usize> {
+        let out = self.output_len(layer, axis, input, false)?;
+        // output_len succeeded, so padded >= span and padded fits in a usize.
+        let padded = input + 2 * self.padding;
+        let room = padded - self.span();
+        let unread = room % self.stride;
+        if unread == 0 {
+            return Ok(out);
+        }
+        let exact = room as f64 / self.stride as f64 + 1.0;
+        Err(Error::Geometry {
+            layer: layer.to_string(),
+            explanation: format!(
+                "on the {axis} axis O = (N - F + 2P) / S + 1 = ({input} - {span} + 2*{p}) / {s} + 1 \
+                 = {exact:.2} with N = {input}, F = {span}, P = {p}, S = {s}: the stride {s} does \
+                 not divide N - F + 2P = {room}, so the filter does not fit; rounding down to \
+                 {out} (as PyTorch does) would leave the last {unread} cell{plural} unread. \
+                 Use a stride that divides {room}, or padding that makes N - F + 2P a multiple of {s}",
+                span = self.span(),
+                p = self.padding,
+                s = self.stride,
+                plural = if unread == 1 { "" } else { "s" },
+            ),
+        })
+    }
+}
+
+/// The course's output size `O = (N - F + 2P) / S + 1` for an input of `n` cells, a filter of
+/// `f`, stride `s` and zero padding `p`, or an [`Error::Geometry`] explaining with the formula
+/// why the filter does not fit (too large, or a stride that does not divide `N - F + 2P`).
+///
+/// ```
+/// use convnet::geometry::output_size;
+/// assert_eq!(output_size(7, 3, 1, 0).unwrap(), 5); // 7x7 input, 3x3 filter, stride 1
+/// assert_eq!(output_size(7, 3, 2, 0).unwrap(), 3); // stride 2
+/// assert_eq!(output_size(7, 3, 1, 1).unwrap(), 7); // padding 1 keeps the size
+/// let err = output_size(7, 3, 3, 0).unwrap_err(); // stride 3 does not fit
+/// assert!(err.to_string().contains("(7 - 3 + 2*0) / 3 + 1 = 2.33"));
+/// ```
+pub fn output_size(n: usize, f: usize, s: usize, p: usize) -> Result<usize> {
+    let window = Window {
+        kernel: f,
+        stride: s,
+        padding: p,
+        dilation: 1,
+    };
+    // Square filters on square inputs: the width axis speaks for both.
+    window.output_len_exact(
+        &format!("a {f}x{f} filter at stride {s}, pad {p}"),
+        "width",
+        n,
+    )
+}
+
 /// A 2-D window: one [`Window`] per axis, `[height, width]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window2d {
@@ -170,6 +231,15 @@ impl Window2d {
     pub fn validate(&self, layer: &str) -> Result<()> {
         self.h.validate(layer, "height")?;
         self.w.validate(layer, "width")
+    }
+
+    /// [`Window::output_len_exact`] on both axes: the course's rule that the filter must fit
+    /// exactly, with no cell left unread.
+    pub fn output_hw_exact(&self, layer: &str, input: [usize; 2]) -> Result<[usize; 2]> {
+        Ok([
+            self.h.output_len_exact(layer, "height", input[0])?,
+            self.w.output_len_exact(layer, "width", input[1])?,
+        ])
     }
 
     /// Output `[height, width]` for an input of `[height, width]`.
@@ -282,6 +352,54 @@ mod tests {
                 .unwrap();
             assert!(o >= 1);
         }
+    }
+
+    #[test]
+    fn exact_output_refuses_a_stride_that_leaves_cells_unread() {
+        // The course: 7x7 input, 3x3 filter: stride 1 gives 5, stride 2 gives 3, stride 3 does
+        // not fit ((7 - 3) / 3 + 1 = 2.33).
+        assert_eq!(output_size(7, 3, 1, 0).unwrap(), 5);
+        assert_eq!(output_size(7, 3, 2, 0).unwrap(), 3);
+        assert_eq!(output_size(7, 3, 1, 1).unwrap(), 7);
+        assert_eq!(output_size(32, 5, 1, 0).unwrap(), 28);
+        assert_eq!(output_size(227, 11, 4, 0).unwrap(), 55);
+        let err = output_size(7, 3, 3, 0).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Geometry { .. }), "{msg}");
+        assert!(msg.contains("(7 - 3 + 2*0) / 3 + 1 = 2.33"), "{msg}");
+        assert!(msg.contains("last 1 cell unread"), "{msg}");
+        // Padding 1 makes it fit: (7 - 3 + 2) / 3 + 1 = 3.
+        assert_eq!(output_size(7, 3, 3, 1).unwrap(), 3);
+        // 8 cells, filter 3, stride 3: 5 % 3 = 2 cells unread.
+        assert!(output_size(8, 3, 3, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("last 2 cells unread"));
+        // A filter larger than the input keeps the general explanation.
+        assert!(output_size(3, 5, 1, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("larger than the padded input"));
+        // The floor rule and the exact rule agree whenever the exact one accepts.
+        for n in 1..20 {
+            for f in 1..6 {
+                for s in 1..4 {
+                    for p in 0..3 {
+                        let w = win(f, s, p, 1);
+                        if let Ok(o) = w.output_len_exact("x", "h", n) {
+                            assert_eq!(o, w.output_len("x", "h", n, false).unwrap());
+                            assert_eq!((o - 1) * s + f, n + 2 * p);
+                        }
+                    }
+                }
+            }
+        }
+        let hw = Window2d::new([3, 3], [2, 3], [0, 0], [1, 1]);
+        assert!(hw
+            .output_hw_exact("c", [7, 7])
+            .unwrap_err()
+            .to_string()
+            .contains("width"));
     }
 
     #[test]

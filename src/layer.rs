@@ -45,7 +45,7 @@ impl<T: Float> Param<T> {
     }
 
     /// Wraps a value with a zero gradient allocated fallibly: a gradient the system cannot
-    /// allocate is an [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming `what`.
+    /// allocate is an [`Error::InvalidConfig`] naming `what`.
     pub fn try_new(what: &str, value: Tensor<T>) -> Result<Self> {
         let grad = crate::tensor::try_zeros(what, value.shape())?;
         Ok(Param { value, grad })

@@ -19,6 +19,7 @@
 pub mod blocks;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod geometry;
 pub mod gradcheck;
 pub mod init;
@@ -59,6 +60,15 @@ pub mod prelude {
     pub use crate::rng::Rng64;
     pub use crate::tensor::{Float, Tensor};
 }
+
+/// The guide `docs/GUIDE.md`: CNNs in the course's order, every idea shown with runnable code
+/// and the output it prints. Every block runs as a doc test (`cargo test --doc guide`).
+#[doc = include_str!("../docs/GUIDE.md")]
+pub mod guide {}
+
+/// The Korean guide `docs/GUIDE.ko.md` (같은 가이드의 한국어판), its blocks run as doc tests too.
+#[doc = include_str!("../docs/GUIDE.ko.md")]
+pub mod guide_ko {}
 
 /// The README's example, compiled and run as a doc test so that it cannot rot.
 #[doc = include_str!("../README.md")]

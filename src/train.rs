@@ -74,6 +74,45 @@ impl EvalStats {
 /// Every random choice of a run (batch order, augmentation, dropout) derives from seeds, so a
 /// run is reproducible for a given seed and thread count, and [`Trainer::save_checkpoint`] +
 /// [`Trainer::load_checkpoint`] continue it as if it had never stopped.
+///
+/// Learning to tell 8x8 images lit on the left from images lit on the right:
+///
+/// ```
+/// use convnet::data::{DataLoader, ImageSet, LoaderConfig};
+/// use convnet::optim::{Sgd, SgdConfig};
+/// use convnet::prelude::*;
+/// use convnet::progress::ProgressStyle;
+/// use convnet::train::Trainer;
+/// # fn main() -> convnet::Result<()> {
+/// convnet::init::manual_seed(3);
+/// // 64 images: class 0 has a bright column in the left half, class 1 in the right half.
+/// let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+/// for i in 0..64 {
+///     let class = i % 2;
+///     let column = (i / 2) % 4 + 4 * class;
+///     pixels.extend((0..64).map(|p| if p % 8 == column { 255u8 } else { 0 }));
+///     labels.push(class as u8);
+/// }
+/// let data = ImageSet::new(pixels, labels, 8, 8, 2)?;
+/// let loader = DataLoader::new(&data, LoaderConfig::new(16).shuffle(7))?;
+///
+/// let model = Sequential::<f32>::new()
+///     .add(Conv2d::new(Conv2dConfig::new(1, 4, 3).padding(1))?)
+///     .add(ReLU::new())
+///     .add(MaxPool2d::new(MaxPool2dConfig::new(2))?)
+///     .add(Flatten::new())
+///     .add(Linear::new(4 * 4 * 4, 2)?);
+/// let mut trainer = Trainer::new(model, Sgd::new(SgdConfig::new(0.1).momentum(0.9))?)
+///     .with_progress(ProgressStyle::Off);
+/// for _ in 0..10 {
+///     trainer.train_epoch(&loader)?;
+/// }
+/// let eval = trainer.evaluate(&loader)?;
+/// assert_eq!(trainer.epoch(), 10);
+/// assert_eq!(eval.top1(), 1.0, "{eval:?}");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Trainer<T: Float, M: Layer<T>> {
     /// The model being trained.
     pub model: M,

@@ -13,6 +13,31 @@ use crate::tensor::{Float, Tensor};
 /// ```
 ///
 /// Each branch's parameters are prefixed with the branch name (`branch2.1.conv.weight`).
+///
+/// A module with a 1x1 convolution (4 maps) and a 3x3 max pool (the input's 2 maps) stacks
+/// them into 6 maps of the same size:
+///
+/// ```
+/// use convnet::blocks::Inception;
+/// use convnet::prelude::*;
+/// # fn main() -> convnet::Result<()> {
+/// let mut module = Inception::<f32>::new()
+///     .branch("branch1", Conv2d::new(Conv2dConfig::new(2, 4, 1))?)
+///     .branch("branch4", MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1))?);
+/// let x = Tensor::<f32>::ones(ndarray::IxDyn(&[1, 2, 8, 8]));
+/// let y = module.forward(&x)?;
+/// assert_eq!(y.shape(), &[1, 6, 8, 8]);
+/// // Channels 4 and 5 are the pool branch: the max of ones is one.
+/// assert!(y.slice(ndarray::s![0, 4.., .., ..]).iter().all(|&v| v == 1.0));
+/// let names: Vec<String> = convnet::io::state_dict(&module).into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["branch1.weight", "branch1.bias"]);
+///
+/// // GoogLeNet's module 3a: 192 maps in, 64 + 128 + 32 + 32 = 256 out.
+/// let m3a = convnet::zoo::inception_v1_paper::<f32>(192, 64, 96, 128, 16, 32, 32)?;
+/// assert_eq!(m3a.output_shape(&[1, 192, 28, 28])?, vec![1, 256, 28, 28]);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Inception<T: Float> {
     branches: Vec<(String, Box<dyn Layer<T>>)>,
     /// The channel join (block copies; it caches the branch shapes for backward).

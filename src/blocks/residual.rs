@@ -15,6 +15,34 @@ use crate::tensor::{Float, Tensor};
 ///
 /// The body's parameters keep their own names (`conv1.weight`, `bn1.running_mean`, as in
 /// torchvision's `BasicBlock`); the shortcut's are prefixed with its name (`downsample.0.weight`).
+///
+/// With a body that doubles its input, `y = 2x + x = 3x`, and the gradient that comes back is
+/// the body's 2 plus the shortcut's 1:
+///
+/// ```
+/// use convnet::blocks::Residual;
+/// use convnet::prelude::*;
+/// use ndarray::IxDyn;
+/// # fn main() -> convnet::Result<()> {
+/// let double = Conv2d::from_weights(
+///     Conv2dConfig::new(1, 1, 1).bias(false),
+///     Tensor::from_elem(IxDyn(&[1, 1, 1, 1]), 2.0f64),
+///     None,
+/// )?;
+/// let mut block = Residual::new(double);
+/// let x = Tensor::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![1.0, -2.0, 3.0, 0.5])?;
+/// let y = block.forward(&x)?;
+/// assert_eq!(y, &x * 3.0);
+/// let dx = block.backward(&Tensor::ones(y.raw_dim()))?;
+/// assert!(dx.iter().all(|&g| g == 3.0));
+///
+/// // ResNet's own block: relu(bn2(conv2(relu(bn1(conv1(x))))) + x).
+/// let basic = convnet::zoo::basic_block::<f32>(64, 64, 1, false)?;
+/// assert_eq!(basic.output_shape(&[1, 64, 56, 56])?, vec![1, 64, 56, 56]);
+/// assert_eq!(basic.num_params(), 2 * (64 * 64 * 9) + 2 * (2 * 64));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Residual<T: Float> {
     body: Box<dyn Layer<T>>,
     shortcut: Option<(String, Box<dyn Layer<T>>)>,

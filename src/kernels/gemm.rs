@@ -53,7 +53,7 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
-    /// `op(X)` for a row-major stored `X` (`rows x cols` of `op(X)`), as [`gemm`] takes it.
+    /// `op(X)` for a row-major stored `X` (`rows x cols` of `op(X)`), as [`gemm()`] takes it.
     pub fn op(data: &'a [T], op: Op, rows: usize, cols: usize) -> Self {
         match op {
             Op::N => Self::new(data, rows, cols, cols),

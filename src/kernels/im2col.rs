@@ -12,7 +12,7 @@
 //! `col2im` is the adjoint: it scatter-adds every column entry back onto the pixel it was read
 //! from (pixels read by several windows receive the sum). For each tap the output positions
 //! whose input coordinate lies inside the image form one contiguous range per axis, computed
-//! once ([`valid_range`]), so the inner loops copy or add without bounds tests.
+//! once (`valid_range`), so the inner loops copy or add without bounds tests.
 
 use crate::geometry::Window2d;
 use crate::tensor::Float;

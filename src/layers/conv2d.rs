@@ -196,6 +196,32 @@ impl Conv2dConfig {
 /// A 1x1 kernel with stride 1 and no padding skips im2col: the image already is `col_g`.
 /// Images of a batch run in parallel (rayon); the input is cached and the columns are
 /// recomputed in backward.
+///
+/// Six 5x5 filters over a 32x32x3 image give a 28x28x6 volume, `(32 - 5)/1 + 1 = 28`:
+///
+/// ```
+/// use convnet::prelude::*;
+/// # fn main() -> convnet::Result<()> {
+/// let mut conv = Conv2d::<f32>::new(Conv2dConfig::new(3, 6, 5))?;
+/// assert_eq!(conv.weight().value.shape(), &[6, 3, 5, 5]);
+/// assert_eq!(conv.num_params(), 6 * (5 * 5 * 3 + 1));
+///
+/// let x = Tensor::<f32>::ones(ndarray::IxDyn(&[2, 3, 32, 32]));
+/// let y = conv.forward(&x)?;
+/// assert_eq!(y.shape(), &[2, 6, 28, 28]);
+///
+/// // backward returns dL/dx and adds dL/dW, dL/db into the parameters' gradients.
+/// let dx = conv.backward(&Tensor::ones(y.raw_dim()))?;
+/// assert_eq!(dx.shape(), x.shape());
+/// // Each bias sees every output pixel of every image once: 2 · 28 · 28.
+/// assert_eq!(conv.bias().unwrap().grad[[0]], 2.0 * 28.0 * 28.0);
+///
+/// // A filter larger than its input is an error that shows the formula.
+/// let err = conv.output_shape(&[1, 3, 4, 4]).unwrap_err();
+/// assert!(err.to_string().contains("O = (N - F + 2P) / S + 1 = (4 - 5 + 2*0) / 1 + 1 = 0"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Conv2d<T: Float> {
     cfg: Conv2dConfig,

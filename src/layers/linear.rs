@@ -16,6 +16,29 @@ use crate::tensor::{contiguous, fmt_shape, from_vec, zeros, Float, Tensor};
 /// ```
 ///
 /// The input is cached for `dW`. All three products are one call to the GEMM kernel.
+///
+/// ```
+/// use convnet::prelude::*;
+/// use ndarray::IxDyn;
+/// # fn main() -> convnet::Result<()> {
+/// // y = W·x + b with W = [[1, 2], [3, 4], [5, 6]] and b = [0.5, 0, -0.5].
+/// let w = Tensor::from_shape_vec(IxDyn(&[3, 2]), vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+/// let b = Tensor::from_shape_vec(IxDyn(&[3]), vec![0.5, 0.0, -0.5])?;
+/// let mut fc = Linear::from_weights(w, Some(b))?;
+/// let x = Tensor::from_shape_vec(IxDyn(&[1, 2]), vec![1.0, 1.0])?;
+/// let y = fc.forward(&x)?;
+/// assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![3.5, 7.0, 10.5]);
+///
+/// // dL/dx = dy · W; dL/dW += dyᵀ · x.
+/// let dx = fc.backward(&Tensor::from_shape_vec(IxDyn(&[1, 3]), vec![1.0, 0.0, 1.0])?)?;
+/// assert_eq!(dx.iter().copied().collect::<Vec<_>>(), vec![6.0, 8.0]);
+/// assert_eq!(fc.weight().grad[[2, 1]], 1.0);
+///
+/// // The classifier of LeNet-5: 84 -> 10, 84·10 + 10 parameters.
+/// assert_eq!(Linear::<f32>::new(84, 10)?.num_params(), 850);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Linear<T: Float> {
     in_features: usize,

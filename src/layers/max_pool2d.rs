@@ -139,6 +139,31 @@ pub(crate) fn check_pool_window(what: &str, w: &Window2d) -> Result<()> {
 ///
 /// Output size per axis: `O = (N - F + 2P) / S + 1` with `F = d(k - 1) + 1`, rounded down
 /// (or up with `ceil_mode`). Forward caches only the argmax indices.
+///
+/// The course's example: 2x2 windows at stride 2 keep the largest value of each window, and
+/// backward sends each gradient to the position that won:
+///
+/// ```
+/// use convnet::prelude::*;
+/// use ndarray::IxDyn;
+/// # fn main() -> convnet::Result<()> {
+/// let x = Tensor::from_shape_vec(
+///     IxDyn(&[1, 1, 4, 4]),
+///     vec![1.0f32, 1.0, 2.0, 4.0, 5.0, 6.0, 7.0, 8.0, 3.0, 2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 4.0],
+/// )?;
+/// let mut pool = MaxPool2d::new(MaxPool2dConfig::new(2))?;
+/// let y = pool.forward(&x)?;
+/// assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![6.0, 8.0, 3.0, 4.0]);
+///
+/// let dx = pool.backward(&Tensor::ones(y.raw_dim()))?;
+/// assert_eq!(dx[[0, 0, 1, 1]], 1.0); // the 6 won its window
+/// assert_eq!(dx[[0, 0, 0, 0]], 0.0); // the 1 did not
+/// // Overlapping 3x3 windows at stride 2, as in AlexNet: 55x55 -> 27x27.
+/// let alex = MaxPool2d::<f32>::new(MaxPool2dConfig::new(3).stride(2))?;
+/// assert_eq!(alex.output_shape(&[1, 96, 55, 55])?, vec![1, 96, 27, 27]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct MaxPool2d<T: Float> {
     cfg: MaxPool2dConfig,

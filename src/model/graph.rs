@@ -204,6 +204,36 @@ impl<T: Float> GraphBuilder<T> {
 /// As a [`Layer`] it maps its input to its first output; [`Graph::forward_all`] and
 /// [`Graph::backward_all`] handle several outputs (e.g. auxiliary classifiers). Parameters are
 /// named `<node>.<param>`.
+///
+/// A trunk with two heads, trained on both, as GoogLeNet trains its auxiliary classifiers:
+///
+/// ```
+/// use convnet::model::GraphBuilder;
+/// use convnet::prelude::*;
+/// # fn main() -> convnet::Result<()> {
+/// let mut net = GraphBuilder::<f32>::new("x")
+///     .layer("conv", "x", Conv2d::new(Conv2dConfig::new(1, 4, 3).padding(1))?)
+///     .layer("relu", "conv", ReLU::new())
+///     .layer("flat", "relu", Flatten::new())
+///     .layer("main", "flat", Linear::new(4 * 8 * 8, 10)?)
+///     .layer("aux", "flat", Linear::new(4 * 8 * 8, 10)?)
+///     .output("main")
+///     .output("aux")
+///     .build(&[1, 1, 8, 8])?;
+/// assert_eq!(net.output_names(), ["main", "aux"]);
+///
+/// let x = Tensor::<f32>::ones(ndarray::IxDyn(&[2, 1, 8, 8]));
+/// let outs = net.forward_all(&x)?;
+/// let loss = CrossEntropyLoss::new();
+/// let (_, d_main) = loss.forward(&outs[0], &[1, 2])?;
+/// let (_, d_aux) = loss.forward(&outs[1], &[1, 2])?;
+/// // loss = main + 0.3 aux: `relu` feeds both heads, so its gradient is the sum of theirs.
+/// let dx = net.backward_all(&[Some(&d_main), Some(&(d_aux * 0.3))])?;
+/// assert_eq!(dx.shape(), x.shape());
+/// assert!(net.node_output("relu").is_some()); // inner values stay readable
+/// # Ok(())
+/// # }
+/// ```
 pub struct Graph<T: Float> {
     nodes: Vec<Node<T>>,
     outputs: Vec<usize>,
@@ -332,6 +362,57 @@ impl<T: Float> Graph<T> {
     /// Back-propagates one gradient per output (`None` for an output that does not reach the
     /// loss) and returns dL/dinput. Where a node feeds several others, their gradients sum.
     pub fn backward_all(&mut self, grad_outputs: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
+        Ok(self.backward_capture(grad_outputs, None)?.0)
+    }
+
+    /// The names of every node, input first, in evaluation order.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.nodes.iter().map(|n| n.name.as_str()).collect()
+    }
+
+    /// The value node `name` took in the last [`Graph::forward_all`] (or `forward`), or `None`
+    /// for an unknown name or before any forward pass. Grad-CAM reads inner activations here.
+    pub fn node_output(&self, name: &str) -> Option<&Tensor<T>> {
+        let i = self.nodes.iter().position(|n| n.name == name)?;
+        self.values.get(i)?.as_ref()
+    }
+
+    /// [`Graph::backward_all`] that also returns dL/d(node `name`'s output): the gradient that
+    /// arrives at an inner node, summed over everything it feeds (zeros if it reaches no
+    /// output). An unknown name is an [`Error::InvalidInput`].
+    pub fn backward_all_at(
+        &mut self,
+        grad_outputs: &[Option<&Tensor<T>>],
+        name: &str,
+    ) -> Result<(Tensor<T>, Tensor<T>)> {
+        let Some(i) = self.nodes.iter().position(|n| n.name == name) else {
+            return Err(Error::input(
+                "Graph::backward_all_at",
+                format!(
+                    "no node named `{name}` (nodes: {})",
+                    self.node_names().join(", ")
+                ),
+            ));
+        };
+        let (dx, captured) = self.backward_capture(grad_outputs, Some(i))?;
+        let g = match captured {
+            Some(g) => g,
+            None => match self.values.get(i).and_then(Option::as_ref) {
+                Some(v) => Tensor::zeros(v.raw_dim()),
+                None => return Err(Error::no_cache("Graph")),
+            },
+        };
+        Ok((dx, g))
+    }
+
+    /// The backward sweep; with `capture = Some(v)`, also hands back the complete gradient of
+    /// node `v` (complete when the reverse sweep reaches it: every reader comes later in
+    /// topological order, so has already sent its share).
+    fn backward_capture(
+        &mut self,
+        grad_outputs: &[Option<&Tensor<T>>],
+        capture: Option<usize>,
+    ) -> Result<(Tensor<T>, Option<Tensor<T>>)> {
         if self.values.is_empty() {
             return Err(Error::no_cache("Graph"));
         }
@@ -362,8 +443,12 @@ impl<T: Float> Graph<T> {
                 accumulate(&mut grads[o], (*g).clone());
             }
         }
+        let mut captured = None;
         for v in (1..self.nodes.len()).rev() {
             let Some(g) = grads[v].take() else { continue };
+            if capture == Some(v) {
+                captured = Some(g.clone());
+            }
             let node = &mut self.nodes[v];
             match &mut node.op {
                 Op::Input => {}
@@ -378,9 +463,13 @@ impl<T: Float> Graph<T> {
                 }
             }
         }
-        Ok(grads[0].take().unwrap_or_else(|| {
+        if capture == Some(0) {
+            captured = grads[0].clone();
+        }
+        let dx = grads[0].take().unwrap_or_else(|| {
             Tensor::zeros(self.values[0].as_ref().expect("input kept").raw_dim())
-        }))
+        });
+        Ok((dx, captured))
     }
 }
 

@@ -59,6 +59,17 @@ fn conv<T: Float>(cfg: Conv2dConfig) -> Result<Conv2d<T>> {
 ///
 /// Weights use PyTorch's default initialisation (the paper's `N(0, 0.01)` with unit biases
 /// needs its exact schedule to train).
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::alexnet::<f32>(1000)?;
+/// let summary = net.summary(&[1, 3, 227, 227])?;
+/// assert!(summary.to_string().contains("[55x55x96]  CONV1: 96 11x11 filters at stride 4, pad 0"));
+/// assert_eq!(summary.total_params(), 62_378_344);
+/// # Ok(())
+/// # }
+/// ```
 pub fn alexnet<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     let features = Sequential::new()
         .add(conv(Conv2dConfig::new(3, 96, 11).stride(4))?)
@@ -108,6 +119,16 @@ pub fn alexnet<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
 ///
 /// No LRN. Thanks to the adaptive pooling any input of at least 63x63 works (at 63x63 the
 /// last max pool leaves 1x1, which the adaptive pool repeats to 6x6).
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::alexnet_torchvision::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 61_100_840);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn alexnet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     let features = Sequential::new()
         .add(conv(Conv2dConfig::new(3, 64, 11).stride(4).padding(2))?)

@@ -142,6 +142,15 @@ fn check_channels(what: &str, channels: [usize; 7]) -> Result<()> {
 ///
 /// Branch 3 really is 3x3: torchvision's known deviation from the paper's 5x5 (kept for
 /// compatibility with its pretrained weights). Errors if any channel count is 0.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let m = convnet::zoo::inception_torchvision::<f32>(192, 64, 96, 128, 16, 32, 32)?;
+/// assert_eq!(m.output_shape(&[1, 192, 28, 28])?, vec![1, 256, 28, 28]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn inception_torchvision<T: Float>(
     in_channels: usize,
     ch1x1: usize,
@@ -196,6 +205,17 @@ pub fn inception_torchvision<T: Float>(
 ///
 /// Weights are He-normal (`N(0, 2/fan_in)`), biases PyTorch's default. Errors if any channel
 /// count is 0.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let m = convnet::zoo::inception_v1_paper::<f32>(192, 64, 96, 128, 16, 32, 32)?;
+/// assert_eq!(m.output_shape(&[1, 192, 28, 28])?, vec![1, 256, 28, 28]);
+/// // 1x1: 192·64+64; 3x3: 192·96+96 + 96·128·9+128; 5x5: 192·16+16 + 16·32·25+32; pool: 192·32+32.
+/// assert_eq!(m.num_params(), 12_352 + 18_528 + 110_720 + 3_088 + 12_832 + 6_176);
+/// # Ok(())
+/// # }
+/// ```
 pub fn inception_v1_paper<T: Float>(
     in_channels: usize,
     ch1x1: usize,
@@ -280,6 +300,16 @@ fn module<T: Float>(c: [usize; 7], make: MakeInception<T>) -> Result<Inception<T
 /// average pool accepts any input size whose maps survive the four stride-2 stages (32x32
 /// works: 16, 8, 4, 2, 1). Initialised as torchvision: conv and linear weights N(0, 0.01²),
 /// BN weight 1 and bias 0.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::googlenet_torchvision::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 6_624_904);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn googlenet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     let mut net = Sequential::new()
         .add_named("conv1", basic_conv(3, 64, 7, 2, 3)?)?
@@ -377,6 +407,16 @@ fn lrn<T: Float>() -> Result<LocalResponseNorm<T>> {
 /// [`crate::Layer::forward`] (which returns the first output) still compute the auxiliary
 /// heads in eval mode, which costs little (about 0.5% of the FLOPs). Weights are He-normal
 /// (the paper's Caffe model used Xavier with constant 0.2 biases), biases PyTorch's default.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::googlenet::<f32>(1000)?;
+/// assert_eq!(net.output_names(), ["fc", "aux1", "aux2"]);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn googlenet<T: Float>(num_classes: usize) -> Result<Graph<T>> {
     let inc = |i: usize| module::<T>(MODULES[i].1, inception_v1_paper);
     GraphBuilder::new("input")

@@ -25,6 +25,17 @@ use crate::tensor::Float;
 /// paper's sparse table had 1,516 weights instead of 2,416). The parameters are named as the
 /// equivalent flat PyTorch `nn.Sequential` names them: `0.*` (C1), `3.*` (C3), `6.*` (C5),
 /// `9.*` (F6), `11.*` (output).
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let mut net = convnet::zoo::lenet5::<f32>(10)?;
+/// assert_eq!(net.num_params(), 61_706);
+/// let logits = net.forward(&Tensor::zeros(ndarray::IxDyn(&[2, 1, 32, 32])))?;
+/// assert_eq!(logits.shape(), &[2, 10]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn lenet5<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     Ok(Sequential::new()
         .add(Conv2d::new(Conv2dConfig::new(1, 6, 5))?)
@@ -46,6 +57,21 @@ pub fn lenet5<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
 /// parameters, same names as `nn.Sequential(Conv2d(1,6,5,padding=2), ReLU(), MaxPool2d(2),
 /// Conv2d(6,16,5), ReLU(), MaxPool2d(2), Conv2d(16,120,5), ReLU(), Flatten(), Linear(120,84),
 /// ReLU(), Linear(84,10))`.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::lenet5_modern::<f32>(10)?;
+/// let summary = net.summary(&[1, 1, 28, 28])?;
+/// assert_eq!(summary.total_params(), 61_706);
+/// assert!(summary.to_string().contains("[28x28x6]  CONV1: 6 5x5 filters at stride 1, pad 2"));
+/// // Trained weights load by name: `0.weight`, `0.bias`, ..., `11.bias`.
+/// let names: Vec<String> = convnet::io::state_dict(&net).into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names.first().map(String::as_str), Some("0.weight"));
+/// assert_eq!(names.last().map(String::as_str), Some("11.bias"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn lenet5_modern<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     Ok(Sequential::new()
         .add(Conv2d::new(Conv2dConfig::new(1, 6, 5).padding(2))?)

@@ -84,6 +84,15 @@ pub const MODELS: &[ModelInfo] = &[
 ];
 
 /// The [`ModelInfo`] of a model name, or an error listing the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// let info = convnet::zoo::info("alexnet")?;
+/// assert_eq!(info.input, [3, 227, 227]);
+/// assert!(convnet::zoo::info("alexnet2").unwrap_err().to_string().contains("known models"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn info(name: &str) -> Result<ModelInfo> {
     MODELS
         .iter()
@@ -99,6 +108,18 @@ pub fn info(name: &str) -> Result<ModelInfo> {
 }
 
 /// Builds a zoo model by name with `num_classes` outputs.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::build::<f32>("lenet5_modern", 10)?;
+/// let info = convnet::zoo::info("lenet5_modern")?;
+/// assert_eq!(info.input, [1, 28, 28]);
+/// assert_eq!(net.output_shape(&[1, 1, 28, 28])?, vec![1, 10]);
+/// assert!(convnet::zoo::build::<f32>("lenet6", 10).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn build<T: Float>(name: &str, num_classes: usize) -> Result<Box<dyn Layer<T>>> {
     use super::*;
     info(name)?;

@@ -61,6 +61,18 @@ fn check_identity(
 /// Parameter names are torchvision's: `conv1.weight`, `bn1.*`, `conv2.weight`, `bn2.*`,
 /// `downsample.0.weight`, `downsample.1.*`. Fails when the identity shortcut cannot be added
 /// (`downsample == false` with `stride != 1` or `inplanes != planes`).
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// // The first block of layer2 in ResNet-18: stride 2 halves the maps, a 1x1 projection matches.
+/// let block = convnet::zoo::basic_block::<f32>(64, 128, 2, true)?;
+/// assert_eq!(block.output_shape(&[1, 64, 56, 56])?, vec![1, 128, 28, 28]);
+/// // Without the projection the sum would not fit: an error, not a panic.
+/// assert!(convnet::zoo::basic_block::<f32>(64, 128, 2, false).is_err());
+/// # Ok(())
+/// # }
+/// ```
 pub fn basic_block<T: Float>(
     inplanes: usize,
     planes: usize,
@@ -107,6 +119,16 @@ pub fn basic_block<T: Float>(
 /// The stride sits on the 3x3 convolution ("ResNet v1.5"; the paper put it on conv1). Batch
 /// norms use eps 1e-5 and momentum 0.1. Names: `conv1..3.weight`, `bn1..3.*`, `downsample.*`.
 /// Fails for `groups == 0`, a zero width, or an identity shortcut that cannot be added.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// // layer1.0 of ResNet-50: 64 -> 1x1 64 -> 3x3 64 -> 1x1 256, projected shortcut.
+/// let block = convnet::zoo::bottleneck::<f32>(64, 64, 1, true, 1, 64, 1)?;
+/// assert_eq!(block.output_shape(&[1, 64, 56, 56])?, vec![1, 256, 56, 56]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn bottleneck<T: Float>(
     inplanes: usize,
     planes: usize,
@@ -234,27 +256,77 @@ fn resnet<T: Float>(block: Block, layers: [usize; 4], num_classes: usize) -> Res
 /// Names are torchvision's (`layer2.0.downsample.0.weight`, `fc.bias`). Any input of at least
 /// 1x1 runs; 32x32 reaches layer4 as 1x1. Convolutions are initialised Kaiming normal
 /// (fan_out), batch norms with weight 1 and bias 0, `fc` with PyTorch's default.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::resnet18::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 11_689_512);
+/// assert_eq!(net.names()[4], "layer1");
+/// // Inference (batch norm on its running statistics); any input size works thanks to the
+/// // adaptive pool, and 32x32 is quick.
+/// let logits = net.infer(&Tensor::zeros(ndarray::IxDyn(&[1, 3, 32, 32])))?;
+/// assert_eq!(logits.shape(), &[1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn resnet18<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     resnet(Block::Basic, [2, 2, 2, 2], num_classes)
 }
 
 /// ResNet-34: [`resnet18`]'s layout with `[3, 4, 6, 3]` basic blocks; 21,797,672 parameters.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::resnet34::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 21_797_672);
+/// # Ok(())
+/// # }
+/// ```
 pub fn resnet34<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     resnet(Block::Basic, [3, 4, 6, 3], num_classes)
 }
 
 /// ResNet-50: `[3, 4, 6, 3]` bottleneck blocks (channels 256, 512, 1024, 2048 out of each
 /// stage; layer1.0 also projects, 64 -> 256), `fc` 2048 -> num_classes; 25,557,032 parameters.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::resnet50::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 25_557_032);
+/// # Ok(())
+/// # }
+/// ```
 pub fn resnet50<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     resnet(Block::Bottleneck, [3, 4, 6, 3], num_classes)
 }
 
 /// ResNet-101: `[3, 4, 23, 3]` bottleneck blocks; 44,549,160 parameters.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::resnet101::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 44_549_160);
+/// # Ok(())
+/// # }
+/// ```
 pub fn resnet101<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     resnet(Block::Bottleneck, [3, 4, 23, 3], num_classes)
 }
 
 /// ResNet-152: `[3, 8, 36, 3]` bottleneck blocks; 60,192,808 parameters.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::resnet152::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 60_192_808);
+/// # Ok(())
+/// # }
+/// ```
 pub fn resnet152<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     resnet(Block::Bottleneck, [3, 8, 36, 3], num_classes)
 }

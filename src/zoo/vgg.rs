@@ -155,42 +155,112 @@ fn vgg<T: Float>(cfg: &[V], batch_norm: bool, num_classes: usize) -> Result<Sequ
 
 /// VGG configuration A (11 weight layers), torchvision's `vgg11()`: 132,863,336
 /// parameters for 1000 classes. See [`vgg16`] for the layout and the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg11::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 132_863_336);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg11<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(A, false, num_classes)
 }
 
 /// VGG configuration B (13 weight layers), torchvision's `vgg13()`: 133,047,848
 /// parameters for 1000 classes. See [`vgg16`] for the layout and the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg13::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 133_047_848);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg13<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(B, false, num_classes)
 }
 
 /// VGG configuration E (19 weight layers), torchvision's `vgg19()`: 143,667,240
 /// parameters for 1000 classes. See [`vgg16`] for the layout and the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg19::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 143_667_240);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg19<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(E, false, num_classes)
 }
 
 /// VGG configuration A (11 weight layers, batch norm after every convolution), torchvision's `vgg11_bn()`: 132,868,840
 /// parameters for 1000 classes. See [`vgg16`] for the layout and the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg11_bn::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 132_868_840);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg11_bn<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(A, true, num_classes)
 }
 
 /// VGG configuration B (13 weight layers, batch norm after every convolution), torchvision's `vgg13_bn()`: 133,053,736
 /// parameters for 1000 classes. See [`vgg16`] for the layout and the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg13_bn::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 133_053_736);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg13_bn<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(B, true, num_classes)
 }
 
 /// VGG configuration D (16 weight layers, batch norm after every convolution), torchvision's `vgg16_bn()`: 138,365,992
 /// parameters for 1000 classes. See [`vgg16`] for the layout and the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg16_bn::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 138_365_992);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg16_bn<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(D, true, num_classes)
 }
 
 /// VGG configuration E (19 weight layers, batch norm after every convolution), torchvision's `vgg19_bn()`: 143,678,248
 /// parameters for 1000 classes. See [`vgg16`] for the layout and the names.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg19_bn::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 143_678_248);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg19_bn<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(E, true, num_classes)
 }
@@ -219,6 +289,16 @@ pub fn vgg19_bn<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
 ///
 /// Initialisation as torchvision: convolutions Kaiming normal (fan_out) with zero bias, batch
 /// norm weight 1 and bias 0, linear layers `N(0, 0.01)` with zero bias.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::prelude::*;
+/// let net = convnet::zoo::vgg16::<f32>(1000)?;
+/// assert_eq!(net.num_params(), 138_357_544);
+/// assert_eq!(net.output_shape(&[1, 3, 224, 224])?, vec![1, 1000]);
+/// # Ok(())
+/// # }
+/// ```
 pub fn vgg16<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
     vgg(D, false, num_classes)
 }
