@@ -386,6 +386,48 @@ fn wrong_wire_types_are_errors() {
     assert!(load_onnx_bytes::<f32>(b"not an onnx model at all", None, "x").is_err());
 }
 
+/// Mutated copies of the exported models (bit flips, overwritten bytes, cut ranges) load or
+/// fail with an error; none panics. Deterministic: a fixed xorshift sequence.
+#[test]
+fn mutated_models_never_panic() {
+    let originals = [
+        std::fs::read(fixtures().join("allops.onnx")).unwrap(),
+        conv_model(&[1, 1, 1, 1]),
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut loaded, mut refused) = (0, 0);
+    for round in 0..1500 {
+        let mut bytes = originals[round % 2].clone();
+        let n = bytes.len() as u64;
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % n) as usize % bytes.len().max(1);
+            match next() % 3 {
+                0 => bytes[at] ^= 1 << (next() % 8),
+                1 => bytes[at] = next() as u8,
+                _ => {
+                    let end = (at + 1 + (next() % 16) as usize).min(bytes.len());
+                    bytes.drain(at..end);
+                }
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        match load_onnx_bytes::<f32>(&bytes, None, "mutated") {
+            Ok(_) => loaded += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    eprintln!("mutated models: {loaded} loaded, {refused} refused");
+    assert!(refused > 0);
+}
+
 #[test]
 fn unknown_operators_are_named_with_their_node() {
     let m = model(

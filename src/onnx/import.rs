@@ -36,10 +36,13 @@ enum Op<T: Float> {
     /// Concatenation along dim 1.
     Concat,
     /// Kept open until the end so that a following `Add` of a constant can become its bias.
-    Linear {
-        weight: Tensor<T>,
-        bias: Option<Tensor<T>>,
-    },
+    Linear(Box<LinearParts<T>>),
+}
+
+/// The weight `[out, in]` and bias of a Linear layer still being assembled.
+struct LinearParts<T: Float> {
+    weight: Tensor<T>,
+    bias: Option<Tensor<T>>,
 }
 
 struct Pending<T: Float> {
@@ -278,11 +281,13 @@ pub(crate) fn import<T: Float>(
             Op::Layer(l) => builder.boxed_layer(&p.name, from[0], l),
             Op::Add => builder.merge(&p.name, &from, Add::new()),
             Op::Concat => builder.merge(&p.name, &from, Concat::along(1)),
-            Op::Linear { weight, bias } => {
-                let layer = Linear::from_weights(weight, bias).map_err(|e| OnnxError::Layer {
-                    op_type: "Gemm/MatMul".into(),
-                    node: p.name.clone(),
-                    source: Box::new(e),
+            Op::Linear(parts) => {
+                let layer = Linear::from_weights(parts.weight, parts.bias).map_err(|e| {
+                    OnnxError::Layer {
+                        op_type: "Gemm/MatMul".into(),
+                        node: p.name.clone(),
+                        source: Box::new(e),
+                    }
                 })?;
                 builder.layer(&p.name, from[0], layer)
             }
@@ -529,9 +534,11 @@ impl<T: Float> Importer<'_, T> {
                 Some(&[hb, wb, he, we]) if hb >= 0 && wb >= 0 && he >= 0 && we >= 0 => {
                     ([hb as usize, wb as usize], [he as usize, we as usize])
                 }
-                Some(p) => return Err(ctx.err(format!(
+                Some(p) => {
+                    return Err(ctx.err(format!(
                     "`pads` must be four values >= 0 ([h_begin, w_begin, h_end, w_end]), got {p:?}"
-                ))),
+                )))
+                }
             },
             "VALID" => ([0, 0], [0, 0]),
             "SAME_UPPER" | "SAME_LOWER" => {
@@ -540,8 +547,12 @@ impl<T: Float> Importer<'_, T> {
                 for a in 0..2 {
                     // Output ceil(n / s); total padding so the last window ends at the edge.
                     let out = hw[a].div_ceil(stride[a]);
-                    let span = dilation[a] * (kernel[a] - 1) + 1;
-                    let total = ((out.max(1) - 1) * stride[a] + span).saturating_sub(hw[a]);
+                    // Saturating: absurd attributes reach the layer's own size checks.
+                    let span = dilation[a].saturating_mul(kernel[a] - 1).saturating_add(1);
+                    let total = (out.max(1) - 1)
+                        .saturating_mul(stride[a])
+                        .saturating_add(span)
+                        .saturating_sub(hw[a]);
                     let small = total / 2;
                     (begin[a], end[a]) = if auto == "SAME_UPPER" {
                         (small, total - small)
@@ -753,7 +764,7 @@ impl<T: Float> Importer<'_, T> {
         self.pending.push(Pending {
             name: ctx.name.clone(),
             inputs: vec![from],
-            op: Op::Linear { weight, bias },
+            op: Op::Linear(Box::new(LinearParts { weight, bias })),
         });
         self.define(
             ctx,
@@ -889,15 +900,13 @@ impl<T: Float> Importer<'_, T> {
         let target = self.pending.iter_mut().find(|p| p.name == node);
         match target {
             Some(Pending {
-                op: Op::Linear {
-                    bias: bias @ None, ..
-                },
+                op: Op::Linear(parts),
                 ..
-            }) if single_use && bias_ok => {
+            }) if parts.bias.is_none() && single_use && bias_ok => {
                 let values = c
                     .floats()
                     .ok_or_else(|| ctx.err("the bias must be a floating-point constant"))?;
-                *bias = Some(
+                parts.bias = Some(
                     Tensor::from_shape_vec(
                         ndarray::IxDyn(&[out]),
                         values.into_iter().map(T::of).collect(),
