@@ -95,6 +95,17 @@ pub enum Error {
         source: crate::io::PthError,
     },
 
+    /// An ONNX model that cannot be imported: corrupt protobuf, an unsupported operator
+    /// (named with its node), a missing initializer, unreadable external data...
+    #[error("{path}: {source}")]
+    Onnx {
+        /// The model file.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::onnx::OnnxError,
+    },
+
     /// An I/O error from the operating system.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -7,6 +7,7 @@
 //! * [`layers`] — Conv2d, pooling, Linear, activations, normalisation, dropout, flatten.
 //! * [`model::Sequential`] — a chain of layers with PyTorch `state_dict` names.
 //! * [`loss`] and [`optim`] — cross-entropy, MSE; SGD, Adam, AdamW, schedules.
+//! * [`onnx`] — ONNX models (`torch.onnx.export`) imported as a graph of these layers.
 //! * [`kernels`] — GEMM and im2col on raw slices, where the time goes.
 //! * `vision` (feature `image`, on by default) — PNG/JPEG decoding, torchvision-style
 //!   transforms, `ImageFolder` and CIFAR.
@@ -29,6 +30,7 @@ pub mod layer;
 pub mod layers;
 pub mod loss;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod progress;
 pub mod rng;

@@ -2,7 +2,7 @@
 //! `state_dict` names, atomic writes.
 
 mod atomic;
-mod half;
+pub(crate) mod half;
 mod pth;
 mod tensors;
 mod weights;

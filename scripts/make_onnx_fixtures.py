@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""ONNX models for convnet's `convnet::onnx` importer tests (run by hand; the crate never needs
+Python). Writes tests/fixtures/onnx/:
+
+    /root/torchenv/bin/pip install onnx
+    /root/torchenv/bin/python scripts/make_onnx_fixtures.py
+
+Exported with the classic TorchScript exporter (`torch.onnx.export(..., dynamo=False)`,
+opset 17), batch axis symbolic (`dynamic_axes`), model in eval mode:
+
+* lenet5.onnx         zoo::lenet5_modern (Conv-ReLU-MaxPool x2, Conv, Flatten, Gemm x2) with the
+                      MNIST-trained weights of tests/fixtures/lenet5_torch_mnist.safetensors.
+* allops.onnx         a small net that uses every operator the importer maps: Conv (padding,
+                      stride, dilation, groups, no bias), Relu, LeakyRelu, Sigmoid, Tanh, LRN,
+                      MaxPool (ceil_mode), AveragePool (pads, count_include_pad=0),
+                      GlobalAveragePool, BatchNormalization, Concat (channels and features),
+                      Add, Flatten, Reshape fed by exporter shape arithmetic
+                      (`x.view(x.size(0), -1)`: Shape, Gather, Unsqueeze, Concat, Constant),
+                      Gemm, MatMul + Add, Softmax. The exporter drops Dropout in eval mode, so
+                      a Dropout node (ratio as an input, opset >= 12) and an Identity node are
+                      spliced in after export with onnx.helper; both are the identity in
+                      inference, so PyTorch's output stays the expected one. nn.LocalResponseNorm
+                      has no ONNX symbolic (the exporter decomposes it into ~40 nodes with an
+                      If), so the net calls it through an autograd.Function whose symbolic
+                      emits the standard LRN node while exporting (forward: F.local_response_norm,
+                      which the net calls directly outside export).
+* expected.safetensors  float32 tensors:
+    lenet5.input [3,1,28,28], lenet5.output [3,10]
+    allops.input [2,3,15,15], allops.output [2,10] (softmax probabilities),
+    allops.r [2,10]: a fixed weighting; loss = sum(output * r), in eval mode;
+    allops.grad_input [2,3,15,15]: dloss/dinput from PyTorch autograd;
+    allops.grad.<initializer> : dloss/d(initializer) for every weight initializer.
+* handmade.onnx       built with onnx.helper (opset 13) to reach attributes PyTorch never
+                      emits: Conv auto_pad=SAME_UPPER, Gemm with alpha, beta and transB=0,
+                      Dropout with a ratio attribute-free input, Identity, Reshape to a
+                      constant [0, -1] (a flatten), Softmax axis -1. Weights live in
+                      handmade.onnx.data (external data, data_location=EXTERNAL).
+  handmade.input [2,2,5,5], handmade.output: expected output from onnx's reference evaluator
+  (onnx.reference.ReferenceEvaluator, an implementation independent of PyTorch and convnet).
+"""
+import os
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+from safetensors.torch import load_file, save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "fixtures", "onnx")
+OPSET = 17
+
+
+def export(model, x, path):
+    torch.onnx.export(
+        model,
+        (x,),
+        path,
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+    )
+    onnx.checker.check_model(onnx.load(path))
+
+
+def lenet5():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),
+        nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+
+
+class LrnFn(torch.autograd.Function):
+    """F.local_response_norm, exported as one standard ONNX LRN node."""
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):
+        return F.local_response_norm(x, size, alpha, beta, k)
+
+    @staticmethod
+    def symbolic(g, x, size, alpha, beta, k):
+        return g.op("LRN", x, size_i=size, alpha_f=alpha, beta_f=beta, bias_f=k)
+
+
+class AllOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv_a = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4)
+        self.conv_b = nn.Conv2d(8, 8, 1, bias=False)
+        self.conv_c = nn.Conv2d(8, 4, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(20)
+        self.conv_d = nn.Conv2d(20, 16, 3, padding=1)
+        self.fc1 = nn.Linear(16 * 4 * 4 + 16, 32)
+        self.w2 = nn.Parameter(torch.randn(32, 10) * 0.2)
+        self.b2 = nn.Parameter(torch.randn(10) * 0.1)
+
+    def forward(self, x):
+        c = F.relu(self.conv1(x))                                     # [8,15,15]
+        if torch.onnx.is_in_onnx_export():
+            c = LrnFn.apply(c, 3, 1e-2, 0.75, 1.5)
+        else:  # the same function, differentiable
+            c = F.local_response_norm(c, 3, 1e-2, 0.75, 1.5)
+        a = F.leaky_relu(self.conv_a(c), 0.1)                         # [8,15,15]
+        b = torch.sigmoid(self.conv_b(c))                             # [8,15,15]
+        s = a + b                                                     # Add
+        t = torch.tanh(self.conv_c(c))                                # [4,8,8]
+        m = F.max_pool2d(s, 2, 2, ceil_mode=True)                     # [8,8,8] (7.5 -> 8)
+        p = F.avg_pool2d(s, 3, 2, padding=1, count_include_pad=False)  # [8,8,8]
+        h = self.bn(torch.cat([t, m, p], 1))                          # [20,8,8]
+        h = F.max_pool2d(F.relu(self.conv_d(h)), 2)                   # [16,4,4]
+        f = h.view(h.size(0), -1)                                     # [256] via Shape..Reshape
+        g = torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)             # [16] GlobalAveragePool
+        z = F.relu(self.fc1(torch.cat([f, g], 1)))                    # Concat, Gemm
+        z = torch.matmul(z, self.w2) + self.b2                        # MatMul + Add
+        return torch.softmax(z, 1)
+
+
+def splice_dropout_identity(path):
+    """Inserts Dropout(ratio=0.25) and Identity before the first Gemm (inference identities)."""
+    m = onnx.load(path)
+    nodes = list(m.graph.node)
+    i = next(k for k, n in enumerate(nodes) if n.op_type == "Gemm")
+    gemm = nodes[i]
+    src = gemm.input[0]
+    ratio = helper.make_node("Constant", [], ["dropout_ratio"], name="/dropout/Ratio",
+                             value=numpy_helper.from_array(np.array(0.25, np.float32)))
+    drop = helper.make_node("Dropout", [src, "dropout_ratio"], ["dropped"], name="/dropout/Dropout")
+    ident = helper.make_node("Identity", ["dropped"], ["identity_out"], name="/identity/Identity")
+    gemm.input[0] = "identity_out"
+    del m.graph.node[:]
+    m.graph.node.extend(nodes[:i] + [ratio, drop, ident] + nodes[i:])
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def handmade(out_dir):
+    rng = np.random.default_rng(7)
+    w1 = (rng.standard_normal((4, 2, 3, 3)) * 0.3).astype(np.float32)
+    b1 = (rng.standard_normal(4) * 0.1).astype(np.float32)
+    wg = (rng.standard_normal((4 * 3 * 3, 6)) * 0.2).astype(np.float32)  # [K, N], transB = 0
+    cg = (rng.standard_normal((1, 6)) * 0.1).astype(np.float32)           # broadcast [1, N]
+    inits = [
+        numpy_helper.from_array(w1, "conv.weight"),
+        numpy_helper.from_array(b1, "conv.bias"),
+        numpy_helper.from_array(wg, "fc.weight"),
+        numpy_helper.from_array(cg, "fc.bias"),
+        numpy_helper.from_array(np.array([0, -1], np.int64), "flat_shape"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], name="conv",
+                         kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Identity", ["r"], ["i"], name="identity"),
+        helper.make_node("Reshape", ["i", "flat_shape"], ["f"], name="flatten"),
+        helper.make_node("Dropout", ["f"], ["d"], name="dropout"),
+        helper.make_node("Gemm", ["d", "fc.weight", "fc.bias"], ["g"], name="fc",
+                         alpha=0.5, beta=2.0, transB=0),
+        helper.make_node("Softmax", ["g"], ["output"], name="softmax", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "handmade",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 2, 5, 5])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 6])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    y = ReferenceEvaluator(model).run(None, {"input": x})[0]
+    path = os.path.join(out_dir, "handmade.onnx")
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="handmade.onnx.data", size_threshold=0)
+    onnx.checker.check_model(path)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    torch.manual_seed(0)
+    expected = {}
+
+    net = lenet5()
+    state = load_file(os.path.join(ROOT, "tests", "fixtures", "lenet5_torch_mnist.safetensors"))
+    net.load_state_dict(state)
+    net.eval()
+    x = torch.rand(3, 1, 28, 28)
+    export(net, x, os.path.join(OUT, "lenet5.onnx"))
+    with torch.no_grad():
+        expected["lenet5.input"] = x
+        expected["lenet5.output"] = net(x)
+
+    torch.manual_seed(1)
+    net = AllOps()
+    # Non-trivial batch-norm statistics, then evaluation mode.
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-0.5, 0.5)
+        net.bn.running_var.uniform_(0.5, 2.0)
+        net.bn.weight.uniform_(0.5, 1.5)
+        net.bn.bias.uniform_(-0.2, 0.2)
+    net.eval()
+    x = torch.randn(2, 3, 15, 15)
+    path = os.path.join(OUT, "allops.onnx")
+    export(net, x, path)
+    splice_dropout_identity(path)
+    ops = sorted({n.op_type for n in onnx.load(path).graph.node})
+    print("allops.onnx operators:", ", ".join(ops))
+    r = torch.randn(2, 10)
+    xg = x.clone().requires_grad_(True)
+    out = net(xg)
+    (out * r).sum().backward()
+    expected["allops.input"] = x
+    expected["allops.output"] = out.detach()
+    expected["allops.r"] = r
+    expected["allops.grad_input"] = xg.grad
+    for name, p in net.named_parameters():
+        expected["allops.grad." + name] = p.grad.clone()
+
+    x, y = handmade(OUT)
+    expected["handmade.input"] = x
+    expected["handmade.output"] = y
+
+    save_file({k: v.contiguous().float() for k, v in expected.items()},
+              os.path.join(OUT, "expected.safetensors"))
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    print(f"wrote {OUT} ({total / 1024:.0f} KiB)")
+
+
+if __name__ == "__main__":
+    main()
