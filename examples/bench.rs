@@ -116,11 +116,7 @@ fn peak_rss_mib() -> Option<f64> {
 /// milliseconds.
 fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
     let info = zoo::info(&args.model)?;
-    let classes = args.classes.unwrap_or(if args.model.starts_with("lenet") {
-        10
-    } else {
-        1000
-    });
+    let classes = args.classes.unwrap_or(info.classes);
     convnet::init::manual_seed(0);
     let mut model = zoo::build::<T>(&args.model, classes)?;
     let [c, natural, _] = info.input;
