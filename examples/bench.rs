@@ -57,11 +57,15 @@ fn parse_args() -> Result<Args, String> {
         size: None,
         classes: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value ({USAGE})"))?;
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e} ({USAGE})");
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(fail)? {
+        let flag = match &arg {
+            Long(name) => format!("--{name}"),
+            _ => return Err(fail(arg.unexpected())),
+        };
+        let value = parser.value().map_err(fail)?.string().map_err(fail)?;
         let positive = |v: &str| match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!("{flag}: `{v}` is not a positive whole number")),

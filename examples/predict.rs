@@ -333,7 +333,10 @@ fn load_model(
 
 /// Softmax of the logits, in f64, shifted by the largest logit so that exp cannot overflow.
 fn softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().map(|&z| z as f64).fold(f64::NEG_INFINITY, f64::max);
+    let max = logits
+        .iter()
+        .map(|&z| z as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
     let exps: Vec<f64> = logits.iter().map(|&z| (z as f64 - max).exp()).collect();
     let total: f64 = exps.iter().sum();
     exps.iter().map(|e| e / total).collect()
@@ -369,14 +372,17 @@ fn class_names(labels: Option<&Path>, classes: usize) -> Result<Vec<String>, Str
     Ok(names)
 }
 
-/// The photo report: `1. 0.8712 258 Samoyed`, one line per class.
-fn print_top(ranked: &[(usize, f64)], names: &[String]) {
-    for (rank, &(class, p)) in ranked.iter().enumerate() {
-        match names.get(class) {
-            Some(name) => println!("{}. {p:.4} {class} {name}", rank + 1),
-            None => println!("{}. {p:.4} {class}", rank + 1),
-        }
-    }
+/// The photo report: `1. 0.8712 258 Samoyed`, one line per class (rank, probability, class
+/// index, name; no name when there are none).
+fn top_lines(ranked: &[(usize, f64)], names: &[String]) -> Vec<String> {
+    ranked
+        .iter()
+        .enumerate()
+        .map(|(rank, &(class, p))| match names.get(class) {
+            Some(name) => format!("{}. {p:.4} {class} {name}", rank + 1),
+            None => format!("{}. {p:.4} {class}", rank + 1),
+        })
+        .collect()
 }
 
 /// The digit report, as the example has always printed it.
@@ -620,7 +626,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Task::Digit => print_digits(&top_k(&probabilities, args.top.unwrap_or(3))),
         Task::Photo => {
             let names = class_names(args.labels.as_deref(), logits.len())?;
-            print_top(&top_k(&probabilities, args.top.unwrap_or(5)), &names);
+            for line in top_lines(&top_k(&probabilities, args.top.unwrap_or(5)), &names) {
+                println!("{line}");
+            }
         }
     }
     Ok(())
@@ -628,4 +636,67 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> ExitCode {
     common::main_with(parse_args, run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_lines_have_rank_probability_index_and_name() {
+        let names = class_names(None, 1000).unwrap();
+        let lines = top_lines(&[(258, 0.87123), (259, 0.03114)], &names);
+        assert_eq!(lines, ["1. 0.8712 258 Samoyed", "2. 0.0311 259 Pomeranian"]);
+        assert_eq!(top_lines(&[(3, 0.5)], &[]), ["1. 0.5000 3"]);
+        assert!(class_names(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn softmax_and_top_k() {
+        // Shifted logits give the same probabilities; exp(1000) would overflow unshifted.
+        let p = softmax(&[1000.0, 1000.0 + 2f32.ln(), 1000.0]);
+        assert!(
+            (p[0] - 0.25).abs() < 1e-4 && (p[1] - 0.5).abs() < 1e-4,
+            "{p:?}"
+        );
+        assert_eq!(p[0], p[2]);
+        assert_eq!(top_k(&p, 2), vec![(1, p[1]), (0, p[0])]); // tie: the lower index first
+        assert_eq!(top_k(&p, 9).len(), 3);
+    }
+
+    #[test]
+    fn missing_weights_say_where_to_get_them() {
+        let hint = weights_hint("resnet50");
+        assert!(hint.contains("https://download.pytorch.org/models/resnet50-0676ba61.pth"));
+        assert!(hint.contains("scripts/torchvision_weights.py resnet50"));
+        assert!(weights_hint("googlenet").contains("No published weights"));
+        assert!(weights_hint(DEFAULT_MODEL).contains("--example mnist"));
+    }
+
+    /// predict's preprocessing against torchvision's (PIL Resize(256), CenterCrop(224),
+    /// ToTensor, Normalize) on the PNG fixture of scripts/make_vision_fixtures.py: every
+    /// 7th row and column of the output is stored there.
+    #[test]
+    fn photo_input_matches_torchvision_on_the_png_fixture() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vision");
+        let info = zoo::info("resnet50").unwrap();
+        let prepared = prepare_photo(&dir.join("photo.png"), &info).unwrap();
+        assert_eq!(prepared.input.shape(), &[1, 3, 224, 224]);
+        let expected = convnet::io::read_tensors::<f32>(&dir.join("photo_png.safetensors"))
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| n == "sub")
+            .unwrap()
+            .1;
+        let mut max_diff = 0f32;
+        for c in 0..3 {
+            for i in 0..32 {
+                for j in 0..32 {
+                    let ours = prepared.input[[0, c, 7 * i, 7 * j]];
+                    max_diff = max_diff.max((ours - expected[[c, i, j]]).abs());
+                }
+            }
+        }
+        assert!(max_diff < 1e-5, "max |diff| {max_diff}");
+    }
 }

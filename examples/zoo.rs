@@ -93,6 +93,9 @@ fn parse_args() -> Result<Command, String> {
                 output: need(output, "--output")?,
             })
         }
+        [c, ..] if !["list", "summary", "forward"].contains(&c.as_str()) => {
+            Err(format!("unknown command `{c}`\n{USAGE}"))
+        }
         _ => Err(format!("unexpected arguments {positional:?}\n{USAGE}")),
     }
 }

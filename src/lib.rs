@@ -31,6 +31,7 @@ pub mod model;
 pub mod optim;
 pub mod progress;
 pub mod rng;
+pub mod summary;
 pub mod tensor;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -157,7 +157,11 @@ mod tests {
             assert_eq!(model.output_shape(&[1, c, h, w]).unwrap(), [1, classes]);
         }
         for m in MODELS {
-            let expected = if m.name.starts_with("lenet") { 10 } else { 1000 };
+            let expected = if m.name.starts_with("lenet") {
+                10
+            } else {
+                1000
+            };
             assert_eq!(m.classes, expected, "{}", m.name);
         }
         assert!(build_default::<f32>("nonet").is_err());
