@@ -57,11 +57,15 @@ fn parse_args() -> Result<Args, String> {
         size: None,
         classes: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value ({USAGE})"))?;
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e} ({USAGE})");
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(fail)? {
+        let flag = match &arg {
+            Long(name) => format!("--{name}"),
+            _ => return Err(fail(arg.unexpected())),
+        };
+        let value = parser.value().map_err(fail)?.string().map_err(fail)?;
         let positive = |v: &str| match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!("{flag}: `{v}` is not a positive whole number")),
@@ -116,11 +120,7 @@ fn peak_rss_mib() -> Option<f64> {
 /// milliseconds.
 fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
     let info = zoo::info(&args.model)?;
-    let classes = args.classes.unwrap_or(if args.model.starts_with("lenet") {
-        10
-    } else {
-        1000
-    });
+    let classes = args.classes.unwrap_or(info.classes);
     convnet::init::manual_seed(0);
     let mut model = zoo::build::<T>(&args.model, classes)?;
     let [c, natural, _] = info.input;

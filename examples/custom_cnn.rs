@@ -63,32 +63,25 @@ fn parse_args() -> std::result::Result<Args, String> {
         lr: 1e-3,
         seed: 1,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.into());
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
-        };
-        match flag.as_str() {
-            "--data" => args.data = PathBuf::from(value),
-            "--epochs" => args.epochs = number(&value)?,
-            "--batch-size" => args.batch_size = number(&value)?,
-            "--lr" => {
-                args.lr = value
-                    .parse()
-                    .map_err(|_| format!("--lr: `{value}` is not a number"))?;
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e}\n{USAGE}");
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(fail)? {
+        match arg {
+            Long("help") | Short('h') => return Err(USAGE.into()),
+            Long("data") => args.data = parser.value().map_err(fail)?.into(),
+            Long("epochs") => args.epochs = parser.value().map_err(fail)?.parse().map_err(fail)?,
+            Long("batch-size") => {
+                args.batch_size = parser.value().map_err(fail)?.parse().map_err(fail)?
+            }
+            Long("lr") => {
+                args.lr = parser.value().map_err(fail)?.parse().map_err(fail)?;
                 if !(args.lr > 0.0 && args.lr.is_finite()) {
-                    return Err(format!("--lr must be a positive number, got {value}"));
+                    return Err(format!("--lr must be a positive number, got {}", args.lr));
                 }
             }
-            "--seed" => args.seed = number(&value)? as u64,
-            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
+            Long("seed") => args.seed = parser.value().map_err(fail)?.parse().map_err(fail)?,
+            other => return Err(fail(other.unexpected())),
         }
     }
     if args.epochs == 0 {

@@ -46,24 +46,17 @@ fn parse_args() -> Result<Args, String> {
         data: PathBuf::from("data/mnist"),
         out: PathBuf::from("out/feature_maps"),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.into());
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--weights" => args.weights = PathBuf::from(value),
-            "--index" => {
-                args.index = value
-                    .parse()
-                    .map_err(|_| format!("--index: `{value}` is not a whole number"))?
-            }
-            "--data" => args.data = PathBuf::from(value),
-            "--out" => args.out = PathBuf::from(value),
-            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e}\n{USAGE}");
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(fail)? {
+        match arg {
+            Long("help") | Short('h') => return Err(USAGE.into()),
+            Long("weights") => args.weights = parser.value().map_err(fail)?.into(),
+            Long("index") => args.index = parser.value().map_err(fail)?.parse().map_err(fail)?,
+            Long("data") => args.data = parser.value().map_err(fail)?.into(),
+            Long("out") => args.out = parser.value().map_err(fail)?.into(),
+            other => return Err(fail(other.unexpected())),
         }
     }
     Ok(args)

@@ -1,13 +1,35 @@
-//! Classify a PNG of a handwritten digit with a LeNet-5 trained by the `mnist` example.
+//! Classify an image with a zoo model: a photo with an ImageNet model, or a handwritten digit
+//! with a LeNet-5 trained by the `mnist` example.
 //!
 //! ```text
+//! cargo run --release --example predict -- --model resnet50 --weights resnet50.safetensors photo.jpg
+//! cargo run --release --example predict -- --model resnet18 --weights resnet18-f37072fd.pth photo.png
 //! cargo run --release --example mnist              # once: writes out/mnist/lenet5_mnist.safetensors
 //! cargo run --release --example predict -- examples/data/digit_7.png
 //! cargo run --release --example predict -- my_digit.png --weights out/mnist/lenet5_mnist.safetensors --show
 //! cargo run --release --example predict -- --export-samples examples/data
 //! ```
 //!
-//! Prints the three most likely digits with their softmax probabilities:
+//! **Photos** (any model with 3 input channels; weights as `.safetensors` or a `.pth` written
+//! by `torch.save`): JPEG or PNG, preprocessed exactly as torchvision's ImageNet evaluation
+//! transform — `Resize(256)`, `CenterCrop(224)` (the model's input side), `ToTensor`,
+//! `Normalize(ImageNet mean, std)` — then the top 5 classes, one line each: rank, softmax
+//! probability, class index, class name (torchvision's 1,000 ImageNet names, or `--labels
+//! FILE` with one name per line):
+//!
+//! ```text
+//! photo.jpg: 500x375 RGB, resnet50, input [1, 3, 224, 224]
+//! 1. 0.8712 258 Samoyed
+//! 2. 0.0311 259 Pomeranian
+//! ...
+//! ```
+//!
+//! Without `--weights` it says where torchvision's weights are and how to convert them.
+//! `--save-input x.safetensors` writes the preprocessed `[1, C, H, W]` tensor, named `input`
+//! (as `zoo forward` reads it), so that it can be compared with torchvision's.
+//!
+//! **Digits** (`--model lenet5_modern`, the default, or `lenet5`): prints the three most likely
+//! digits with their softmax probabilities:
 //!
 //! ```text
 //! examples/data/digit_7.png: 28x28, dark background
@@ -22,10 +44,11 @@
 //! are white on black) and stretched so the background is 0 and the strongest ink 1. A 28x28
 //! image is then used as it is; any other size is framed as MNIST was made: cropped to the ink,
 //! resized by area averaging so its longer side is 20 pixels, and placed in 28x28 with its
-//! centre of mass in the middle. Finally it is normalised with the MNIST mean and std.
-//! `--show` prints the 28x28 the network sees.
+//! centre of mass in the middle. Finally it is normalised with the MNIST mean and std (and
+//! padded with background to 32x32 for the classic `lenet5`). `--show` prints the 28x28 the
+//! network sees.
 //!
-//! `--explain OUT.png` also writes what the network looked at for its answer: the 28x28 digit
+//! `--explain OUT.png` (digits with `lenet5_modern`) also writes what the network looked at for its answer: the 28x28 digit
 //! it saw, then its saliency map and its Grad-CAM map (at the last layer whose maps are larger
 //! than 1x1) for the predicted class blended over the digit, side by side, enlarged 10 times.
 //!
@@ -36,22 +59,39 @@
 mod common;
 
 use convnet::data::{Mnist, MNIST_MEAN, MNIST_STD};
-use convnet::io::load_weights;
-use convnet::zoo::lenet5_modern;
+use convnet::io::{load_pth_weights, load_weights, write_tensors};
+use convnet::rng::Rng64;
+use convnet::vision::transforms::{CenterCrop, Compose, Normalize, Resize, ToTensor};
+use convnet::vision::{decode_file, imagenet_classes};
+use convnet::zoo::{self, ModelInfo};
 use convnet::{Layer, Tensor};
 use image::GrayImage;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: predict IMAGE.png [--weights FILE] [--show] [--explain OUT.png]\n       \
-predict --export-samples DIR [--data DIR]";
+const USAGE: &str = "usage: predict [--model NAME] [--weights FILE] [--weights-key KEY] \
+[--classes N] [--labels FILE] [--top K] [--save-input X.safetensors] [--show] [--explain OUT.png] IMAGE\n       \
+predict --export-samples DIR [--data DIR]\n\
+NAME is a zoo model (`zoo list`), lenet5_modern by default.";
 
+/// The LeNet-5 the `mnist` example trains, used when no model is named.
+const DEFAULT_MODEL: &str = "lenet5_modern";
+/// Where the `mnist` example writes its weights.
+const MNIST_WEIGHTS: &str = "out/mnist/lenet5_mnist.safetensors";
+/// torchvision's evaluation resize: the shorter side becomes 256 before the centre crop.
+const RESIZE: usize = 256;
+/// The side of an MNIST digit.
 const SIDE: usize = 28;
 
 struct Args {
     image: Option<PathBuf>,
-    weights: PathBuf,
+    model: String,
+    weights: Option<PathBuf>,
+    weights_key: Option<String>,
+    classes: Option<usize>,
+    labels: Option<PathBuf>,
+    top: Option<usize>,
+    save_input: Option<PathBuf>,
     show: bool,
     export: Option<PathBuf>,
     data: PathBuf,
@@ -59,41 +99,60 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e}\n{USAGE}");
     let mut args = Args {
         image: None,
-        weights: PathBuf::from("out/mnist/lenet5_mnist.safetensors"),
+        model: DEFAULT_MODEL.into(),
+        weights: None,
+        weights_key: None,
+        classes: None,
+        labels: None,
+        top: None,
+        save_input: None,
         show: false,
         export: None,
         data: PathBuf::from("data/mnist"),
         explain: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        if !arg.starts_with("--") && arg != "-h" {
-            if args.image.is_some() {
-                return Err(format!(
-                    "only one image, please (got a second: `{arg}`)\n{USAGE}"
-                ));
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(fail)? {
+        let positive = |v: usize, flag: &str| {
+            if v == 0 {
+                Err(format!("{flag} must be at least 1"))
+            } else {
+                Ok(v)
             }
-            args.image = Some(PathBuf::from(arg));
-            continue;
-        }
-        if arg == "--help" || arg == "-h" {
-            return Err(USAGE.into());
-        }
-        if arg == "--show" {
-            args.show = true;
-            continue;
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))?;
-        match arg.as_str() {
-            "--weights" => args.weights = PathBuf::from(value),
-            "--export-samples" => args.export = Some(PathBuf::from(value)),
-            "--data" => args.data = PathBuf::from(value),
-            "--explain" => args.explain = Some(PathBuf::from(value)),
-            other => return Err(format!("unknown flag `{other}`\n{USAGE}")),
+        };
+        match arg {
+            Long("help") | Short('h') => return Err(USAGE.into()),
+            Long("show") => args.show = true,
+            Long("model") => args.model = parser.value().map_err(fail)?.string().map_err(fail)?,
+            Long("weights") => args.weights = Some(parser.value().map_err(fail)?.into()),
+            Long("weights-key") => {
+                args.weights_key = Some(parser.value().map_err(fail)?.string().map_err(fail)?)
+            }
+            Long("classes") => {
+                let n = parser.value().map_err(fail)?.parse().map_err(fail)?;
+                args.classes = Some(positive(n, "--classes")?);
+            }
+            Long("labels") => args.labels = Some(parser.value().map_err(fail)?.into()),
+            Long("top") => {
+                let k = parser.value().map_err(fail)?.parse().map_err(fail)?;
+                args.top = Some(positive(k, "--top")?);
+            }
+            Long("save-input") => args.save_input = Some(parser.value().map_err(fail)?.into()),
+            Long("export-samples") => args.export = Some(parser.value().map_err(fail)?.into()),
+            Long("data") => args.data = parser.value().map_err(fail)?.into(),
+            Long("explain") => args.explain = Some(parser.value().map_err(fail)?.into()),
+            Value(v) if args.image.is_none() => args.image = Some(v.into()),
+            Value(v) => {
+                return Err(format!(
+                    "only one image, please (got a second: `{}`)\n{USAGE}",
+                    v.to_string_lossy()
+                ))
+            }
+            other => return Err(fail(other.unexpected())),
         }
     }
     if args.image.is_none() && args.export.is_none() {
@@ -101,6 +160,254 @@ fn parse_args() -> Result<Args, String> {
     }
     Ok(args)
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the model reads
+
+/// The two kinds of input the zoo's models take.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Task {
+    /// One grey channel: an MNIST-style digit (the LeNet-5s).
+    Digit,
+    /// Three channels: an ImageNet-style photo.
+    Photo,
+}
+
+fn task(info: &ModelInfo) -> Task {
+    if info.input[0] == 1 {
+        Task::Digit
+    } else {
+        Task::Photo
+    }
+}
+
+/// A preprocessed image: the `[1, C, H, W]` batch the model reads and a one-line description
+/// of where it came from.
+struct Prepared {
+    input: Tensor<f32>,
+    about: String,
+    /// A digit's 28x28 pixels in [0, 1] as the network sees them (empty for photos).
+    pixels: Vec<f32>,
+}
+
+/// torchvision's ImageNet evaluation transform for a model reading `crop x crop` inputs:
+/// `Resize(256)`, `CenterCrop(crop)`, `ToTensor()`, `Normalize(IMAGENET_MEAN, IMAGENET_STD)`.
+fn imagenet_preprocess(crop: usize) -> Compose {
+    Compose::new()
+        .then(Resize::new(RESIZE))
+        .then(CenterCrop::new(crop))
+        .then(ToTensor)
+        .then(Normalize::imagenet())
+}
+
+/// Decodes a JPEG or PNG and preprocesses it for an ImageNet model.
+fn prepare_photo(path: &Path, info: &ModelInfo) -> Result<Prepared, Box<dyn std::error::Error>> {
+    let image = decode_file(path)?;
+    let (w, h) = (image.width(), image.height());
+    let x = imagenet_preprocess(info.input[1]).tensor(image, &mut Rng64::seed(0))?;
+    let mut shape = vec![1];
+    shape.extend_from_slice(x.shape());
+    let input = x.into_shape_with_order(ndarray::IxDyn(&shape))?;
+    Ok(Prepared {
+        about: format!(
+            "{}: {w}x{h} RGB, {}, input {shape:?}",
+            path.display(),
+            info.name
+        ),
+        input,
+        pixels: Vec::new(),
+    })
+}
+
+/// Reads a digit image and makes the input of a LeNet-5 whose input side is `side` (28, or
+/// 32 for the classic LeNet-5: the 28x28 digit padded with background).
+fn prepare_digit(
+    path: &Path,
+    side: usize,
+    show: bool,
+) -> Result<Prepared, Box<dyn std::error::Error>> {
+    let (grey, h, w) = read_grey(path)?;
+    if h == 0 || w == 0 {
+        return Err(format!("{}: the image is empty", path.display()).into());
+    }
+    let (pixels, light) = to_mnist(grey, h, w).map_err(|e| format!("{}: {e}", path.display()))?;
+    let about = format!(
+        "{}: {w}x{h}, {} background{}",
+        path.display(),
+        if light { "light" } else { "dark" },
+        if light { " (inverted)" } else { "" }
+    );
+    if show {
+        // Printed after the description line, as before the `--model` rewrite.
+        println!("{about}");
+        print!("{}", ascii(&pixels));
+    }
+    let pad = side.saturating_sub(SIDE) / 2;
+    let background = (-MNIST_MEAN / MNIST_STD) as f32;
+    let mut input = Tensor::<f32>::from_elem(ndarray::IxDyn(&[1, 1, side, side]), background);
+    for (r, row) in pixels.chunks(SIDE).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            input[[0, 0, r + pad, c + pad]] = ((v as f64 - MNIST_MEAN) / MNIST_STD) as f32;
+        }
+    }
+    Ok(Prepared {
+        input,
+        about: if show { String::new() } else { about },
+        pixels,
+    })
+}
+
+/// Writes the preprocessed batch as the tensor `input` of a safetensors file.
+fn save_input(path: &Path, input: &Tensor<f32>) -> convnet::Result<()> {
+    write_tensors(path, &[("input".to_string(), input.clone())], None)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model and its weights
+
+/// torchvision's ImageNet-1k weights (`IMAGENET1K_V1`) for the zoo models that match a
+/// torchvision model exactly.
+fn torchvision_url(model: &str) -> Option<&'static str> {
+    Some(match model {
+        "resnet18" => "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        "resnet34" => "https://download.pytorch.org/models/resnet34-b627a593.pth",
+        "resnet50" => "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        "resnet101" => "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+        "resnet152" => "https://download.pytorch.org/models/resnet152-394f9c45.pth",
+        "alexnet_torchvision" => "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        "vgg11" => "https://download.pytorch.org/models/vgg11-8a719046.pth",
+        "vgg11_bn" => "https://download.pytorch.org/models/vgg11_bn-6002323d.pth",
+        "vgg13" => "https://download.pytorch.org/models/vgg13-19584684.pth",
+        "vgg13_bn" => "https://download.pytorch.org/models/vgg13_bn-abd245e5.pth",
+        "vgg16" => "https://download.pytorch.org/models/vgg16-397923af.pth",
+        "vgg16_bn" => "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
+        "vgg19" => "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        "vgg19_bn" => "https://download.pytorch.org/models/vgg19_bn-c79401a0.pth",
+        _ => return None,
+    })
+}
+
+/// What to do when no weights were given.
+fn weights_hint(model: &str) -> String {
+    if model == DEFAULT_MODEL {
+        return format!(
+            "weights file {MNIST_WEIGHTS} not found: run `cargo run --release --example mnist` \
+             first to train LeNet-5 and write it, or pass --weights FILE"
+        );
+    }
+    match torchvision_url(model) {
+        Some(url) => format!(
+            "{model} needs weights: --weights FILE (.safetensors or .pth). torchvision's \
+             ImageNet weights are at\n  {url}\nwhich loads as it is (`--weights {file}`), or \
+             convert them to safetensors with PyTorch and torchvision installed:\n  \
+             python scripts/torchvision_weights.py {model} {model}.safetensors",
+            file = url.rsplit('/').next().unwrap_or(url)
+        ),
+        None => format!(
+            "{model} needs weights: --weights FILE (.safetensors or .pth with torchvision's \
+             names). No published weights match convnet's {model} exactly; those with \
+             torchvision weights are resnet18/34/50/101/152, vgg11/13/16/19 (and _bn) and \
+             alexnet_torchvision"
+        ),
+    }
+}
+
+/// The weights file to load: `--weights`, or for the default LeNet-5 the one the `mnist`
+/// example writes, if it exists.
+fn weights_path(args: &Args) -> Option<PathBuf> {
+    match &args.weights {
+        Some(w) => Some(w.clone()),
+        None if args.model == DEFAULT_MODEL => {
+            Some(PathBuf::from(MNIST_WEIGHTS)).filter(|p| p.is_file())
+        }
+        None => None,
+    }
+}
+
+/// Builds the zoo model (with its natural number of classes unless `--classes`) and loads
+/// its weights.
+fn load_model(
+    args: &Args,
+    info: &ModelInfo,
+    weights: &Path,
+) -> convnet::Result<Box<dyn Layer<f32>>> {
+    let mut model = zoo::build::<f32>(info.name, args.classes.unwrap_or(info.classes))?;
+    match &args.weights_key {
+        Some(key) => load_pth_weights(&mut model, weights, Some(key))?,
+        None => load_weights(&mut model, weights)?,
+    }
+    Ok(model)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classification
+
+/// Softmax of the logits, in f64, shifted by the largest logit so that exp cannot overflow.
+fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits
+        .iter()
+        .map(|&z| z as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|&z| (z as f64 - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / total).collect()
+}
+
+/// The `k` most likely classes, most likely first: `(class index, probability)`. Equal
+/// probabilities keep the lower index first (a stable sort).
+fn top_k(probabilities: &[f64], k: usize) -> Vec<(usize, f64)> {
+    let mut ranked: Vec<(usize, f64)> = probabilities.iter().copied().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(k);
+    ranked
+}
+
+/// Class names for a model with `classes` outputs: `--labels FILE` (one per line), else
+/// torchvision's ImageNet names for 1,000 outputs, else none.
+fn class_names(labels: Option<&Path>, classes: usize) -> Result<Vec<String>, String> {
+    let names: Vec<String> = match labels {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        None if classes == 1000 => imagenet_classes().into_iter().map(String::from).collect(),
+        None => return Ok(Vec::new()),
+    };
+    if names.len() != classes {
+        return Err(format!(
+            "{} class names for a model with {classes} outputs",
+            names.len()
+        ));
+    }
+    Ok(names)
+}
+
+/// The photo report: `1. 0.8712 258 Samoyed`, one line per class (rank, probability, class
+/// index, name; no name when there are none).
+fn top_lines(ranked: &[(usize, f64)], names: &[String]) -> Vec<String> {
+    ranked
+        .iter()
+        .enumerate()
+        .map(|(rank, &(class, p))| match names.get(class) {
+            Some(name) => format!("{}. {p:.4} {class} {name}", rank + 1),
+            None => format!("{}. {p:.4} {class}", rank + 1),
+        })
+        .collect()
+}
+
+/// The digit report, as the example has always printed it.
+fn print_digits(ranked: &[(usize, f64)]) {
+    if let Some((digit, _)) = ranked.first() {
+        println!("prediction: {digit}");
+    }
+    for (digit, p) in ranked {
+        println!("  {digit}  {:6.2}%", 100.0 * p);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digits: MNIST-style framing
 
 /// Reads a PNG as grey values in `[0, 1]`, compositing any transparency over white.
 fn read_grey(path: &Path) -> Result<(Vec<f32>, usize, usize), String> {
@@ -286,6 +593,8 @@ fn export_samples(data: &Path, dir: &Path) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = &args.export {
         export_samples(&args.data, dir)?;
@@ -293,53 +602,58 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let Some(image_path) = &args.image else {
         return Ok(());
     };
-    if !args.weights.is_file() {
-        return Err(format!(
-            "weights file {} not found: run `cargo run --release --example mnist` first to \
-             train LeNet-5 and write it, or pass --weights FILE",
-            args.weights.display()
-        )
-        .into());
+    let info = zoo::info(&args.model)?;
+    let task = task(&info);
+    let weights = weights_path(&args);
+    // Without weights (and nothing else asked), say how to get them before any work.
+    if weights.is_none() && args.save_input.is_none() {
+        return Err(weights_hint(&args.model).into());
     }
-    let mut model = lenet5_modern::<f32>(10)?;
-    load_weights(&mut model, &args.weights)?;
 
-    let (grey, h, w) = read_grey(image_path)?;
-    if h == 0 || w == 0 {
-        return Err(format!("{}: the image is empty", image_path.display()).into());
+    let prepared = match task {
+        Task::Photo => prepare_photo(image_path, &info)?,
+        Task::Digit => prepare_digit(image_path, info.input[1], args.show)?,
+    };
+    if !prepared.about.is_empty() {
+        println!("{}", prepared.about);
     }
-    let (pixels, light) =
-        to_mnist(grey, h, w).map_err(|e| format!("{}: {e}", image_path.display()))?;
-    println!(
-        "{}: {w}x{h}, {} background{}",
-        image_path.display(),
-        if light { "light" } else { "dark" },
-        if light { " (inverted)" } else { "" }
-    );
-    if args.show {
-        print!("{}", ascii(&pixels));
+    if let Some(path) = &args.save_input {
+        save_input(path, &prepared.input)?;
+        println!(
+            "preprocessed input {:?} written to {} (tensor `input`)",
+            prepared.input.shape(),
+            path.display()
+        );
     }
-    let input = Tensor::<f32>::from_shape_vec(
-        ndarray::IxDyn(&[1, 1, SIDE, SIDE]),
-        pixels
-            .iter()
-            .map(|&v| ((v as f64 - MNIST_MEAN) / MNIST_STD) as f32)
-            .collect(),
-    )?;
-    let logits: Vec<f64> = model.infer(&input)?.iter().map(|&v| v as f64).collect();
+    let Some(weights) = weights else {
+        eprintln!("not classified: {}", weights_hint(&args.model));
+        return Ok(());
+    };
 
-    // Softmax, shifted by the largest logit so exp cannot overflow.
-    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = logits.iter().map(|&z| (z - max).exp()).collect();
-    let total: f64 = exps.iter().sum();
-    let mut ranked: Vec<(usize, f64)> = exps.iter().map(|&e| e / total).enumerate().collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    println!("prediction: {}", ranked[0].0);
-    for (digit, p) in ranked.iter().take(3) {
-        println!("  {digit}  {:6.2}%", 100.0 * p);
+    let model = load_model(&args, &info, &weights)?;
+    let logits: Vec<f32> = model.infer(&prepared.input)?.iter().copied().collect();
+    let probabilities = softmax(&logits);
+    match task {
+        Task::Digit => print_digits(&top_k(&probabilities, args.top.unwrap_or(3))),
+        Task::Photo => {
+            let names = class_names(args.labels.as_deref(), logits.len())?;
+            for line in top_lines(&top_k(&probabilities, args.top.unwrap_or(5)), &names) {
+                println!("{line}");
+            }
+        }
     }
     if let Some(out) = &args.explain {
-        write_explanation(&mut model, &input, &pixels, ranked[0].0, out)?;
+        if args.model != DEFAULT_MODEL {
+            return Err(format!("--explain works with the digit model {DEFAULT_MODEL}").into());
+        }
+        // Grad-CAM splits the model at a child, so it needs the Sequential itself.
+        let mut model = zoo::lenet5_modern::<f32>(args.classes.unwrap_or(info.classes))?;
+        match &args.weights_key {
+            Some(key) => load_pth_weights(&mut model, &weights, Some(key))?,
+            None => load_weights(&mut model, &weights)?,
+        }
+        let class = top_k(&probabilities, 1)[0].0;
+        write_explanation(&mut model, &prepared.input, &prepared.pixels, class, out)?;
     }
     Ok(())
 }
@@ -388,4 +702,67 @@ fn write_explanation(
 
 fn main() -> ExitCode {
     common::main_with(parse_args, run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_lines_have_rank_probability_index_and_name() {
+        let names = class_names(None, 1000).unwrap();
+        let lines = top_lines(&[(258, 0.87123), (259, 0.03114)], &names);
+        assert_eq!(lines, ["1. 0.8712 258 Samoyed", "2. 0.0311 259 Pomeranian"]);
+        assert_eq!(top_lines(&[(3, 0.5)], &[]), ["1. 0.5000 3"]);
+        assert!(class_names(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn softmax_and_top_k() {
+        // Shifted logits give the same probabilities; exp(1000) would overflow unshifted.
+        let p = softmax(&[1000.0, 1000.0 + 2f32.ln(), 1000.0]);
+        assert!(
+            (p[0] - 0.25).abs() < 1e-4 && (p[1] - 0.5).abs() < 1e-4,
+            "{p:?}"
+        );
+        assert_eq!(p[0], p[2]);
+        assert_eq!(top_k(&p, 2), vec![(1, p[1]), (0, p[0])]); // tie: the lower index first
+        assert_eq!(top_k(&p, 9).len(), 3);
+    }
+
+    #[test]
+    fn missing_weights_say_where_to_get_them() {
+        let hint = weights_hint("resnet50");
+        assert!(hint.contains("https://download.pytorch.org/models/resnet50-0676ba61.pth"));
+        assert!(hint.contains("scripts/torchvision_weights.py resnet50"));
+        assert!(weights_hint("googlenet").contains("No published weights"));
+        assert!(weights_hint(DEFAULT_MODEL).contains("--example mnist"));
+    }
+
+    /// predict's preprocessing against torchvision's (PIL Resize(256), CenterCrop(224),
+    /// ToTensor, Normalize) on the PNG fixture of scripts/make_vision_fixtures.py: every
+    /// 7th row and column of the output is stored there.
+    #[test]
+    fn photo_input_matches_torchvision_on_the_png_fixture() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vision");
+        let info = zoo::info("resnet50").unwrap();
+        let prepared = prepare_photo(&dir.join("photo.png"), &info).unwrap();
+        assert_eq!(prepared.input.shape(), &[1, 3, 224, 224]);
+        let expected = convnet::io::read_tensors::<f32>(&dir.join("photo_png.safetensors"))
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| n == "sub")
+            .unwrap()
+            .1;
+        let mut max_diff = 0f32;
+        for c in 0..3 {
+            for i in 0..32 {
+                for j in 0..32 {
+                    let ours = prepared.input[[0, c, 7 * i, 7 * j]];
+                    max_diff = max_diff.max((ours - expected[[c, i, j]]).abs());
+                }
+            }
+        }
+        assert!(max_diff < 1e-5, "max |diff| {max_diff}");
+    }
 }

@@ -7,11 +7,16 @@
 //!     --input X.safetensors --output Y.safetensors
 //! ```
 //!
+//! Each model has its natural number of classes (10 for the LeNet-5s, 1,000 for the ImageNet
+//! models; `list` shows it); `--classes N` changes it.
+//!
 //! `forward` loads a torchvision-compatible `state_dict` (safetensors, or a `.pth` written by
 //! `torch.save`; `--weights-key KEY` picks the dict inside a nested checkpoint), reads the tensor
 //! `input` (NCHW, f32) from X, runs the model's inference path (`Layer::infer`: evaluation
 //! behaviour, batch norm folded into the convolutions) and writes the logits as tensor
 //! `output` to Y.
+
+mod common;
 
 use convnet::io::{load_pth_weights, load_weights, read_tensors, write_tensors};
 use convnet::zoo::{self, MODELS};
@@ -23,112 +28,133 @@ const USAGE: &str = "usage: zoo list | zoo summary MODEL [--classes N] | \
 zoo forward MODEL --weights W.safetensors|W.pth [--weights-key KEY] --input X.safetensors \
 --output Y.safetensors [--classes N]";
 
-const FORWARD_FLAGS: &[&str] = &[
-    "--weights",
-    "--weights-key",
-    "--input",
-    "--output",
-    "--classes",
-];
-
-fn flag(args: &[String], name: &str) -> Result<Option<String>, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(None),
-        Some(i) => args
-            .get(i + 1)
-            .cloned()
-            .map(Some)
-            .ok_or_else(|| format!("{name} needs a value")),
-    }
+enum Command {
+    List,
+    Summary {
+        model: String,
+        classes: Option<usize>,
+    },
+    Forward {
+        model: String,
+        classes: Option<usize>,
+        weights: PathBuf,
+        weights_key: Option<String>,
+        input: PathBuf,
+        output: PathBuf,
+    },
 }
 
-fn check_flags(args: &[String], allowed: &[&str]) -> Result<(), String> {
-    let mut i = 0;
-    while i < args.len() {
-        if !allowed.contains(&args[i].as_str()) {
-            return Err(format!("unexpected argument `{}`\n{USAGE}", args[i]));
+fn parse_args() -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e}\n{USAGE}");
+    let mut parser = lexopt::Parser::from_env();
+    let mut positional: Vec<String> = Vec::new();
+    let (mut classes, mut weights, mut weights_key, mut input, mut output) =
+        (None, None, None, None, None);
+    while let Some(arg) = parser.next().map_err(fail)? {
+        match arg {
+            Long("help") | Short('h') => return Err(USAGE.into()),
+            Long("classes") => {
+                let n: usize = parser.value().map_err(fail)?.parse().map_err(fail)?;
+                if n == 0 {
+                    return Err("--classes: must be at least 1".into());
+                }
+                classes = Some(n);
+            }
+            Long("weights") => weights = Some(PathBuf::from(parser.value().map_err(fail)?)),
+            Long("weights-key") => {
+                weights_key = Some(parser.value().map_err(fail)?.string().map_err(fail)?)
+            }
+            Long("input") => input = Some(PathBuf::from(parser.value().map_err(fail)?)),
+            Long("output") => output = Some(PathBuf::from(parser.value().map_err(fail)?)),
+            Value(v) => positional.push(v.string().map_err(fail)?),
+            other => return Err(fail(other.unexpected())),
         }
-        i += 2;
     }
-    Ok(())
+    let forward_only = weights.is_some() || weights_key.is_some() || input.is_some();
+    match positional.as_slice() {
+        [c] if c == "list" && classes.is_none() && !forward_only && output.is_none() => {
+            Ok(Command::List)
+        }
+        [c, model] if c == "summary" && !forward_only && output.is_none() => Ok(Command::Summary {
+            model: model.clone(),
+            classes,
+        }),
+        [c, model] if c == "forward" => {
+            let need = |f: Option<PathBuf>, name: &str| {
+                f.ok_or_else(|| format!("forward needs {name} FILE\n{USAGE}"))
+            };
+            Ok(Command::Forward {
+                model: model.clone(),
+                classes,
+                weights: need(weights, "--weights")?,
+                weights_key,
+                input: need(input, "--input")?,
+                output: need(output, "--output")?,
+            })
+        }
+        [c, ..] if !["list", "summary", "forward"].contains(&c.as_str()) => {
+            Err(format!("unknown command `{c}`\n{USAGE}"))
+        }
+        _ => Err(format!("unexpected arguments {positional:?}\n{USAGE}")),
+    }
 }
 
-fn classes(args: &[String]) -> Result<usize, String> {
-    match flag(args, "--classes")? {
-        None => Ok(1000),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!("--classes: `{v}` is not a positive whole number")),
-        },
+fn build(name: &str, classes: Option<usize>) -> convnet::Result<Box<dyn Layer<f32>>> {
+    match classes {
+        Some(n) => zoo::build::<f32>(name, n),
+        None => zoo::build_default::<f32>(name),
     }
 }
 
-fn run(args: Vec<String>) -> Result<(), String> {
-    let (command, rest) = args.split_first().ok_or(USAGE)?;
-    match command.as_str() {
-        "list" => {
+fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::List => {
             for m in MODELS {
                 println!(
-                    "{:<22} {:>4}x{:<4} {}",
-                    m.name, m.input[1], m.input[2], m.about
+                    "{:<22} {:>4}x{:<4} {:>4} classes  {}",
+                    m.name, m.input[1], m.input[2], m.classes, m.about
                 );
             }
-            Ok(())
         }
-        "summary" => {
-            let (name, flags) = rest.split_first().ok_or(USAGE)?;
-            check_flags(flags, &["--classes"])?;
-            let info = zoo::info(name).map_err(|e| e.to_string())?;
-            let model = zoo::build::<f32>(name, classes(flags)?).map_err(|e| e.to_string())?;
+        Command::Summary { model, classes } => {
+            let info = zoo::info(&model)?;
+            let net = build(&model, classes)?;
             let [c, h, w] = info.input;
-            let summary = model.summary(&[1, c, h, w]).map_err(|e| e.to_string())?;
-            println!("{name}");
-            println!("{summary}");
-            Ok(())
+            println!("{model}");
+            println!("{}", net.summary(&[1, c, h, w])?);
         }
-        "forward" => {
-            let (name, flags) = rest.split_first().ok_or(USAGE)?;
-            check_flags(flags, FORWARD_FLAGS)?;
-            let need = |f: &str| -> Result<PathBuf, String> {
-                flag(flags, f)?
-                    .map(PathBuf::from)
-                    .ok_or_else(|| format!("forward needs {f} FILE\n{USAGE}"))
-            };
-            let (weights, input, output) =
-                (need("--weights")?, need("--input")?, need("--output")?);
-            let mut model = zoo::build::<f32>(name, classes(flags)?).map_err(|e| e.to_string())?;
-            match flag(flags, "--weights-key")? {
-                Some(key) => load_pth_weights(&mut model, &weights, Some(&key)),
-                None => load_weights(&mut model, &weights),
+        Command::Forward {
+            model,
+            classes,
+            weights,
+            weights_key,
+            input,
+            output,
+        } => {
+            let mut net = build(&model, classes)?;
+            match weights_key {
+                Some(key) => load_pth_weights(&mut net, &weights, Some(&key))?,
+                None => load_weights(&mut net, &weights)?,
             }
-            .map_err(|e| e.to_string())?;
-            let x: Tensor<f32> = read_tensors::<f32>(&input)
-                .map_err(|e| e.to_string())?
+            let x: Tensor<f32> = read_tensors::<f32>(&input)?
                 .into_iter()
                 .find(|(n, _)| n == "input")
                 .map(|(_, t)| t)
                 .ok_or_else(|| format!("{}: no tensor named `input`", input.display()))?;
-            let y = model.infer(&x).map_err(|e| e.to_string())?;
-            write_tensors(&output, &[("output".to_string(), y.clone())], None)
-                .map_err(|e| e.to_string())?;
+            let y = net.infer(&x)?;
+            write_tensors(&output, &[("output".to_string(), y.clone())], None)?;
             println!(
-                "{name}: input {:?} -> output {:?}, written to {}",
+                "{model}: input {:?} -> output {:?}, written to {}",
                 x.shape(),
                 y.shape(),
                 output.display()
             );
-            Ok(())
         }
-        other => Err(format!("unknown command `{other}`\n{USAGE}")),
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    common::main_with(parse_args, run)
 }

@@ -1,5 +1,6 @@
 //! The crate's single error type.
 
+use std::path::PathBuf;
 use thiserror::Error as ThisError;
 
 /// Result alias used throughout the crate.
@@ -9,7 +10,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Each variant names *where* the problem is (a layer, a file, a tensor key), what was
 /// expected and what was found, so that the message alone is enough to fix the call.
+/// Operating-system errors are kept as the [`std::error::Error::source`] of
+/// [`Error::FileIo`] and [`Error::Io`]. New variants may be added: match with a `_` arm.
 #[derive(Debug, ThisError)]
+#[non_exhaustive]
 pub enum Error {
     /// A tensor reached a layer with a shape the layer cannot take.
     #[error("{layer}: expected input of shape {expected}, got {got:?}")]
@@ -62,20 +66,34 @@ pub enum Error {
     #[error("non-finite value: {0}")]
     NonFinite(String),
 
-    /// A weight or checkpoint file is unreadable, corrupt or does not match the model.
-    #[error("{path}: {message}")]
+    /// A file (weights, checkpoint, data, image) that is corrupt or does not match what
+    /// reads it.
+    #[error("{}: {message}", .path.display())]
     File {
         /// The file concerned.
-        path: String,
+        path: PathBuf,
         /// What is wrong with it.
         message: String,
     },
 
+    /// A file that the operating system could not read, write, list or rename; the
+    /// [`std::io::Error`] is the source.
+    #[error("{}: {action}: {source}", .path.display())]
+    FileIo {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What was being done (`"cannot read"`, `"cannot list folder"`...).
+        action: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A weight file whose keys or shapes do not match the model.
-    #[error("{path}: weights do not match the model: {}", describe_mismatch(.missing, .unexpected, .mismatched))]
+    #[error("{}: weights do not match the model: {}", .path.display(), describe_mismatch(.missing, .unexpected, .mismatched))]
     StateDict {
         /// The weight file.
-        path: String,
+        path: PathBuf,
         /// Model entries the file lacks.
         missing: Vec<String>,
         /// File entries the model does not have.
@@ -86,10 +104,10 @@ pub enum Error {
 
     /// A PyTorch checkpoint (`torch.save` file) that cannot be read: a damaged zip, the
     /// legacy format, a pickle that names a forbidden global or an unknown opcode...
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", .path.display())]
     Pth {
         /// The checkpoint file.
-        path: String,
+        path: PathBuf,
         /// What is wrong with it.
         #[source]
         source: crate::io::PthError,
@@ -148,6 +166,16 @@ impl Error {
         Error::InvalidConfig {
             what: what.into(),
             message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::FileIo`]: `action` (`"cannot read"`) on `path` failed with
+    /// `source`.
+    pub fn io(path: impl Into<PathBuf>, action: impl Into<String>, source: std::io::Error) -> Self {
+        Error::FileIo {
+            path: path.into(),
+            action: action.into(),
+            source,
         }
     }
 

@@ -14,8 +14,8 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::elementwise;
-use crate::model::{Summary, SummaryRow};
 use crate::rng::Rng64;
+use crate::summary::{Summary, SummaryRow};
 use crate::tensor::{Float, Tensor};
 
 /// Training or evaluation behaviour (dropout, batch norm statistics).

@@ -34,6 +34,7 @@ pub mod onnx;
 pub mod optim;
 pub mod progress;
 pub mod rng;
+pub mod summary;
 pub mod tensor;
 #[cfg(test)]
 pub(crate) mod testutil;

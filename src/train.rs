@@ -14,7 +14,7 @@ use crate::progress::{Progress, ProgressStyle};
 use crate::rng::Rng64;
 use crate::tensor::{contiguous, Float, Tensor};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What one training epoch did.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,16 +187,18 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
         let label = format!("epoch {}", self.epoch + 1);
         let mut progress = Progress::new(&label, loader.num_batches(), self.progress);
         let (mut loss_sum, mut batches, mut correct, mut images) = (0.0, 0usize, 0usize, 0usize);
-        for (i, batch) in loader.epoch::<T>(self.epoch).enumerate() {
+        // The loader prepares batch i + 1 on a helper thread while batch i trains.
+        let mut i = 0;
+        let epoch = self.epoch;
+        let result = loader.for_each_batch::<T, Error>(epoch, |batch| {
             let logits = self.model.forward(&batch.images)?;
             let (loss, grad) = self.loss.forward(&logits, &batch.labels)?;
             let loss = loss.as_f64();
             if !loss.is_finite() {
-                progress.finish();
                 return Err(Error::NonFinite(format!(
                     "training loss is {loss} at epoch {}, batch {} (global step {}); \
                      lower the learning rate or check the data",
-                    self.epoch + 1,
+                    epoch + 1,
                     i + 1,
                     self.step + 1
                 )));
@@ -205,6 +207,7 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
             self.model.backward(&grad)?;
             self.optimizer.step(&mut self.model)?;
             self.step += 1;
+            i += 1;
             loss_sum += loss;
             batches += 1;
             correct += top_k_hits(&logits, &batch.labels, 1);
@@ -219,6 +222,11 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
                     rate
                 ),
             );
+            Ok(())
+        });
+        if let Err(e) = result {
+            progress.finish();
+            return Err(e);
         }
         progress.finish();
         self.epoch += 1;
@@ -278,10 +286,7 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
     /// the trainer as it was. Errors name the file.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let source = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::File {
-            path: source.clone(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
         self.load_checkpoint_from_bytes(&bytes, &source)
     }
 
@@ -289,7 +294,7 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
     pub fn load_checkpoint_from_bytes(&mut self, bytes: &[u8], source: &str) -> Result<()> {
         let source = source.to_string();
         let file_err = |message: String| Error::File {
-            path: source.clone(),
+            path: PathBuf::from(source.clone()),
             message,
         };
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
@@ -402,7 +407,7 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
         });
         for (entry, t) in entries {
             let bad = |why: String| Error::File {
-                path: source.to_string(),
+                path: PathBuf::from(source),
                 message: format!("optimizer state `{entry}`: {why}"),
             };
             let (param, kind) = entry

@@ -212,7 +212,7 @@ fn nested_checkpoints_pick_their_state_dict() {
 
     let pth_err = |key| match load_pth_weights(&mut resnet_tiny::<f32>(), &path, Some(key)) {
         Err(Error::Pth { path: p, source }) => {
-            assert!(p.ends_with("checkpoint_nested.pth"), "{p}");
+            assert!(p.ends_with("checkpoint_nested.pth"), "{p:?}");
             source
         }
         other => panic!("{key}: {other:?}"),
@@ -297,7 +297,7 @@ fn malicious_pickles_are_refused_and_never_run() {
                 path,
                 source: PthError::ForbiddenGlobal { module: m, name: n },
             } => {
-                assert!(path.ends_with(file), "{path}");
+                assert!(path.ends_with(file), "{path:?}");
                 assert_eq!((m.as_str(), n.as_str()), (module, name));
             }
             other => panic!("{file}: {other:?}"),

@@ -9,11 +9,20 @@ use convnet::train::Trainer;
 use std::path::Path;
 use std::sync::OnceLock;
 
-fn mnist() -> &'static Mnist {
+/// The repository's MNIST, or `None` (with a message) where it is absent: the published
+/// package leaves `data/` out, so these tests skip there.
+fn mnist() -> Option<&'static Mnist> {
     static DATA: OnceLock<Mnist> = OnceLock::new();
-    DATA.get_or_init(|| {
-        Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")).unwrap()
-    })
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    if !dir.is_dir() {
+        eprintln!(
+            "skipped: {} is absent (the package leaves the repository's data/ out); \
+             run the tests in a git checkout to train on MNIST",
+            dir.display()
+        );
+        return None;
+    }
+    Some(DATA.get_or_init(|| Mnist::load(&dir).unwrap()))
 }
 
 /// A small CNN with dropout, so that resuming must also restore a random generator.
@@ -40,8 +49,9 @@ fn loader(data: &ImageSet, batch: usize) -> DataLoader<'_, ImageSet> {
 
 #[test]
 fn one_epoch_on_2000_images_learns_far_above_chance() {
-    let train = mnist().train.take(2000);
-    let test = mnist().test.take(1000);
+    let Some(mnist) = mnist() else { return };
+    let train = mnist.train.take(2000);
+    let test = mnist.test.take(1000);
     let mut trainer = Trainer::new(small_cnn(1), Adam::new(AdamConfig::new(3e-3)).unwrap())
         .with_progress(ProgressStyle::Off);
     let stats = trainer.train_epoch(&loader(&train, 32)).unwrap();
@@ -64,7 +74,8 @@ fn one_epoch_on_2000_images_learns_far_above_chance() {
 
 #[test]
 fn resuming_from_a_checkpoint_gives_the_uninterrupted_weights() {
-    let train = mnist().train.take(600);
+    let Some(mnist) = mnist() else { return };
+    let train = mnist.train.take(600);
     let data = loader(&train, 50);
     let new_trainer = || {
         Trainer::new(small_cnn(5), Adam::new(AdamConfig::new(1e-3)).unwrap())
@@ -104,7 +115,8 @@ fn resuming_from_a_checkpoint_gives_the_uninterrupted_weights() {
 
 #[test]
 fn a_diverging_loss_is_reported_with_its_step() {
-    let train = mnist().train.take(256);
+    let Some(mnist) = mnist() else { return };
+    let train = mnist.train.take(256);
     let data = loader(&train, 32);
     let mut trainer = Trainer::new(small_cnn(2), Sgd::new(SgdConfig::new(1e9)).unwrap())
         .with_progress(ProgressStyle::Off);

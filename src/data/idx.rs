@@ -35,7 +35,7 @@ pub const MAX_IDX_BYTES: usize = MAX_ELEMENTS;
 /// [`MAX_IDX_BYTES`] is rejected before reading the body.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
     let file_err = |message: String| Error::File {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         message,
     };
     let file = std::fs::File::open(path).map_err(|e| file_err(format!("cannot read: {e}")))?;

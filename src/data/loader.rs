@@ -3,12 +3,19 @@
 //! Everything random about an epoch (its order and its shifts) is drawn from a generator seeded
 //! by `(seed, epoch)`, so epoch `e` is the same whether a run reached it directly or resumed
 //! from a checkpoint, and is independent of the thread count.
+//!
+//! The samples of a batch are read (for an `ImageFolder`: decoded and
+//! transformed) in parallel on the crate's thread pool, each into its own slot of the batch,
+//! after the batch's random shifts have been drawn in sample order; so the batches are the same
+//! bit for bit with 1 thread or many. [`DataLoader::for_each_batch`] also prepares the next
+//! batch while the caller works on the current one.
 
 use super::Dataset;
 use crate::error::{Error, Result};
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use ndarray::IxDyn;
+use rayon::prelude::*;
 
 /// How a [`DataLoader`] forms batches.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -148,9 +155,35 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
             order: self.order(epoch),
             next: 0,
             rng: self.epoch_rng(epoch, 1),
-            scratch: vec![0.0; self.data.sample_shape().iter().product()],
             _t: std::marker::PhantomData,
         }
+    }
+
+    /// Runs `f` on every batch of `epoch`, in order, while a helper thread prepares the next
+    /// batch (one batch ahead), so reading and decoding overlap the caller's work. The batches
+    /// are those of [`DataLoader::epoch`]. Stops at the first error `f` returns, and returns it.
+    pub fn for_each_batch<T: Float, E>(
+        &self,
+        epoch: usize,
+        mut f: impl FnMut(Batch<T>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        // A channel of capacity 1: the helper holds at most the batch being built plus one
+        // finished batch waiting. Dropping the receiver (an error in `f`) stops the helper at
+        // its next send.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(1);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for batch in self.epoch::<T>(epoch) {
+                    if tx.send(batch).is_err() {
+                        break;
+                    }
+                }
+            });
+            for batch in rx {
+                f(batch)?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -160,7 +193,6 @@ pub struct Batches<'l, 'a, D: Dataset, T: Float> {
     order: Vec<usize>,
     next: usize,
     rng: Rng64,
-    scratch: Vec<f32>,
     _t: std::marker::PhantomData<T>,
 }
 
@@ -174,23 +206,37 @@ impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
         if size == 0 || (cfg.drop_last && size < cfg.batch_size) {
             return None;
         }
-        let shape = self.loader.data.sample_shape();
-        let per = self.scratch.len();
-        let mut images = Vec::with_capacity(size * per);
-        let mut labels = Vec::with_capacity(size);
-        for &index in &self.order[self.next..self.next + size] {
-            labels.push(self.loader.data.sample(index, &mut self.scratch));
-            let (dy, dx) = if cfg.max_shift > 0 {
+        let data = self.loader.data;
+        let shape = data.sample_shape();
+        let per: usize = shape.iter().product();
+        let indices = &self.order[self.next..self.next + size];
+        // The shifts first, in sample order, from the epoch's generator: the only sequential
+        // part, so that the parallel reads below cannot change what any sample receives.
+        let shifts: Vec<(isize, isize)> = indices
+            .iter()
+            .map(|_| {
+                if cfg.max_shift == 0 {
+                    return (0, 0);
+                }
                 let span = 2 * cfg.max_shift + 1;
-                (
-                    self.rng.below(span) as isize - cfg.max_shift as isize,
-                    self.rng.below(span) as isize - cfg.max_shift as isize,
-                )
-            } else {
-                (0, 0)
-            };
-            push_shifted(&self.scratch, &shape, dy, dx, cfg.normalize, &mut images);
-        }
+                let mut draw = || self.rng.below(span) as isize - cfg.max_shift as isize;
+                let dy = draw();
+                (dy, draw())
+            })
+            .collect();
+        let mut images = vec![T::zero(); size * per];
+        let mut labels = vec![0usize; size];
+        images
+            .par_chunks_mut(per)
+            .zip(labels.par_iter_mut())
+            .zip(indices.par_iter().zip(shifts.par_iter()))
+            .for_each_init(
+                || vec![0.0f32; per],
+                |scratch, ((out, label), (&index, &(dy, dx)))| {
+                    *label = data.sample(index, scratch);
+                    write_shifted(scratch, &shape, dy, dx, cfg.normalize, out);
+                },
+            );
         self.next += size;
         let mut batch_shape = vec![size];
         batch_shape.extend_from_slice(&shape);
@@ -200,36 +246,39 @@ impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
     }
 }
 
-/// Appends `sample` (`[C, H, W]`, or any shape whose last two axes are an image) shifted by
-/// `(dy, dx)` with zero fill, then normalised.
-fn push_shifted<T: Float>(
+/// Writes `sample` (`[C, H, W]`, or any shape whose last two axes are an image) shifted by
+/// `(dy, dx)` with zero fill, then normalised, into `out` (as many values as `sample`).
+fn write_shifted<T: Float>(
     sample: &[f32],
     shape: &[usize],
     dy: isize,
     dx: isize,
     normalize: Option<(f64, f64)>,
-    out: &mut Vec<T>,
+    out: &mut [T],
 ) {
     let (mean, std) = normalize.unwrap_or((0.0, 1.0));
     let norm = |v: f32| T::of((v as f64 - mean) / std);
     if (dy, dx) == (0, 0) || shape.len() < 2 {
-        out.extend(sample.iter().map(|&v| norm(v)));
+        for (o, &v) in out.iter_mut().zip(sample) {
+            *o = norm(v);
+        }
         return;
     }
     let (h, w) = (
         shape[shape.len() - 2] as isize,
         shape[shape.len() - 1] as isize,
     );
-    for plane in sample.chunks((h * w) as usize) {
+    let plane = (h * w) as usize;
+    for (src, dst) in sample.chunks(plane).zip(out.chunks_mut(plane)) {
         for y in 0..h {
             for x in 0..w {
                 let (sy, sx) = (y - dy, x - dx);
                 let v = if (0..h).contains(&sy) && (0..w).contains(&sx) {
-                    plane[(sy * w + sx) as usize]
+                    src[(sy * w + sx) as usize]
                 } else {
                     0.0
                 };
-                out.push(norm(v));
+                dst[(y * w + x) as usize] = norm(v);
             }
         }
     }
@@ -300,8 +349,8 @@ mod tests {
     fn normalisation_and_shift() {
         let shape = [1, 3, 3];
         let sample: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-        let mut out: Vec<f64> = Vec::new();
-        push_shifted(&sample, &shape, 1, -1, Some((1.0, 2.0)), &mut out);
+        let mut out = vec![0f64; 9];
+        write_shifted(&sample, &shape, 1, -1, Some((1.0, 2.0)), &mut out);
         // Shifted down by one and left by one: row 0 is fill, column 2 is fill.
         let raw: Vec<f64> = out.iter().map(|v| v * 2.0 + 1.0).collect();
         assert_eq!(raw, vec![0.0, 0.0, 0.0, 2.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
@@ -312,5 +361,140 @@ mod tests {
         let data = tiny();
         assert!(DataLoader::new(&data, LoaderConfig::new(0)).is_err());
         assert!(DataLoader::new(&data, LoaderConfig::new(2).normalize(0.0, 0.0)).is_err());
+    }
+
+    /// A dataset whose sample `i` holds `i * 100 + position` and whose reads can be slow and
+    /// are counted, to see how many run at once.
+    struct Probe {
+        n: usize,
+        delay_ms: u64,
+        in_flight: std::sync::atomic::AtomicUsize,
+        max_in_flight: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Probe {
+        fn new(n: usize, delay_ms: u64) -> Self {
+            Probe {
+                n,
+                delay_ms,
+                in_flight: 0.into(),
+                max_in_flight: 0.into(),
+            }
+        }
+    }
+
+    impl Dataset for Probe {
+        fn len(&self) -> usize {
+            self.n
+        }
+        fn sample_shape(&self) -> Vec<usize> {
+            vec![2, 3, 3]
+        }
+        fn num_classes(&self) -> usize {
+            self.n
+        }
+        fn sample(&self, index: usize, out: &mut [f32]) -> usize {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(self.delay_ms));
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = (index * 100 + k) as f32;
+            }
+            self.in_flight.fetch_sub(1, SeqCst);
+            index
+        }
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn batches_do_not_depend_on_the_thread_count() {
+        let data = Probe::new(23, 0);
+        let cfg = LoaderConfig::new(5)
+            .shuffle(3)
+            .max_shift(1)
+            .normalize(0.5, 2.0);
+        let loader = DataLoader::new(&data, cfg).unwrap();
+        let run = |threads: usize| -> Vec<Batch<f64>> {
+            pool(threads).install(|| loader.epoch(2).collect())
+        };
+        let one = run(1);
+        // The reference, written out sequentially: the epoch's order, then for each sample in
+        // that order two draws (dy, dx) from the epoch's shift generator.
+        let order = loader.order(2);
+        let mut rng = loader.epoch_rng(2, 1);
+        let mut scratch = vec![0f32; 18];
+        let mut expected = Vec::new();
+        for &index in &order {
+            assert_eq!(data.sample(index, &mut scratch), index);
+            let dy = rng.below(3) as isize - 1;
+            let dx = rng.below(3) as isize - 1;
+            let mut out = vec![0f64; 18];
+            write_shifted(&scratch, &[2, 3, 3], dy, dx, Some((0.5, 2.0)), &mut out);
+            expected.push((index, out));
+        }
+        let flat: Vec<(usize, Vec<f64>)> = one
+            .iter()
+            .flat_map(|b| {
+                b.labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| (l, b.images.as_slice().unwrap()[i * 18..][..18].to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(flat, expected);
+        for threads in [2, 4] {
+            let many = run(threads);
+            assert_eq!(many.len(), one.len());
+            for (a, b) in one.iter().zip(&many) {
+                assert_eq!(a.labels, b.labels, "{threads} threads");
+                assert_eq!(a.images, b.images, "{threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn samples_of_a_batch_are_read_in_parallel() {
+        let data = Probe::new(8, 30);
+        let loader = DataLoader::new(&data, LoaderConfig::new(8)).unwrap();
+        let batch: Batch<f32> = pool(2).install(|| loader.epoch(0).next().unwrap());
+        assert_eq!(batch.labels, (0..8).collect::<Vec<_>>());
+        let most = data.max_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            most >= 2,
+            "at most {most} sample read at a time with 2 threads"
+        );
+    }
+
+    #[test]
+    fn for_each_batch_gives_the_epoch_in_order_and_stops_at_an_error() {
+        let data = tiny();
+        let loader = DataLoader::new(&data, LoaderConfig::new(3).shuffle(4)).unwrap();
+        let mut seen = Vec::new();
+        loader
+            .for_each_batch::<f32, ()>(1, |b| {
+                seen.push(b.labels);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, epoch_labels(&loader, 1));
+        let mut calls = 0;
+        let result = loader.for_each_batch::<f32, String>(1, |_| {
+            calls += 1;
+            if calls == 2 {
+                Err("stop".into())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(result, Err("stop".to_string()));
+        assert_eq!(calls, 2);
     }
 }

@@ -72,7 +72,7 @@ impl ImageSet {
         let images = read_idx(images_path)?;
         let labels = read_idx(labels_path)?;
         let file_err = |path: &Path, message: String| Error::File {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             message,
         };
         let &[n, rows, cols] = images.dims.as_slice() else {
@@ -188,7 +188,7 @@ impl Mnist {
     pub fn load(dir: &Path) -> Result<Mnist> {
         if !dir.is_dir() {
             return Err(Error::File {
-                path: dir.display().to_string(),
+                path: dir.to_path_buf(),
                 message: "MNIST data folder not found (expected the four IDX files here)".into(),
             });
         }
@@ -198,7 +198,7 @@ impl Mnist {
                 .map(|name| dir.join(name))
                 .find(|p| p.is_file())
                 .ok_or_else(|| Error::File {
-                    path: dir.join(format!("{stem}.gz")).display().to_string(),
+                    path: dir.join(format!("{stem}.gz")),
                     message: format!("missing (neither {stem}.gz nor {stem} is in the folder)"),
                 })
         };

@@ -15,16 +15,13 @@ static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 /// threads or processes never write into one another's file: the target ends up holding one
 /// complete payload, the last renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |what: &str, e: std::io::Error| Error::File {
-        path: path.display().to_string(),
-        message: format!("{what}: {e}"),
-    };
+    let err = |what: &str, e: std::io::Error| Error::io(path, what, e);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
     let name = path.file_name().ok_or_else(|| Error::File {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         message: "not a file path".into(),
     })?;
     let (tmp, mut file) = loop {

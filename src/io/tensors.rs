@@ -3,7 +3,7 @@ use crate::tensor::{Float, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A tensor ready to serialise: dtype, shape and little-endian bytes.
 struct Encoded {
@@ -72,7 +72,7 @@ pub fn encode_tensors<T: Float>(
 /// F16, BF16 and the integer types I64, I32, U8 as needed. `path` only labels errors.
 pub fn decode_tensors<T: Float>(bytes: &[u8], path: &str) -> Result<Vec<(String, Tensor<T>)>> {
     let file_err = |message: String| Error::File {
-        path: path.to_string(),
+        path: PathBuf::from(path),
         message,
     };
     let st = SafeTensors::deserialize(bytes)
@@ -122,10 +122,7 @@ pub fn decode_tensors<T: Float>(bytes: &[u8], path: &str) -> Result<Vec<(String,
 
 /// Reads every tensor of a safetensors file.
 pub fn read_tensors<T: Float>(path: &Path) -> Result<Vec<(String, Tensor<T>)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::File {
-        path: path.display().to_string(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     decode_tensors(&bytes, &path.display().to_string())
 }
 

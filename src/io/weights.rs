@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::layer::{Layer, Slot, SlotMut};
 use crate::tensor::{Float, Tensor};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Every parameter and buffer of `model`, by `state_dict` name, in visiting order.
 pub fn state_dict<T: Float>(model: &dyn Layer<T>) -> Vec<(String, Tensor<T>)> {
@@ -37,7 +37,7 @@ pub fn check_unique_names<'a>(
     dups.sort();
     dups.dedup();
     Err(Error::File {
-        path: source.to_string(),
+        path: PathBuf::from(source),
         message: format!(
             "the model's state_dict names [{}] more than once (two children named alike); \
              give every child of a container its own name",
@@ -72,10 +72,7 @@ pub fn save_weights<T: Float>(model: &dyn Layer<T>, path: &Path) -> Result<()> {
 /// (older torchvision releases saved none) loads, and the model keeps its own count.
 pub fn load_weights<T: Float>(model: &mut dyn Layer<T>, path: &Path) -> Result<()> {
     let source = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::File {
-        path: source.clone(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let torch_extension = path
         .extension()
         .and_then(|e| e.to_str())
@@ -162,7 +159,7 @@ pub(crate) fn check_state_dict<T: Float>(
     unexpected.sort();
     if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
         return Err(Error::StateDict {
-            path: source.to_string(),
+            path: PathBuf::from(source),
             missing,
             unexpected,
             mismatched,

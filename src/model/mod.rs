@@ -2,8 +2,8 @@
 
 mod graph;
 mod sequential;
-mod summary;
 
 pub use graph::{Graph, GraphBuilder};
 pub use sequential::{infer_chain, Sequential};
-pub use summary::{course_shape, thousands, Summary, SummaryRow};
+// The summary types live beside the `Layer` trait (which builds summaries), re-exported here.
+pub use crate::summary::{course_shape, thousands, Summary, SummaryRow};

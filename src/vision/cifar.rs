@@ -3,7 +3,7 @@
 use super::Image;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Pixel bytes of one CIFAR image: 3 planes (red, green, blue) of 32 x 32.
 pub const CIFAR_IMAGE_BYTES: usize = 3 * 32 * 32;
@@ -57,12 +57,10 @@ impl Cifar {
         };
         for path in files {
             let path = path.as_ref();
-            let bytes = std::fs::read(path).map_err(|e| Error::File {
-                path: path.display().to_string(),
-                message: format!("cannot read CIFAR batch: {e}"),
-            })?;
+            let bytes =
+                std::fs::read(path).map_err(|e| Error::io(path, "cannot read CIFAR batch", e))?;
             set.append(&bytes).map_err(|message| Error::File {
-                path: path.display().to_string(),
+                path: path.to_path_buf(),
                 message,
             })?;
         }
@@ -80,7 +78,7 @@ impl Cifar {
             labels: Vec::new(),
         };
         set.append(bytes).map_err(|message| Error::File {
-            path: "<bytes>".into(),
+            path: PathBuf::from("<bytes>"),
             message,
         })?;
         Ok(set)

@@ -2,7 +2,7 @@
 
 use super::Image;
 use crate::error::{Error, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Decodes a PNG or JPEG file (the format is read from the bytes, not the extension) into an
 /// RGB [`Image`]. Grey-scale, palette and alpha images become RGB, as torchvision's loader
@@ -11,10 +11,7 @@ use std::path::Path;
 /// A missing, unreadable, truncated or non-image file is an [`Error::File`] naming the path.
 pub fn decode_file(path: impl AsRef<Path>) -> Result<Image> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::File {
-        path: path.display().to_string(),
-        message: format!("cannot read image: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read image", e))?;
     decode_named(&bytes, &path.display().to_string())
 }
 
@@ -25,7 +22,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Image> {
 
 fn decode_named(bytes: &[u8], name: &str) -> Result<Image> {
     let err = |message: String| Error::File {
-        path: name.to_string(),
+        path: PathBuf::from(name),
         message,
     };
     let format = image::guess_format(bytes)

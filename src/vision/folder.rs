@@ -47,10 +47,7 @@ impl std::fmt::Debug for ImageFolder {
 }
 
 fn dir_err(path: &Path, e: std::io::Error) -> Error {
-    Error::File {
-        path: path.display().to_string(),
-        message: format!("cannot list folder: {e}"),
-    }
+    Error::io(path, "cannot list folder", e)
 }
 
 /// Sorted entries of a folder.
@@ -108,7 +105,7 @@ impl ImageFolder {
             classes.push(name);
         }
         let file_err = |message: String| Error::File {
-            path: root.display().to_string(),
+            path: root.to_path_buf(),
             message,
         };
         if classes.is_empty() {
@@ -179,12 +176,12 @@ impl ImageFolder {
             .transform
             .tensor(img, &mut self.rng_for(index))
             .map_err(|e| Error::File {
-                path: path.display().to_string(),
+                path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
         if !self.shape.is_empty() && x.shape() != self.shape.as_slice() {
             return Err(Error::File {
-                path: path.display().to_string(),
+                path: path.to_path_buf(),
                 message: format!(
                     "the transform gave shape {:?}, the first image gave {:?} (end the transform with a fixed-size crop)",
                     x.shape(),
@@ -339,6 +336,51 @@ mod tests {
         let ds = ImageFolder::new(&root, Compose::new()).unwrap();
         let e = ds.get(1).unwrap_err();
         assert!(e.to_string().contains("fixed-size"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn loader_batches_repeat_whatever_the_threads() {
+        use crate::data::{DataLoader, LoaderConfig};
+        use crate::vision::transforms::RandomResizedCrop;
+        let root = tmp("threads");
+        for (class, value) in [("a", 30u8), ("b", 90), ("c", 160)] {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            for i in 0..3u32 {
+                write_png(&root.join(class).join(format!("{i}.png")), 9 + i, 7, value);
+            }
+        }
+        let t = Compose::new()
+            .then(RandomResizedCrop::new(5))
+            .then(RandomHorizontalFlip::new())
+            .then(ToTensor);
+        let ds = ImageFolder::new(&root, t).unwrap().with_seed(11);
+        ds.set_epoch(3);
+        let loader = DataLoader::new(&ds, LoaderConfig::new(4).shuffle(2)).unwrap();
+        let run = |threads: usize| -> Vec<crate::data::Batch<f32>> {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| loader.epoch(0).collect())
+        };
+        let one = run(1);
+        let order = loader.order(0);
+        // Each sample is what `get` gives for its index (seeded by seed, epoch and index).
+        for (k, &index) in order.iter().enumerate() {
+            let (b, i) = (k / 4, k % 4);
+            let (x, label) = ds.get(index).unwrap();
+            assert_eq!(one[b].labels[i], label);
+            let got = &one[b].images.as_slice().unwrap()[i * 75..][..75];
+            assert_eq!(got, x.as_slice().unwrap());
+        }
+        for threads in [2, 3] {
+            let many = run(threads);
+            for (a, b) in one.iter().zip(&many) {
+                assert_eq!((&a.labels, &a.images), (&b.labels, &b.images));
+            }
+        }
+        assert!(ds.failures().is_empty());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

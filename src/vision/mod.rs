@@ -10,6 +10,7 @@
 //!   antialiased bilinear filter, which is what torchvision applies to PIL images.
 //! * [`ImageFolder`] — one sub-folder per class; [`Cifar`] — the CIFAR-10/100 binary files.
 //!   Both are [`crate::data::Dataset`]s.
+//! * [`imagenet_classes`] — the 1,000 ImageNet class names, in torchvision's order.
 //!
 //! The ImageNet preprocessing torchvision documents for its classifiers:
 //!
@@ -30,6 +31,7 @@
 //! ```
 
 mod cifar;
+mod classes;
 mod decode;
 mod folder;
 mod resample;
@@ -37,6 +39,7 @@ mod rgb;
 pub mod transforms;
 
 pub use cifar::{Cifar, CifarKind, CIFAR_IMAGE_BYTES};
+pub use classes::{imagenet_classes, IMAGENET_CLASSES_TXT};
 pub use decode::{decode_bytes, decode_file};
 pub use folder::{ImageFolder, IMAGE_EXTENSIONS};
 pub use rgb::Image;

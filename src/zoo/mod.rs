@@ -12,6 +12,6 @@ mod vgg;
 pub use alexnet::{alexnet, alexnet_torchvision};
 pub use googlenet::{googlenet, googlenet_torchvision, inception_torchvision, inception_v1_paper};
 pub use lenet::{lenet5, lenet5_modern};
-pub use registry::{build, info, ModelInfo, MODELS};
+pub use registry::{build, build_default, info, ModelInfo, MODELS};
 pub use resnet::{basic_block, bottleneck, resnet101, resnet152, resnet18, resnet34, resnet50};
 pub use vgg::{vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn};

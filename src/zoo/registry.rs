@@ -4,22 +4,28 @@ use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::tensor::Float;
 
-/// A zoo model's name, its input `[C, H, W]` and a one-line description.
+/// A zoo model's name, its input `[C, H, W]`, its natural number of classes and a one-line
+/// description.
 #[derive(Clone, Copy, Debug)]
 pub struct ModelInfo {
     /// The constructor's name (`resnet50`).
     pub name: &'static str,
     /// The input it was designed for, `[channels, height, width]`.
     pub input: [usize; 3],
+    /// The number of classes it was designed for: 10 for the LeNet-5s (digits), 1,000 for the
+    /// ImageNet models. [`build_default`] builds it with this many outputs.
+    pub classes: usize,
     /// What it is.
     pub about: &'static str,
 }
 
 const fn model(name: &'static str, side: usize, about: &'static str) -> ModelInfo {
-    let channels = if side == 32 || side == 28 { 1 } else { 3 };
+    // The LeNet-5s read 32x32 or 28x28 grey digits; everything else 3-channel ImageNet photos.
+    let digits = side == 32 || side == 28;
     ModelInfo {
         name,
-        input: [channels, side, side],
+        input: [if digits { 1 } else { 3 }, side, side],
+        classes: if digits { 10 } else { 1000 },
         about,
     }
 }
@@ -107,6 +113,12 @@ pub fn info(name: &str) -> Result<ModelInfo> {
         })
 }
 
+/// Builds a zoo model by name with its natural number of classes ([`ModelInfo::classes`]:
+/// 10 for the LeNet-5s, 1,000 for the ImageNet models).
+pub fn build_default<T: Float>(name: &str) -> Result<Box<dyn Layer<T>>> {
+    build(name, info(name)?.classes)
+}
+
 /// Builds a zoo model by name with `num_classes` outputs.
 ///
 /// ```
@@ -145,4 +157,34 @@ pub fn build<T: Float>(name: &str, num_classes: usize) -> Result<Box<dyn Layer<T
         "resnet101" => Box::new(resnet101::<T>(n)?),
         _ => Box::new(resnet152::<T>(n)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_class_counts_give_the_published_parameter_counts() {
+        // LeCun et al. 1998 / the course: 61,706 with 10 outputs; torchvision: 11,689,512.
+        for (name, classes, params) in [
+            ("lenet5", 10, 61_706),
+            ("lenet5_modern", 10, 61_706),
+            ("resnet18", 1000, 11_689_512),
+        ] {
+            assert_eq!(info(name).unwrap().classes, classes, "{name}");
+            let model = build_default::<f32>(name).unwrap();
+            assert_eq!(model.num_params(), params, "{name}");
+            let [c, h, w] = info(name).unwrap().input;
+            assert_eq!(model.output_shape(&[1, c, h, w]).unwrap(), [1, classes]);
+        }
+        for m in MODELS {
+            let expected = if m.name.starts_with("lenet") {
+                10
+            } else {
+                1000
+            };
+            assert_eq!(m.classes, expected, "{}", m.name);
+        }
+        assert!(build_default::<f32>("nonet").is_err());
+    }
 }

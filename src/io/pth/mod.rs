@@ -26,7 +26,7 @@ use crate::tensor::{Float, Tensor};
 use pickle::{Storage, TensorView, Unpickled, Value};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use zip::ZipIndex;
 
 /// Why a PyTorch checkpoint could not be read; carried by [`Error::Pth`] with the file name.
@@ -191,17 +191,14 @@ impl std::fmt::Debug for PthFile {
 impl PthFile {
     /// Reads and unpickles the checkpoint at `path`. Errors name the file.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::File {
-            path: path.display().to_string(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
         Self::from_bytes(bytes, &path.display().to_string())
     }
 
     /// Parses a checkpoint held in memory; `source` labels errors.
     pub fn from_bytes(bytes: Vec<u8>, source: &str) -> Result<Self> {
         let fail = |e: PthError| Error::Pth {
-            path: source.to_string(),
+            path: PathBuf::from(source),
             source: e,
         };
         if !zip::is_zip(&bytes) {
@@ -265,7 +262,7 @@ impl PthFile {
 
     fn fail(&self, e: PthError) -> Error {
         Error::Pth {
-            path: self.source.clone(),
+            path: PathBuf::from(self.source.clone()),
             source: e,
         }
     }

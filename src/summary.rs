@@ -1,4 +1,8 @@
 //! Model summaries in the style of the course's AlexNet listing.
+//!
+//! The row type sits at the bottom of the crate, beside the [`crate::Layer`] trait whose
+//! `summary_rows` fills it, so that module dependencies point one way (layers never import
+//! `model`); `convnet::model` re-exports everything here.
 
 use std::fmt;
 
