@@ -95,6 +95,12 @@ pub enum Error {
         source: crate::io::PthError,
     },
 
+    /// A collective operation between the processes of a distributed run failed: another
+    /// process did not join it within the timeout (it crashed, hangs or took another path),
+    /// the MPI library reported an error, or the processes disagree (different models).
+    #[error("distributed training: {0}")]
+    Distributed(String),
+
     /// An I/O error from the operating system.
     #[error(transparent)]
     Io(#[from] std::io::Error),

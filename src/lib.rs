@@ -7,6 +7,7 @@
 //! * [`layers`] — Conv2d, pooling, Linear, activations, normalisation, dropout, flatten.
 //! * [`model::Sequential`] — a chain of layers with PyTorch `state_dict` names.
 //! * [`loss`] and [`optim`] — cross-entropy, MSE; SGD, Adam, AdamW, schedules.
+//! * `distributed` (feature `mpi`, off by default) — data-parallel training over MPI.
 //! * [`kernels`] — GEMM and im2col on raw slices, where the time goes.
 //! * `vision` (feature `image`, on by default) — PNG/JPEG decoding, torchvision-style
 //!   transforms, `ImageFolder` and CIFAR.
@@ -17,7 +18,10 @@
 #![deny(missing_docs)]
 
 pub mod blocks;
+pub mod collective;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod error;
 pub mod geometry;
 pub mod gradcheck;
