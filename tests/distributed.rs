@@ -41,6 +41,7 @@ const RUNS: &[(&str, usize, bool)] = &[
     ("loader", 2, true),
     ("loader", 3, true),
     ("trainer", 2, true),
+    ("threads", 2, true),
     ("skip", 2, false),
     ("crash", 2, false),
 ];
@@ -175,6 +176,7 @@ fn worker(scenario: &str) {
         "loader" => loader(&comm),
         "syncbn" => syncbn(&world),
         "trainer" => trainer(&world),
+        "threads" => threads(&world),
         "skip" => skip(&world),
         "crash" => crash(&world),
         other => Err(format!("unknown scenario {other}")),
@@ -558,6 +560,29 @@ fn trainer(world: &impl mpi::traits::Communicator) -> Check {
         return Err(format!(
             "after resume: one process {a:?}, distributed {b:?}"
         ));
+    }
+    Ok(())
+}
+
+/// MPI initialised single-threaded: a communicator used from another thread refuses (an
+/// error, not an MPI call MPI does not allow), and still works from its own thread.
+fn threads(world: &impl mpi::traits::Communicator) -> Check {
+    let comm = Arc::new(Communicator::new(world).map_err(e)?);
+    if mpi::environment::threading_support() >= mpi::Threading::Serialized {
+        return Err("this scenario needs MPI initialised below MPI_THREAD_SERIALIZED".into());
+    }
+    let other = comm.clone();
+    let refused = std::thread::spawn(move || other.barrier())
+        .join()
+        .map_err(|_| "the thread panicked")?;
+    match refused {
+        Err(err) if err.to_string().contains("thread") => {}
+        other => return Err(format!("another thread's barrier gave {other:?}")),
+    }
+    let mut x = [1.0f64];
+    comm.all_reduce_sum(&mut x).map_err(e)?;
+    if x[0] != comm.size() as f64 {
+        return Err(format!("sum of ones is {}", x[0]));
     }
     Ok(())
 }

@@ -53,8 +53,8 @@ pub struct Communicator {
 // the library gives less than MPI_THREAD_SERIALIZED every call first checks that it runs on the
 // thread that built the communicator (`check_thread`), failing with an error otherwise. So
 // moving or sharing a `Communicator` between threads cannot make MPI calls from two threads at
-// once or from a thread MPI does not allow. `distributed_tests::communicator_refuses_other_threads`
-// exercises the check.
+// once or from a thread MPI does not allow. the `threads` scenario of
+// tests/distributed.rs exercises the check.
 unsafe impl Send for Communicator {}
 // SAFETY: as for `Send` above; `&Communicator` methods serialise their MPI calls.
 unsafe impl Sync for Communicator {}
@@ -128,7 +128,7 @@ impl Communicator {
 
     /// Element-wise sum over the processes of `send`, in place (`send` becomes the sum).
     pub fn all_reduce_sum<T: Float>(&self, values: &mut [T]) -> Result<()> {
-        let whole = [0..values.len()];
+        let whole = std::slice::from_ref(&(0..values.len())).to_vec();
         let send = values.to_vec();
         let recv = vec![T::zero(); values.len()];
         let (_, recv) = self.all_reduce_sum_ranges(send, recv, &whole)?;
@@ -294,14 +294,12 @@ impl Communicator {
                     timeout.as_secs_f64()
                 )));
             }
-            // Spin briefly (a partner a few microseconds late), then yield, then sleep.
-            if polls > 10_000 {
-                let nap = if waited > Duration::from_millis(100) {
-                    200
-                } else {
-                    20
-                };
-                std::thread::sleep(Duration::from_micros(nap));
+            // MPI moves a large message in fragments only while it is polled, so keep polling:
+            // spin briefly, then yield the core between polls (other processes may need it),
+            // and only sleep once the partner is clearly busy elsewhere (a second: process 0
+            // evaluating or writing a checkpoint).
+            if waited > Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(1));
             } else if polls > 100 {
                 std::thread::yield_now();
             } else {
