@@ -4,6 +4,10 @@
 //! cargo run --release --example mnist
 //! cargo run --release --example mnist -- --epochs 3 --optimizer sgd --lr 0.05 --out out/sgd
 //! cargo run --release --example mnist -- --resume out/mnist/checkpoint.safetensors
+//!
+//! # data-parallel over MPI: the global batch (--batch-size) is split over the processes
+//! cargo build --release --features mpi --example mnist
+//! mpirun -np 2 target/release/examples/mnist --distributed
 //! ```
 //!
 //! Prints the model summary, per-epoch loss / accuracy / seconds, a confusion matrix on the
@@ -26,7 +30,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: mnist [--epochs N] [--batch-size N] [--lr X] [--optimizer adam|sgd] \
-[--data DIR] [--out DIR] [--resume CHECKPOINT] [--threads N] [--seed N]";
+[--data DIR] [--out DIR] [--resume CHECKPOINT] [--threads N] [--seed N] [--distributed]";
 
 struct Args {
     epochs: usize,
@@ -38,6 +42,7 @@ struct Args {
     resume: Option<PathBuf>,
     threads: Option<usize>,
     seed: u64,
+    distributed: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -51,11 +56,21 @@ fn parse_args() -> Result<Args, String> {
         resume: None,
         threads: None,
         seed: 1,
+        distributed: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             return Err(USAGE.into());
+        }
+        if flag == "--distributed" {
+            if !cfg!(feature = "mpi") {
+                return Err("--distributed needs the `mpi` feature: \
+                            cargo build --release --features mpi --example mnist"
+                    .into());
+            }
+            args.distributed = true;
+            continue;
         }
         let value = it
             .next()
@@ -248,13 +263,63 @@ fn print_confusion(eval: &EvalStats) {
     }
 }
 
+/// Runs the example; with `--distributed`, as one process of an MPI job whose failure ends
+/// the whole job (MPI_Abort) rather than leaving the other processes waiting.
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "mpi")]
+    if args.distributed {
+        use convnet::distributed::{mpi, DataParallel};
+        let universe = mpi::initialize().ok_or("MPI was already initialised")?;
+        let world = universe.world();
+        let result = train(&args, &mut |model| {
+            Ok(Box::new(DataParallel::new(model, &world)?) as Box<dyn Layer<f32>>)
+        });
+        if let Err(e) = &result {
+            eprintln!("error: {e}");
+            mpi::traits::Communicator::abort(&world, 1);
+        }
+        return result;
+    }
+    train(&args, &mut |model| {
+        Ok(Box::new(model) as Box<dyn Layer<f32>>)
+    })
+}
+
+/// Trains with the model `wrap` makes of LeNet-5 (itself, or a data-parallel replica).
+fn train(
+    args: &Args,
+    wrap: &mut dyn FnMut(convnet::model::Sequential<f32>) -> convnet::Result<Box<dyn Layer<f32>>>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
-    if let Some(n) = args.threads {
+    // Processes sharing this machine share its cores.
+    let local_ranks: usize = [
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MPI_LOCALNRANKS",
+        "SLURM_NTASKS_PER_NODE",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    .unwrap_or(1);
+    let threads = match args.threads {
+        Some(n) => Some(n),
+        None if args.distributed => Some(
+            (std::thread::available_parallelism().map_or(1, |c| c.get()) / local_ranks.max(1))
+                .max(1),
+        ),
+        None => None,
+    };
+    if let Some(n) = threads {
         convnet::set_num_threads(n)?;
     }
     let mnist = Mnist::load(&args.data)?;
-    println!(
+    convnet::init::manual_seed(args.seed);
+    let model = wrap(lenet5_modern::<f32>(10)?)?;
+    let main = model.collective().is_none_or(|g| g.rank() == 0);
+    let world = model.collective().map_or(1, |g| g.size());
+    macro_rules! say {
+        ($($t:tt)*) => { if main { println!($($t)*); } };
+    }
+    say!(
         "MNIST: {} training and {} test images from {} ({:.1} s)",
         mnist.train.labels().len(),
         mnist.test.labels().len(),
@@ -262,10 +327,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed().as_secs_f64()
     );
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-
-    convnet::init::manual_seed(args.seed);
-    let model = lenet5_modern::<f32>(10)?;
-    println!("{}", model.summary(&[args.batch_size, 1, 28, 28])?);
+    say!("{}", model.summary(&[args.batch_size, 1, 28, 28])?);
 
     let schedule = CosineAnnealing::new(args.epochs, 0.0)?;
     let lr = args
@@ -290,18 +352,23 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         trainer.load_checkpoint(path)?;
         history = read_history(&history_path);
         history.truncate(trainer.epoch());
-        println!(
+        say!(
             "resumed from {} after epoch {}",
             path.display(),
             trainer.epoch()
         );
     }
-    println!(
-        "training: {} optimizer, lr {lr} (cosine to 0), batch {}, {} epochs, shifts of up to 2 pixels, {} threads",
+    say!(
+        "training: {} optimizer, lr {lr} (cosine to 0), batch {}, {} epochs, shifts of up to 2 pixels, {} threads{}",
         args.optimizer,
         args.batch_size,
         args.epochs,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        if world > 1 {
+            format!(" x {world} processes ({} images each per step)", args.batch_size.div_ceil(world))
+        } else {
+            String::new()
+        }
     );
 
     let train = DataLoader::new(
@@ -320,7 +387,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     while trainer.epoch() < args.epochs {
         let stats = trainer.train_epoch(&train)?;
         let eval = trainer.evaluate(&test)?;
-        println!(
+        say!(
             "epoch {:>2}/{}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | {:.1} s ({:.0} img/s, lr {:.2e})",
             stats.epoch,
             args.epochs,
@@ -341,13 +408,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             seconds: stats.seconds + eval.seconds,
         });
         trainer.save_checkpoint(&checkpoint)?;
-        write_history(&history_path, &history)?;
+        if main {
+            write_history(&history_path, &history)?;
+        }
         last_eval = Some(eval);
     }
     let eval = match last_eval {
         Some(e) => e,
         None => trainer.evaluate(&test)?,
     };
+    if !main {
+        return Ok(());
+    }
     print_confusion(&eval);
     let weights = args.out.join("lenet5_mnist.safetensors");
     save_weights(&trainer.model, &weights)?;

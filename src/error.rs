@@ -115,14 +115,19 @@ pub enum Error {
 
     /// An ONNX model that cannot be imported: corrupt protobuf, an unsupported operator
     /// (named with its node), a missing initializer, unreadable external data...
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", .path.display())]
     Onnx {
         /// The model file.
-        path: String,
+        path: PathBuf,
         /// What is wrong with it.
         #[source]
         source: crate::onnx::OnnxError,
     },
+    /// A collective operation between the processes of a distributed run failed: another
+    /// process did not join it within the timeout (it crashed, hangs or took another path),
+    /// the MPI library reported an error, or the processes disagree (different models).
+    #[error("distributed training: {0}")]
+    Distributed(String),
 
     /// An I/O error from the operating system.
     #[error(transparent)]

@@ -12,6 +12,7 @@
 //! prefix their children's names (`0.weight`, `layer1.0.conv1.weight`). Optimizers, weight files
 //! and summaries all walk that one visitor.
 
+use crate::collective::Collective;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise;
 use crate::rng::Rng64;
@@ -200,6 +201,13 @@ pub trait Layer<T: Float>: Send + Sync {
     /// named like its parameters, so a checkpoint can save and restore them.
     fn visit_rngs_mut(&mut self, _f: &mut dyn FnMut(&str, &mut Rng64)) {}
 
+    /// The process group a data-parallel wrapper trains this model with, if any (default
+    /// `None`: one process). The trainer uses it to shard data, reduce metrics and keep
+    /// printing and checkpoints to process 0.
+    fn collective(&self) -> Option<std::sync::Arc<dyn Collective>> {
+        None
+    }
+
     /// Sets every parameter gradient to zero.
     fn zero_grad(&mut self) {
         self.visit_mut(&mut |_, slot| {
@@ -284,6 +292,9 @@ impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
     }
     fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
         (**self).visit_rngs_mut(f)
+    }
+    fn collective(&self) -> Option<std::sync::Arc<dyn Collective>> {
+        (**self).collective()
     }
     fn zero_grad(&mut self) {
         (**self).zero_grad()

@@ -8,6 +8,7 @@
 //! * [`model::Sequential`] — a chain of layers with PyTorch `state_dict` names.
 //! * [`loss`] and [`optim`] — cross-entropy, MSE; SGD, Adam, AdamW, schedules.
 //! * [`onnx`] — ONNX models (`torch.onnx.export`) imported as a graph of these layers.
+//! * `distributed` (feature `mpi`, off by default) — data-parallel training over MPI.
 //! * [`kernels`] — GEMM and im2col on raw slices, where the time goes.
 //! * `vision` (feature `image`, on by default) — PNG/JPEG decoding, torchvision-style
 //!   transforms, `ImageFolder` and CIFAR.
@@ -18,7 +19,10 @@
 #![deny(missing_docs)]
 
 pub mod blocks;
+pub mod collective;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod error;
 pub mod explain;
 pub mod geometry;

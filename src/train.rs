@@ -1,6 +1,7 @@
 //! The training loop: epochs over a [`DataLoader`], evaluation, NaN detection, learning-rate
 //! schedules and atomic checkpoints that resume a run exactly.
 
+use crate::collective::Collective;
 use crate::data::{DataLoader, Dataset};
 use crate::error::{Error, Result};
 use crate::io::{
@@ -15,6 +16,7 @@ use crate::rng::Rng64;
 use crate::tensor::{contiguous, Float, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What one training epoch did.
 #[derive(Clone, Debug, PartialEq)]
@@ -170,6 +172,23 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
         self.optimizer.as_ref()
     }
 
+    /// This process's rank in a distributed run (0 for a single process).
+    pub fn rank(&self) -> usize {
+        self.model.collective().map_or(0, |g| g.rank())
+    }
+
+    /// The number of processes training the model (1 unless it is wrapped for data-parallel
+    /// training, e.g. by `convnet::distributed::DataParallel`).
+    pub fn world_size(&self) -> usize {
+        self.model.collective().map_or(1, |g| g.size())
+    }
+
+    /// Whether this process prints and writes files: process 0 of a distributed run, or the
+    /// only process.
+    pub fn is_main_process(&self) -> bool {
+        self.rank() == 0
+    }
+
     /// The learning rate the next epoch will use.
     pub fn next_lr(&self) -> f64 {
         match &self.schedule {
@@ -180,20 +199,59 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
 
     /// Trains one epoch (epoch number [`Trainer::epoch`] of the loader's schedule of batches).
     /// A loss that is NaN or infinite stops training with [`Error::NonFinite`] naming the step.
+    ///
+    /// In a distributed run (the model has a [`Layer::collective`] group) every process takes
+    /// its share of each batch of `loader` (whose batch size is the global batch), the loss
+    /// and accuracy are those of the global batch, and only process 0 shows progress.
     pub fn train_epoch<D: Dataset>(&mut self, loader: &DataLoader<'_, D>) -> Result<EpochStats> {
+        let group = self.model.collective();
+        let sharded = shard_for(loader, group.as_deref())?;
+        let loader = sharded.as_ref().unwrap_or(loader);
         let lr = self.next_lr();
         self.optimizer.set_lr(lr);
         self.model.set_mode(Mode::Train);
         let label = format!("epoch {}", self.epoch + 1);
-        let mut progress = Progress::new(&label, loader.num_batches(), self.progress);
+        let style = progress_style(self.progress, group.as_deref());
+        let mut progress = Progress::new(&label, loader.num_batches(), style);
         let (mut loss_sum, mut batches, mut correct, mut images) = (0.0, 0usize, 0usize, 0usize);
         // The loader prepares batch i + 1 on a helper thread while batch i trains.
         let mut i = 0;
         let epoch = self.epoch;
         let result = loader.for_each_batch::<T, Error>(epoch, |batch| {
             let logits = self.model.forward(&batch.images)?;
-            let (loss, grad) = self.loss.forward(&logits, &batch.labels)?;
-            let loss = loss.as_f64();
+            let n = batch.labels.len();
+            let (loss, grad) = if n == 0 {
+                // An empty share of an uneven last batch: nothing to learn from, but the
+                // process still joins the gradient average in `backward`.
+                (0.0, Tensor::zeros(logits.raw_dim()))
+            } else {
+                let (loss, grad) = self.loss.forward(&logits, &batch.labels)?;
+                (loss.as_f64(), grad)
+            };
+            let mut hits = top_k_hits(&logits, &batch.labels, 1);
+            let (mut loss, mut n) = (loss, n);
+            if let Some(g) = &group {
+                // The global batch's mean loss, sample count and hits; a non-finite loss on
+                // any process stops every process at the same step.
+                let mut m = [
+                    if loss.is_finite() {
+                        loss * n as f64
+                    } else {
+                        0.0
+                    },
+                    n as f64,
+                    hits as f64,
+                    f64::from(u8::from(!loss.is_finite())),
+                ];
+                g.all_reduce_sum(&mut m)?;
+                n = m[1] as usize;
+                hits = m[2] as usize;
+                loss = if m[3] > 0.0 {
+                    f64::NAN
+                } else {
+                    m[0] / m[1].max(1.0)
+                };
+            }
             if !loss.is_finite() {
                 return Err(Error::NonFinite(format!(
                     "training loss is {loss} at epoch {}, batch {} (global step {}); \
@@ -210,8 +268,8 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
             i += 1;
             loss_sum += loss;
             batches += 1;
-            correct += top_k_hits(&logits, &batch.labels, 1);
-            images += batch.labels.len();
+            correct += hits;
+            images += n;
             let rate = images as f64 / progress.elapsed().max(1e-9);
             progress.advance(
                 1,
@@ -248,7 +306,31 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
 
     /// Saves model, optimizer state, epoch, step and the model's random generators to a
     /// safetensors file, atomically (temp file, fsync, rename).
+    ///
+    /// In a distributed run only process 0 writes (the replicas are identical); every process
+    /// returns its result, so a failed write stops them all.
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let Some(group) = self.model.collective() else {
+            return self.write_checkpoint(path);
+        };
+        let result = if group.rank() == 0 {
+            self.write_checkpoint(path)
+        } else {
+            Ok(())
+        };
+        let mut failed = [f64::from(u8::from(result.is_err()))];
+        group.all_reduce_sum(&mut failed)?;
+        match result {
+            Err(e) => Err(e),
+            Ok(()) if failed[0] > 0.0 => Err(Error::Distributed(format!(
+                "process 0 could not write the checkpoint {}",
+                path.display()
+            ))),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    fn write_checkpoint(&mut self, path: &Path) -> Result<()> {
         let mut tensors: Vec<(String, Tensor<T>)> = state_dict(&self.model)
             .into_iter()
             .map(|(name, t)| (format!("model.{name}"), t))
@@ -284,9 +366,44 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
     /// All or nothing: the model's tensors, the optimizer state, the generators, the epoch and
     /// step counters are all checked before any of them is changed, so a failed load leaves
     /// the trainer as it was. Errors name the file.
+    ///
+    /// In a distributed run process 0 reads the file and sends it to the others (so it need
+    /// not be on a shared disk), and any number of processes can resume any checkpoint.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let source = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+        let read = || std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e));
+        let bytes = match self.model.collective() {
+            None => read()?,
+            Some(group) => {
+                // One status byte (1: the file follows; 0: process 0's error text follows).
+                let mut message = Vec::new();
+                if group.rank() == 0 {
+                    match read() {
+                        Ok(bytes) => {
+                            message.push(1);
+                            message.extend(bytes);
+                        }
+                        Err(e) => {
+                            message.push(0);
+                            message.extend(e.to_string().into_bytes());
+                        }
+                    }
+                }
+                let mut message = group.broadcast_bytes(message, 0)?;
+                match message.first() {
+                    Some(1) => message.split_off(1),
+                    _ => {
+                        return Err(Error::File {
+                            path: path.to_path_buf(),
+                            message: format!(
+                                "process 0 could not read it: {}",
+                                String::from_utf8_lossy(message.get(1..).unwrap_or(&[]))
+                            ),
+                        })
+                    }
+                }
+            }
+        };
         self.load_checkpoint_from_bytes(&bytes, &source)
     }
 
@@ -429,16 +546,50 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
 /// counter (also the optimizer's `f64` step) represents exactly. Anything above is corrupt.
 pub const MAX_COUNTER: u64 = 1 << 53;
 
+/// The loader a process of `group` draws from: `loader` sharded by the group (`None` when
+/// there is no group). A loader already sharded must be sharded the group's way.
+fn shard_for<'a, D: Dataset>(
+    loader: &DataLoader<'a, D>,
+    group: Option<&dyn Collective>,
+) -> Result<Option<DataLoader<'a, D>>> {
+    let Some(g) = group else { return Ok(None) };
+    match loader.config().shard {
+        Some(s) if s != (g.rank(), g.size()) => Err(Error::config(
+            "Trainer",
+            format!(
+                "the loader is sharded as {s:?} (rank, world) but this is process {} of {}",
+                g.rank(),
+                g.size()
+            ),
+        )),
+        _ => Ok(Some(loader.sharded(g.rank(), g.size())?)),
+    }
+}
+
+/// Progress shows on process 0 only.
+fn progress_style(style: ProgressStyle, group: Option<&dyn Collective>) -> ProgressStyle {
+    match group {
+        Some(g) if g.rank() != 0 => ProgressStyle::Off,
+        _ => style,
+    }
+}
+
 /// Evaluates `model` over every batch of `loader`'s epoch 0 with [`Layer::infer`] (evaluation
 /// behaviour whatever the model's mode; nothing in the model changes).
+///
+/// In a distributed run each process evaluates its share of the samples and the statistics
+/// are summed over the processes (every process returns the totals).
 pub fn evaluate<T: Float, D: Dataset>(
     model: &dyn Layer<T>,
     loader: &DataLoader<'_, D>,
     style: ProgressStyle,
 ) -> Result<EvalStats> {
+    let group: Option<Arc<dyn Collective>> = model.collective();
+    let sharded = shard_for(loader, group.as_deref())?;
+    let loader = sharded.as_ref().unwrap_or(loader);
     let loss_fn = CrossEntropyLoss::new();
-    let style = match style {
-        ProgressStyle::Off | ProgressStyle::Callback(_) => style,
+    let style = match progress_style(style, group.as_deref()) {
+        s @ (ProgressStyle::Off | ProgressStyle::Callback(_)) => s,
         _ => ProgressStyle::BarOnly,
     };
     let mut progress = Progress::new("evaluate", loader.num_batches(), style);
@@ -451,6 +602,10 @@ pub fn evaluate<T: Float, D: Dataset>(
         seconds: 0.0,
     };
     for batch in loader.epoch::<T>(0) {
+        if batch.labels.is_empty() {
+            progress.advance(1, "");
+            continue;
+        }
         let logits = model.infer(&batch.images)?;
         let (loss, _) = loss_fn.forward(&logits, &batch.labels)?;
         let classes = logits.shape()[1];
@@ -471,9 +626,53 @@ pub fn evaluate<T: Float, D: Dataset>(
         progress.advance(1, "");
     }
     progress.finish();
+    if let Some(g) = &group {
+        reduce_eval(g.as_ref(), &mut stats)?;
+    }
     stats.loss /= stats.total.max(1) as f64;
     stats.seconds = progress.elapsed();
     Ok(stats)
+}
+
+/// Sums the evaluation counts (and the confusion matrix) over the processes.
+fn reduce_eval(group: &dyn Collective, stats: &mut EvalStats) -> Result<()> {
+    let classes = stats.confusion.len();
+    let mut m = [
+        stats.loss,
+        stats.correct as f64,
+        stats.correct_top5 as f64,
+        stats.total as f64,
+        classes as f64,
+        f64::from(u8::from(classes > 0)),
+    ];
+    group.all_reduce_sum(&mut m)?;
+    // Processes that saw a batch agree on the class count; one that saw none has 0.
+    let classes = if m[5] > 0.0 {
+        (m[4] / m[5]).round() as usize
+    } else {
+        0
+    };
+    if stats.confusion.is_empty() {
+        stats.confusion = vec![vec![0; classes]; classes];
+    }
+    if stats.confusion.len() != classes {
+        return Err(Error::Distributed(format!(
+            "processes disagree on the number of classes ({} here)",
+            stats.confusion.len()
+        )));
+    }
+    let mut cells: Vec<f64> = stats.confusion.concat().iter().map(|&c| c as f64).collect();
+    group.all_reduce_sum(&mut cells)?;
+    for (row, chunk) in stats.confusion.iter_mut().zip(cells.chunks(classes.max(1))) {
+        for (cell, &v) in row.iter_mut().zip(chunk) {
+            *cell = v as usize;
+        }
+    }
+    stats.loss = m[0];
+    stats.correct = m[1] as usize;
+    stats.correct_top5 = m[2] as usize;
+    stats.total = m[3] as usize;
+    Ok(())
 }
 
 /// The highest-scoring class of each row of `[N, C]` logits: the first maximum, and the

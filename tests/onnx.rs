@@ -310,7 +310,7 @@ fn conv_model(pads: &[i64]) -> Vec<u8> {
 fn onnx_error(bytes: &[u8], dir: Option<&Path>) -> OnnxError {
     match load_onnx_bytes::<f32>(bytes, dir, "test.onnx") {
         Err(Error::Onnx { path, source }) => {
-            assert_eq!(path, "test.onnx");
+            assert_eq!(path, std::path::Path::new("test.onnx"));
             source
         }
         Err(other) => panic!("not an ONNX error: {other}"),

@@ -1,14 +1,22 @@
-//! Batching: seeded shuffling, drop-last, normalisation and random-shift augmentation.
+//! Batching: seeded shuffling, drop-last, normalisation, random-shift augmentation and
+//! sharding over the processes of a distributed run.
 //!
-//! Everything random about an epoch (its order and its shifts) is drawn from a generator seeded
-//! by `(seed, epoch)`, so epoch `e` is the same whether a run reached it directly or resumed
-//! from a checkpoint, and is independent of the thread count.
+//! Everything random about an epoch is seeded: its order by `(seed, epoch)`, each sample's
+//! shift by `(seed, epoch, sample index)`. So epoch `e` is the same whether a run reached it
+//! directly or resumed from a checkpoint, is independent of the thread count, and a sample is
+//! augmented the same way whichever process of a distributed run draws it.
 //!
-//! The samples of a batch are read (for an `ImageFolder`: decoded and
-//! transformed) in parallel on the crate's thread pool, each into its own slot of the batch,
-//! after the batch's random shifts have been drawn in sample order; so the batches are the same
-//! bit for bit with 1 thread or many. [`DataLoader::for_each_batch`] also prepares the next
-//! batch while the caller works on the current one.
+//! Sharding (`DistributedSampler` semantics): with `shard(rank, world)`, every process draws
+//! the same permutation and takes the positions `p` of each global batch with
+//! `p % world == rank`, so the union of the processes' batches at a step is exactly the
+//! global batch of a single process, and every process runs the same number of steps (a
+//! process whose share of an uneven last batch is empty gets an empty batch).
+//!
+//! The samples of a batch are read (for an `ImageFolder`: decoded and transformed) in parallel
+//! on the crate's thread pool, each into its own slot of the batch; since every random choice
+//! is seeded per sample, the batches are the same bit for bit with 1 thread or many.
+//! [`DataLoader::for_each_batch`] also prepares the next batch while the caller works on the
+//! current one.
 
 use super::Dataset;
 use crate::error::{Error, Result};
@@ -16,6 +24,7 @@ use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use ndarray::IxDyn;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// How a [`DataLoader`] forms batches.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,6 +41,9 @@ pub struct LoaderConfig {
     pub normalize: Option<(f64, f64)>,
     /// Shift each image by up to this many pixels in each direction (zero fill), 0 for none.
     pub max_shift: usize,
+    /// `(rank, world)`: this process's share of every batch in a run of `world` processes
+    /// (`batch_size` is then the global batch). `None`: the whole batch.
+    pub shard: Option<(usize, usize)>,
 }
 
 impl LoaderConfig {
@@ -44,6 +56,7 @@ impl LoaderConfig {
             seed: 0,
             normalize: None,
             max_shift: 0,
+            shard: None,
         }
     }
 
@@ -69,6 +82,13 @@ impl LoaderConfig {
     /// Random shifts of up to `pixels` in each direction.
     pub fn max_shift(mut self, pixels: usize) -> Self {
         self.max_shift = pixels;
+        self
+    }
+
+    /// Process `rank`'s share of every batch in a run of `world` processes; `batch_size` is
+    /// the global batch. [`DataLoader::new`] refuses `rank >= world`.
+    pub fn shard(mut self, rank: usize, world: usize) -> Self {
+        self.shard = Some((rank, world));
         self
     }
 }
@@ -104,6 +124,14 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
                 format!("samples of shape {shape:?} hold no values"),
             ));
         }
+        if let Some((rank, world)) = config.shard {
+            if world == 0 || rank >= world {
+                return Err(Error::config(
+                    "DataLoader",
+                    format!("shard {rank} of {world}: the rank must be below the world size"),
+                ));
+            }
+        }
         if let Some((mean, std)) = config.normalize {
             if !(std > 0.0 && std.is_finite() && mean.is_finite()) {
                 return Err(Error::config(
@@ -120,7 +148,22 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
         &self.config
     }
 
-    /// Number of batches per epoch.
+    /// The same data and configuration, sharded as process `rank` of `world`.
+    pub fn sharded(&self, rank: usize, world: usize) -> Result<DataLoader<'a, D>> {
+        DataLoader::new(self.data, self.config.shard(rank, world))
+    }
+
+    /// Number of samples the loader draws from.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the dataset is empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Number of batches per epoch (global batches: the same on every shard).
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.data.len(), self.config.batch_size);
         if self.config.drop_last {
@@ -148,13 +191,38 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
         Rng64::seed(self.config.seed ^ mix)
     }
 
+    /// The shift of sample `index` in `epoch`: its own generator, seeded by
+    /// `(seed, epoch, index)`, so it does not depend on which process draws the sample or on
+    /// the samples drawn before it.
+    fn shift_of(&self, epoch: usize, index: usize) -> (isize, isize) {
+        let m = self.config.max_shift;
+        if m == 0 {
+            return (0, 0);
+        }
+        let mut rng = self.epoch_rng(epoch, 1);
+        let mut rng =
+            Rng64::seed(rng.next_u64() ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+        let span = 2 * m + 1;
+        (
+            rng.below(span) as isize - m as isize,
+            rng.below(span) as isize - m as isize,
+        )
+    }
+
+    /// The positions in the epoch order of global batch `batch` that belong to this shard.
+    fn shard_positions(&self, batch: usize) -> Range<usize> {
+        let (n, b) = (self.data.len(), self.config.batch_size);
+        let start = (batch * b).min(n);
+        start..(start + b).min(n)
+    }
+
     /// The batches of `epoch` (0-based).
     pub fn epoch<T: Float>(&self, epoch: usize) -> Batches<'_, 'a, D, T> {
         Batches {
             loader: self,
             order: self.order(epoch),
-            next: 0,
-            rng: self.epoch_rng(epoch, 1),
+            epoch,
+            batch: 0,
             _t: std::marker::PhantomData,
         }
     }
@@ -191,8 +259,8 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
 pub struct Batches<'l, 'a, D: Dataset, T: Float> {
     loader: &'l DataLoader<'a, D>,
     order: Vec<usize>,
-    next: usize,
-    rng: Rng64,
+    epoch: usize,
+    batch: usize,
     _t: std::marker::PhantomData<T>,
 }
 
@@ -201,43 +269,35 @@ impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
 
     fn next(&mut self) -> Option<Batch<T>> {
         let cfg = self.loader.config;
-        let remaining = self.order.len() - self.next;
-        let size = remaining.min(cfg.batch_size);
-        if size == 0 || (cfg.drop_last && size < cfg.batch_size) {
+        let global = self.loader.shard_positions(self.batch);
+        if global.is_empty() || (cfg.drop_last && global.len() < cfg.batch_size) {
             return None;
         }
+        self.batch += 1;
+        let (rank, world) = cfg.shard.unwrap_or((0, 1));
+        let indices: Vec<usize> = global
+            .filter(|p| p % world == rank)
+            .map(|p| self.order[p])
+            .collect();
+        let size = indices.len();
         let data = self.loader.data;
         let shape = data.sample_shape();
         let per: usize = shape.iter().product();
-        let indices = &self.order[self.next..self.next + size];
-        // The shifts first, in sample order, from the epoch's generator: the only sequential
-        // part, so that the parallel reads below cannot change what any sample receives.
-        let shifts: Vec<(isize, isize)> = indices
-            .iter()
-            .map(|_| {
-                if cfg.max_shift == 0 {
-                    return (0, 0);
-                }
-                let span = 2 * cfg.max_shift + 1;
-                let mut draw = || self.rng.below(span) as isize - cfg.max_shift as isize;
-                let dy = draw();
-                (dy, draw())
-            })
-            .collect();
+        let (loader, epoch) = (self.loader, self.epoch);
         let mut images = vec![T::zero(); size * per];
         let mut labels = vec![0usize; size];
         images
             .par_chunks_mut(per)
             .zip(labels.par_iter_mut())
-            .zip(indices.par_iter().zip(shifts.par_iter()))
+            .zip(indices.par_iter())
             .for_each_init(
                 || vec![0.0f32; per],
-                |scratch, ((out, label), (&index, &(dy, dx)))| {
+                |scratch, ((out, label), &index)| {
                     *label = data.sample(index, scratch);
+                    let (dy, dx) = loader.shift_of(epoch, index);
                     write_shifted(scratch, &shape, dy, dx, cfg.normalize, out);
                 },
             );
-        self.next += size;
         let mut batch_shape = vec![size];
         batch_shape.extend_from_slice(&shape);
         let images = Tensor::from_shape_vec(IxDyn(&batch_shape), images)
@@ -356,6 +416,84 @@ mod tests {
         assert_eq!(raw, vec![0.0, 0.0, 0.0, 2.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
     }
 
+    /// Sharded loaders (3 processes, uneven 10 = 4 + 3 + 3, global batch 4): at every step the
+    /// union of the shards' batches is the single-process batch, image for image (same
+    /// augmentation), every sample appears once per epoch, and every shard runs the same
+    /// number of steps.
+    #[test]
+    fn shards_partition_every_global_batch() {
+        let data = tiny();
+        let cfg = LoaderConfig::new(4).shuffle(3).max_shift(1);
+        let whole = DataLoader::new(&data, cfg).unwrap();
+        for world in [1, 2, 3, 4] {
+            let shards: Vec<DataLoader<'_, ImageSet>> = (0..world)
+                .map(|r| whole.sharded(r, world).unwrap())
+                .collect();
+            for epoch in 0..2 {
+                let single: Vec<Batch<f64>> = whole.epoch(epoch).collect();
+                let per_shard: Vec<Vec<Batch<f64>>> =
+                    shards.iter().map(|s| s.epoch(epoch).collect()).collect();
+                let mut seen = Vec::new();
+                for (step, global) in single.iter().enumerate() {
+                    let mut union: Vec<(usize, Vec<f64>)> = Vec::new();
+                    for batches in &per_shard {
+                        assert_eq!(batches.len(), single.len(), "same number of steps");
+                        let b = &batches[step];
+                        for (i, &label) in b.labels.iter().enumerate() {
+                            let img = b.images.index_axis(ndarray::Axis(0), i);
+                            union.push((label, img.iter().copied().collect()));
+                        }
+                    }
+                    let mut expected: Vec<(usize, Vec<f64>)> = global
+                        .labels
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &label)| {
+                            let img = global.images.index_axis(ndarray::Axis(0), i);
+                            (label, img.iter().copied().collect())
+                        })
+                        .collect();
+                    let key = |x: &(usize, Vec<f64>)| x.0;
+                    union.sort_by_key(key);
+                    expected.sort_by_key(key);
+                    assert_eq!(union, expected, "world {world} epoch {epoch} step {step}");
+                    seen.extend(union.iter().map(|x| x.0));
+                }
+                seen.sort();
+                assert_eq!(seen, (0..10).collect::<Vec<_>>());
+            }
+        }
+        // Shares interleave: with 2 shards, shard 0 holds positions 0, 2 of the first batch.
+        let order = whole.order(0);
+        let first: Vec<usize> = shards_first(&whole, 0, 2);
+        assert_eq!(first, vec![order[0], order[2]]);
+        assert!(whole.sharded(2, 2).is_err());
+        assert!(whole.sharded(0, 0).is_err());
+    }
+
+    fn shards_first(loader: &DataLoader<'_, ImageSet>, rank: usize, world: usize) -> Vec<usize> {
+        let shard = loader.sharded(rank, world).unwrap();
+        let batch: Batch<f32> = shard.epoch(0).next().unwrap();
+        batch.labels
+    }
+
+    /// Shifts depend on (seed, epoch, sample), not on the order samples are drawn in.
+    #[test]
+    fn shifts_are_per_sample() {
+        let data = tiny();
+        let cfg = LoaderConfig::new(10).shuffle(4).max_shift(2);
+        let loader = DataLoader::new(&data, cfg).unwrap();
+        let shifts: Vec<(isize, isize)> = (0..10).map(|i| loader.shift_of(0, i)).collect();
+        assert!(shifts.iter().any(|&s| s != shifts[0]), "shifts vary");
+        assert!(shifts.iter().all(|&(y, x)| y.abs() <= 2 && x.abs() <= 2));
+        assert_eq!(loader.shift_of(0, 3), shifts[3]);
+        assert_ne!(
+            (0..10).map(|i| loader.shift_of(1, i)).collect::<Vec<_>>(),
+            shifts,
+            "a new epoch draws new shifts"
+        );
+    }
+
     #[test]
     fn bad_configuration_is_an_error() {
         let data = tiny();
@@ -425,16 +563,15 @@ mod tests {
             pool(threads).install(|| loader.epoch(2).collect())
         };
         let one = run(1);
-        // The reference, written out sequentially: the epoch's order, then for each sample in
-        // that order two draws (dy, dx) from the epoch's shift generator.
+        // The reference, written out sequentially: the epoch's order, each sample shifted by
+        // its own seeded shift.
         let order = loader.order(2);
-        let mut rng = loader.epoch_rng(2, 1);
         let mut scratch = vec![0f32; 18];
         let mut expected = Vec::new();
         for &index in &order {
             assert_eq!(data.sample(index, &mut scratch), index);
-            let dy = rng.below(3) as isize - 1;
-            let dx = rng.below(3) as isize - 1;
+            let (dy, dx) = loader.shift_of(2, index);
+            assert!(dy.abs() <= 1 && dx.abs() <= 1);
             let mut out = vec![0f64; 18];
             write_shifted(&scratch, &[2, 3, 3], dy, dx, Some((0.5, 2.0)), &mut out);
             expected.push((index, out));

@@ -235,10 +235,7 @@ impl<T: Float> OnnxModel<T> {
 
 /// Reads an ONNX file (external data files are looked up next to it).
 pub fn load_onnx<T: Float>(path: &Path) -> Result<OnnxModel<T>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::File {
-        path: path.display().to_string(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let dir = path.parent().map(|p| {
         if p.as_os_str().is_empty() {
             Path::new(".")
@@ -247,7 +244,7 @@ pub fn load_onnx<T: Float>(path: &Path) -> Result<OnnxModel<T>> {
         }
     });
     import::import(&bytes, dir).map_err(|source| Error::Onnx {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         source,
     })
 }
@@ -260,7 +257,7 @@ pub fn load_onnx_bytes<T: Float>(
     name: &str,
 ) -> Result<OnnxModel<T>> {
     import::import(bytes, dir).map_err(|source| Error::Onnx {
-        path: name.to_string(),
+        path: name.into(),
         source,
     })
 }
