@@ -42,7 +42,6 @@ pub struct Inception<T: Float> {
     branches: Vec<(String, Box<dyn Layer<T>>)>,
     /// The channel join (block copies; it caches the branch shapes for backward).
     join: Concat<T>,
-    channels: Vec<usize>,
 }
 
 impl<T: Float> Default for Inception<T> {
@@ -57,7 +56,6 @@ impl<T: Float> Inception<T> {
         Inception {
             branches: Vec::new(),
             join: Concat::new(),
-            channels: Vec::new(),
         }
     }
 
@@ -132,9 +130,7 @@ impl<T: Float> Layer<T> for Inception<T> {
             .collect::<Result<Vec<_>>>()?;
         Self::check_outputs(&outs)?;
         let refs: Vec<&Tensor<T>> = outs.iter().collect();
-        let y = self.join.forward(&refs)?;
-        self.channels = outs.iter().map(|o| o.shape()[1]).collect();
-        Ok(y)
+        self.join.forward(&refs)
     }
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
@@ -149,10 +145,11 @@ impl<T: Float> Layer<T> for Inception<T> {
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        if self.channels.is_empty() {
-            return Err(Error::no_cache("Inception"));
-        }
-        let total: usize = self.channels.iter().sum();
+        let shapes = self
+            .join
+            .cached_shapes()
+            .ok_or_else(|| Error::no_cache("Inception"))?;
+        let total: usize = shapes.iter().map(|s| s[1]).sum();
         if grad_output.ndim() < 2 || grad_output.shape()[1] != total {
             return Err(Error::shape(
                 "Inception (backward)",

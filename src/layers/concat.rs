@@ -48,6 +48,11 @@ impl<T: Float> Concat<T> {
         self.dim
     }
 
+    /// The input shapes of the last `forward` (what `backward` splits the gradient into).
+    pub(crate) fn cached_shapes(&self) -> Option<&[Vec<usize>]> {
+        self.shapes.as_deref()
+    }
+
     /// Elements before `dim` (outer) and each input's block length.
     fn blocks(&self, shapes: &[Vec<usize>]) -> (usize, Vec<usize>) {
         let outer = shapes[0][..self.dim].iter().product();
