@@ -12,8 +12,13 @@ use convnet::prelude::*;
 use ndarray::IxDyn;
 use proptest::prelude::*;
 
-/// Runs every case this many times per property.
-const CASES: u32 = 512;
+/// Cases per property: 512, or `PROPTEST_CASES` when set (for long local runs).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
 
 /// Only tensors up to this many elements are materialised; larger Ok shapes are checked
 /// for consistency only.
@@ -113,7 +118,7 @@ fn image_shape() -> impl Strategy<Value = Vec<usize>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn conv2d(

@@ -397,8 +397,13 @@ fn shifted_run(cols: &[Taps]) -> Run {
     let Some(start) = cols.iter().position(|c| c.count == taps) else {
         return Run::default();
     };
+    // With padding and dilation a later window's first in-bounds tap can lie left of an
+    // earlier one's: such columns are no run.
     let stride = match cols.get(start + 1) {
-        Some(next) if next.count == taps => next.first - cols[start].first,
+        Some(next) if next.count == taps => match next.first.checked_sub(cols[start].first) {
+            Some(stride) => stride,
+            None => return Run::default(),
+        },
         _ => return Run::default(),
     };
     let mut end = start + 1;
@@ -685,7 +690,7 @@ mod tests {
         [usize; 2],
         bool,
     );
-    const CASES: [Case; 14] = [
+    const CASES: [Case; 17] = [
         ([8, 8], [2, 2], [2, 2], [0, 0], [1, 1], false),
         ([9, 7], [3, 3], [2, 2], [1, 1], [1, 1], false),
         ([7, 7], [2, 2], [2, 2], [0, 0], [1, 1], true),
@@ -702,6 +707,11 @@ mod tests {
         // Stride 2 with runs of at least 8 full windows (the strided-slice path).
         ([6, 28], [2, 2], [2, 2], [0, 0], [1, 1], false),
         ([7, 37], [3, 3], [2, 2], [1, 1], [1, 1], true),
+        // Padding wider than a dilated window's reach: the first in-bounds tap of window 1
+        // lies left of window 0's (found by the property test).
+        ([2, 3], [2, 2], [1, 1], [0, 1], [1, 3], false),
+        ([3, 5], [2, 3], [1, 1], [1, 2], [2, 3], false),
+        ([4, 20], [2, 2], [1, 1], [0, 1], [1, 3], true),
     ];
 
     #[test]
