@@ -20,7 +20,7 @@
 use super::gemm::{gemm_view, MatMut, MatRef, Threads};
 use super::im2col::{col2im_block, im2col_block, Block};
 use super::norm::lane_sum;
-use super::winograd::{self, WinogradGeom};
+use super::winograd::{self, WinogradGeom, Weights};
 use super::workspace;
 use crate::geometry::Window2d;
 use crate::tensor::Float;
@@ -256,7 +256,43 @@ fn split_mut<'a, T>(mut data: &'a mut [T], lens: &[usize], unit: usize) -> Vec<&
 /// # Panics
 /// If a slice is shorter than `geom` says (a bug in the caller).
 pub fn forward<T: Float>(geom: &ConvGeom, x: &[T], w: &[T], op: &ChannelOp<'_, T>, y: &mut [T]) {
-    forward_with(geom, x, w, op, y, WINOGRAD.load(Ordering::Relaxed));
+    forward_with(geom, x, w, None, op, y, WINOGRAD.load(Ordering::Relaxed));
+}
+
+/// A weight prepared once for many calls of [`forward_prepared`] (inference): the Winograd
+/// transform of a 3x3 kernel, which [`forward`] otherwise recomputes on every call.
+#[derive(Clone, Debug)]
+pub struct PreparedWeight<T> {
+    /// `U[36][C_out][C_in]` (see [`winograd::transform_weights`]).
+    transformed: Vec<T>,
+    cout: usize,
+    cin: usize,
+}
+
+impl<T: Float> PreparedWeight<T> {
+    /// The prepared form of `w` for convolutions shaped like `geom`, or `None` when `geom`
+    /// does not take the Winograd path (then there is nothing to prepare).
+    pub fn new(geom: &ConvGeom, w: &[T]) -> Option<Self> {
+        geom.winograd().map(|wg| PreparedWeight {
+            transformed: winograd::transform_weights(w, wg.cout, wg.cin),
+            cout: wg.cout,
+            cin: wg.cin,
+        })
+    }
+}
+
+/// [`forward`] with the weight's prepared form, when it has one and suits `geom`. `prepared`
+/// must have been made from this same `w` (the caller keeps the two together and drops the
+/// prepared form when the weight changes).
+pub fn forward_prepared<T: Float>(
+    geom: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    prepared: Option<&PreparedWeight<T>>,
+    op: &ChannelOp<'_, T>,
+    y: &mut [T],
+) {
+    forward_with(geom, x, w, prepared, op, y, WINOGRAD.load(Ordering::Relaxed));
 }
 
 /// [`forward`] with Winograd allowed or not (tests compare the two paths without touching the
@@ -265,6 +301,7 @@ fn forward_with<T: Float>(
     geom: &ConvGeom,
     x: &[T],
     w: &[T],
+    prepared: Option<&PreparedWeight<T>>,
     op: &ChannelOp<'_, T>,
     y: &mut [T],
     allow_winograd: bool,
@@ -275,7 +312,11 @@ fn forward_with<T: Float>(
         return;
     }
     if let Some(wg) = geom.winograd().filter(|_| allow_winograd) {
-        winograd::forward(&wg, x, w, op, y);
+        let weights = match prepared {
+            Some(p) if (p.cout, p.cin) == (wg.cout, wg.cin) => Weights::Transformed(&p.transformed),
+            _ => Weights::Plain(w),
+        };
+        winograd::forward(&wg, x, weights, op, y);
         return;
     }
     let tasks = geom.tasks();
@@ -443,7 +484,7 @@ pub fn backward<T: Float>(
         winograd::forward(
             &data_geom,
             dy,
-            &flipped,
+            Weights::Plain(&flipped),
             &ChannelOp::default(),
             &mut dx[..n * image_len],
         );
@@ -607,12 +648,23 @@ mod tests {
             };
             let mut a = vec![f64::NAN; g.n * g.out_len()];
             let mut b = vec![f64::NAN; g.n * g.out_len()];
-            forward_with(&g, &x, &w, &op, &mut a, true);
-            forward_with(&g, &x, &w, &op, &mut b, false);
+            forward_with(&g, &x, &w, None, &op, &mut a, true);
+            forward_with(&g, &x, &w, None, &op, &mut b, false);
             assert!(a.contains(&0.0) && a.iter().any(|&v| v > 0.0));
             for (p, q) in a.iter().zip(&b) {
                 assert!((p - q).abs() < 1e-12, "{p} vs {q}");
             }
+            // A prepared weight gives exactly the Winograd numbers; one prepared for other
+            // channel counts is not used.
+            let prepared = PreparedWeight::new(&g, &w).unwrap();
+            let mut c = vec![f64::NAN; g.n * g.out_len()];
+            forward_with(&g, &x, &w, Some(&prepared), &op, &mut c, true);
+            assert_eq!(a, c);
+            let other = geom(1, g.cin_g + 1, g.cout_g, 5, 1);
+            let w_other = vec![7.0; other.cout_g * other.taps()];
+            let wrong = PreparedWeight::new(&other, &w_other).unwrap();
+            forward_with(&g, &x, &w, Some(&wrong), &op, &mut c, true);
+            assert_eq!(a, c);
         }
     }
 

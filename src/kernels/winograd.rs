@@ -100,27 +100,44 @@ fn kernel_1d<T: Float>(g: [T; 3]) -> [T; 6] {
 }
 
 /// `U[ξ][o][c] = (G w[o][c] Gᵀ)[ξ]` for a weight `w[C_out, C_in, 3, 3]`.
+///
+/// One output channel per task; within it the input channels are the vector lanes: the nine
+/// taps are first laid out as nine rows over `c`, then `G` runs down the columns and along
+/// the rows of every channel's 3x3 kernel at once.
 fn transform_kernel<T: Float>(w: &[T], cout: usize, cin: usize, u: &mut [T]) {
     let rows = split_strided(&mut u[..36 * cout * cin], 36, cout, cin);
     rows.into_par_iter()
         .zip(w.par_chunks(cin * 9))
         .for_each(|(mut u_o, w_o)| {
+            // taps[k][c] = w[o][c][k], then cols[i·3 + j][c] = (G w[o][c])[i][j].
+            let mut buf = workspace::take::<T>(27 * cin);
+            let (taps, cols) = buf.split_at_mut(9 * cin);
             for (c, g) in w_o.chunks_exact(9).enumerate() {
-                let mut tmp = [[T::zero(); 3]; 6];
-                for j in 0..3 {
-                    let col = kernel_1d([g[j], g[3 + j], g[6 + j]]);
-                    for i in 0..6 {
-                        tmp[i][j] = col[i];
-                    }
-                }
-                for (i, row) in tmp.iter().enumerate() {
-                    let r = kernel_1d(*row);
-                    for (j, &v) in r.iter().enumerate() {
-                        u_o.set(i * 6 + j, c, v);
-                    }
+                for (k, &v) in g.iter().enumerate() {
+                    taps[k * cin + c] = v;
                 }
             }
+            let taps = &*taps;
+            for j in 0..3 {
+                let inp: [&[T]; 3] = std::array::from_fn(|i| &taps[(i * 3 + j) * cin..][..cin]);
+                let mut out = split_every::<T, 6>(cols, j, 3, cin);
+                transform_rows(&mut out, inp, kernel_1d);
+            }
+            for i in 0..6 {
+                let inp: [&[T]; 3] = std::array::from_fn(|j| &cols[(i * 3 + j) * cin..][..cin]);
+                let mut out: [&mut [T]; 6] = u_o.row_group(i * 6, 0..cin);
+                transform_rows(&mut out, inp, kernel_1d);
+            }
         });
+}
+
+/// The transformed weight `U` of [`transform_kernel`] in a new buffer (`36·C_out·C_in`
+/// values): computed once, it serves every later call of [`forward`] with the same weight.
+pub fn transform_weights<T: Float>(w: &[T], cout: usize, cin: usize) -> Vec<T> {
+    assert!(w.len() >= cout * cin * 9, "winograd: weight too short");
+    let mut u = vec![T::zero(); 36 * cout * cin];
+    transform_kernel(w, cout, cin, &mut u);
+    u
 }
 
 /// The kernel of the data gradient: `w'[c][o][i][j] = w[o][c][2 - i][2 - j]`.
@@ -142,15 +159,27 @@ pub fn flip_kernel<T: Float>(w: &[T], cout: usize, cin: usize, out: &mut [T]) {
 /// # Panics
 /// If a slice is shorter than `geom` says (an internal error in the caller, which checked
 /// the geometry: `H + 2·ph >= 3` and `W + 2·pw >= 3`).
+///
+/// `w` is the weight as stored, or already transformed by [`transform_weights`]
+/// ([`Weights::Transformed`]), which saves the transform on every call.
 pub fn forward<T: Float>(
     geom: &WinogradGeom,
     x: &[T],
-    w: &[T],
+    w: Weights<'_, T>,
     op: &ChannelOp<'_, T>,
     y: &mut [T],
 ) {
     let chunk = CHUNK_ELEMS / (36 * geom.cin.max(geom.cout).max(1));
     forward_chunked(geom, x, w, op, y, chunk);
+}
+
+/// A 3x3 weight as [`forward`] takes it.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights<'a, T> {
+    /// `w[C_out, C_in, 3, 3]` as stored: transformed on each call.
+    Plain(&'a [T]),
+    /// `U[36][C_out][C_in]` from [`transform_weights`].
+    Transformed(&'a [T]),
 }
 
 /// Where tile `t` of a batch lies: image, tile row, tile column.
@@ -173,7 +202,7 @@ impl Tiles {
 fn forward_chunked<T: Float>(
     geom: &WinogradGeom,
     x: &[T],
-    w: &[T],
+    w: Weights<'_, T>,
     op: &ChannelOp<'_, T>,
     y: &mut [T],
     chunk: usize,
@@ -189,12 +218,22 @@ fn forward_chunked<T: Float>(
         y.len() >= geom.n * cout * oh * ow,
         "winograd: output too short"
     );
-    assert!(w.len() >= cout * cin * 9, "winograd: weight too short");
     if geom.n == 0 || oh == 0 || ow == 0 {
         return;
     }
-    let mut u = workspace::take::<T>(36 * cout * cin);
-    transform_kernel(w, cout, cin, &mut u);
+    let mut fresh = None;
+    let u: &[T] = match w {
+        Weights::Plain(w) => {
+            assert!(w.len() >= cout * cin * 9, "winograd: weight too short");
+            let u = fresh.insert(workspace::take::<T>(36 * cout * cin));
+            transform_kernel(w, cout, cin, u);
+            u
+        }
+        Weights::Transformed(u) => {
+            assert!(u.len() >= 36 * cout * cin, "winograd: weight too short");
+            u
+        }
+    };
 
     let [th, tw] = geom.tiles_hw();
     let tiles = Tiles { th, tw };
@@ -223,7 +262,7 @@ fn forward_chunked<T: Float>(
                 // Bᵀ down each tile's columns, then along its rows.
                 for j in 0..6 {
                     let inp: [&[T]; 6] = std::array::from_fn(|i| &d[(i * 6 + j) * len..][..len]);
-                    let mut out = split6(e, j, len);
+                    let mut out: [&mut [T]; 6] = split_every(e, j, 6, len);
                     transform_rows(&mut out, inp, input_1d);
                 }
                 for i in 0..6 {
@@ -233,7 +272,7 @@ fn forward_chunked<T: Float>(
                 }
             });
         // M_ξ = U_ξ · V_ξ, 36 independent products.
-        let (u_ref, v_ref) = (&u, &v);
+        let (u_ref, v_ref) = (u, &v);
         m[..36 * cout * ld]
             .par_chunks_mut(cout * ld)
             .enumerate()
@@ -267,7 +306,7 @@ fn forward_chunked<T: Float>(
                 }
                 for k in 0..4 {
                     let inp: [&[T]; 6] = std::array::from_fn(|i| &f[(i * 4 + k) * len..][..len]);
-                    let mut out = split4_strided(r, k, len);
+                    let mut out: [&mut [T]; 4] = split_every(r, k, 4, len);
                     transform_rows(&mut out, inp, output_1d);
                 }
                 // r[row·4 + col][t] -> y, cropped.
@@ -336,26 +375,26 @@ fn gather_tile<T: Float>(
 /// fixed-size, non-overlapping data and turns each group into vector arithmetic (compiled for
 /// AVX2/AVX-512 where the CPU has it, see [`vectorized`]); the last few tiles one at a time.
 #[inline(always)]
-fn transform_rows<T: Float, const K: usize>(
+fn transform_rows<T: Float, const I: usize, const K: usize>(
     out: &mut [&mut [T]; K],
-    inp: [&[T]; 6],
-    f: impl Fn([T; 6]) -> [T; K],
+    inp: [&[T]; I],
+    f: impl Fn([T; I]) -> [T; K],
 ) {
     const LANES: usize = 8;
     let n = out[0].len();
-    let inp: [&[T]; 6] = std::array::from_fn(|i| &inp[i][..n]);
+    let inp: [&[T]; I] = std::array::from_fn(|i| &inp[i][..n]);
     vectorized(
         #[inline(always)]
         || {
             let full = n - n % LANES;
             for t0 in (0..full).step_by(LANES) {
-                let mut a = [[T::zero(); LANES]; 6];
+                let mut a = [[T::zero(); LANES]; I];
                 for (a, inp) in a.iter_mut().zip(&inp) {
                     a.copy_from_slice(&inp[t0..t0 + LANES]);
                 }
                 let mut r = [[T::zero(); LANES]; K];
                 for l in 0..LANES {
-                    let v = f([a[0][l], a[1][l], a[2][l], a[3][l], a[4][l], a[5][l]]);
+                    let v = f(std::array::from_fn(|i| a[i][l]));
                     for k in 0..K {
                         r[k][l] = v[k];
                     }
@@ -374,13 +413,18 @@ fn transform_rows<T: Float, const K: usize>(
     );
 }
 
-/// The six rows `i·6 + j` (`i = 0..6`) of a `[36][len]` buffer.
-fn split6<T>(buf: &mut [T], j: usize, len: usize) -> [&mut [T]; 6] {
+/// The `K` rows `i·step + j` (`i = 0..K`) of a buffer of rows of `len`.
+fn split_every<T, const K: usize>(
+    buf: &mut [T],
+    j: usize,
+    step: usize,
+    len: usize,
+) -> [&mut [T]; K] {
     let mut rows: Vec<&mut [T]> = buf
         .chunks_exact_mut(len)
         .skip(j)
-        .step_by(6)
-        .take(6)
+        .step_by(step)
+        .take(K)
         .collect();
     std::array::from_fn(|_| rows.remove(0))
 }
@@ -388,17 +432,6 @@ fn split6<T>(buf: &mut [T], j: usize, len: usize) -> [&mut [T]; 6] {
 /// Four consecutive rows of `len`.
 fn split4<T>(buf: &mut [T], len: usize) -> [&mut [T]; 4] {
     let mut rows: Vec<&mut [T]> = buf.chunks_exact_mut(len).take(4).collect();
-    std::array::from_fn(|_| rows.remove(0))
-}
-
-/// The four rows `r·4 + k` (`r = 0..4`) of a `[16][len]` buffer.
-fn split4_strided<T>(buf: &mut [T], k: usize, len: usize) -> [&mut [T]; 4] {
-    let mut rows: Vec<&mut [T]> = buf
-        .chunks_exact_mut(len)
-        .skip(k)
-        .step_by(4)
-        .take(4)
-        .collect();
     std::array::from_fn(|_| rows.remove(0))
 }
 
@@ -429,11 +462,6 @@ struct Strided<'a, T> {
 }
 
 impl<T> Strided<'_, T> {
-    #[inline(always)]
-    fn set(&mut self, plane: usize, t: usize, value: T) {
-        self.rows[plane][t] = value;
-    }
-
     /// Columns `cols` of the six rows `first .. first + 6`.
     fn row_group(&mut self, first: usize, cols: std::ops::Range<usize>) -> [&mut [T]; 6] {
         let mut rows: Vec<&mut [T]> = self.rows[first..first + 6]
@@ -568,10 +596,15 @@ mod tests {
             let w = random(g.cout * g.cin * 9, &mut rng);
             let want = direct(g, &x, &w);
             let mut y = vec![f64::NAN; want.len()];
-            forward(g, &x, &w, &ChannelOp::default(), &mut y);
+            forward(g, &x, Weights::Plain(&w), &ChannelOp::default(), &mut y);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "{g:?}: {a} vs {b}");
             }
+            // The weight transformed once ahead gives the very same numbers.
+            let u = transform_weights(&w, g.cout, g.cin);
+            let mut z = vec![f64::NAN; want.len()];
+            forward(g, &x, Weights::Transformed(&u), &ChannelOp::default(), &mut z);
+            assert_eq!(y, z);
         }
     }
 
@@ -597,7 +630,7 @@ mod tests {
             w.iter().map(|&v| v as f32).collect(),
         );
         let mut y = vec![0f32; want.len()];
-        forward(&g, &x32, &w32, &ChannelOp::default(), &mut y);
+        forward(&g, &x32, Weights::Plain(&w32), &ChannelOp::default(), &mut y);
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let err = y
             .iter()
@@ -634,7 +667,7 @@ mod tests {
             };
             assert_eq!(gb.out_hw(), g.in_hw);
             let mut dx = vec![0.0; x.len()];
-            forward(&gb, &dy, &wf, &ChannelOp::default(), &mut dx);
+            forward(&gb, &dy, Weights::Plain(&wf), &ChannelOp::default(), &mut dx);
             let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "pad {p}");
@@ -657,7 +690,7 @@ mod tests {
         let want = direct(&g, &x, &w);
         for chunk in [1, 7, 100, 401] {
             let mut y = vec![f64::NAN; want.len()];
-            forward_chunked(&g, &x, &w, &ChannelOp::default(), &mut y, chunk);
+            forward_chunked(&g, &x, Weights::Plain(&w), &ChannelOp::default(), &mut y, chunk);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-12, "chunk {chunk}");
             }

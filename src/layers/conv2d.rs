@@ -2,7 +2,8 @@ use super::{cached, check_output, expect_nchw, expect_shape};
 use crate::error::{Error, Result};
 use crate::geometry::Window2d;
 use crate::init::{layer_rng, Init};
-use crate::kernels::conv::{self, ChannelOp, ConvGeom};
+use crate::kernels::conv::{self, ChannelOp, ConvGeom, PreparedWeight};
+use std::sync::OnceLock;
 use crate::layer::{Epilogue, Layer, Param, Slot, SlotMut};
 use crate::tensor::{checked_numel, contiguous, zeros, Float, Tensor};
 
@@ -228,6 +229,10 @@ pub struct Conv2d<T: Float> {
     weight: Param<T>,
     bias: Option<Param<T>>,
     input: Option<Tensor<T>>,
+    /// The weight in the form inference reuses (Winograd-transformed), made on the first
+    /// `infer` and dropped whenever the weight can change (every `&mut` access goes through
+    /// `visit_mut`).
+    prepared: OnceLock<Option<PreparedWeight<T>>>,
 }
 
 impl<T: Float> Conv2d<T> {
@@ -260,6 +265,7 @@ impl<T: Float> Conv2d<T> {
             weight: Param::try_new(&name, weight)?,
             bias: bias.map(|b| Param::try_new(&name, b)).transpose()?,
             input: None,
+            prepared: OnceLock::new(),
         })
     }
 
@@ -312,6 +318,7 @@ impl<T: Float> Conv2d<T> {
             weight: Param::new(weight),
             bias: bias.map(Param::new),
             input: None,
+            prepared: OnceLock::new(),
         }
     }
 
@@ -399,7 +406,15 @@ impl<T: Float> Conv2d<T> {
     /// The bias and the leading affine maps fold into one per-channel `scale·acc + shift`, and
     /// a ReLU after them into the same pass over the output (the kernel's [`ChannelOp`]);
     /// whatever follows a ReLU is applied afterwards.
-    fn compute(&self, plan: &ConvGeom, x: &[T], epilogues: &[Epilogue<T>]) -> Result<Tensor<T>> {
+    ///
+    /// `reuse` keeps the weight's prepared form for later calls (inference).
+    fn compute(
+        &self,
+        plan: &ConvGeom,
+        x: &[T],
+        epilogues: &[Epilogue<T>],
+        reuse: bool,
+    ) -> Result<Tensor<T>> {
         let w = contiguous(&self.weight.value);
         let channels = self.cfg.out_channels;
         let mut scale: Option<Vec<T>> = None;
@@ -432,7 +447,14 @@ impl<T: Float> Conv2d<T> {
         };
         let mut y = zeros(&plan.output_shape());
         let ys = y.as_slice_mut().expect("fresh tensor");
-        conv::forward(plan, x, &w, &op, ys);
+        let prepared = reuse
+            .then(|| {
+                self.prepared
+                    .get_or_init(|| PreparedWeight::new(plan, &w))
+                    .as_ref()
+            })
+            .flatten();
+        conv::forward_prepared(plan, x, &w, prepared, &op, ys);
         for e in &epilogues[fused..] {
             e.apply(ys, plan.plane())?;
         }
@@ -483,14 +505,14 @@ impl<T: Float> Layer<T> for Conv2d<T> {
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let plan = self.plan(input.shape())?;
         let x = input.as_standard_layout().into_owned();
-        let y = self.compute(&plan, x.as_slice().expect("standard layout"), &[])?;
+        let y = self.compute(&plan, x.as_slice().expect("standard layout"), &[], false)?;
         self.input = Some(x);
         Ok(y)
     }
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let plan = self.plan(input.shape())?;
-        self.compute(&plan, &contiguous(input), &[])
+        self.compute(&plan, &contiguous(input), &[], true)
     }
 
     /// Applies the epilogues to each image's output right after its bias, or declines
@@ -504,7 +526,8 @@ impl<T: Float> Layer<T> for Conv2d<T> {
             return Ok(None);
         }
         let plan = self.plan(input.shape())?;
-        self.compute(&plan, &contiguous(input), epilogues).map(Some)
+        self.compute(&plan, &contiguous(input), epilogues, true)
+            .map(Some)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
@@ -540,6 +563,7 @@ impl<T: Float> Layer<T> for Conv2d<T> {
     }
 
     fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        self.prepared = OnceLock::new();
         f("weight", SlotMut::Param(&mut self.weight));
         if let Some(b) = &mut self.bias {
             f("bias", SlotMut::Param(b));
@@ -744,6 +768,34 @@ mod tests {
                 close(&b32.grad, &b64.grad, "grad_bias");
             }
         }
+    }
+
+    #[test]
+    fn inference_reuses_the_prepared_weight_until_the_weight_changes() {
+        // 16 -> 16 channels, 3x3, pad 1: the Winograd path, whose transformed weight `infer`
+        // keeps between calls.
+        let cfg = Conv2dConfig::new(16, 16, 3).padding(1).seed(3);
+        let mut conv = layer(cfg);
+        let x = random_tensor(&[2, 16, 6, 6], 1);
+        let first = conv.infer(&x).unwrap();
+        assert_eq!(first, conv.infer(&x).unwrap());
+        // Change the weight through the one mutable path an optimizer or a weight load takes.
+        conv.visit_mut(&mut |name, slot| {
+            if let ("weight", SlotMut::Param(p)) = (name, slot) {
+                p.value.mapv_inplace(|v| 0.5 - 2.0 * v);
+            }
+        });
+        let changed = conv.infer(&x).unwrap();
+        let fresh = Conv2d::from_weights(
+            cfg,
+            conv.weight().value.clone(),
+            conv.bias().map(|b| b.value.clone()),
+        )
+        .unwrap();
+        assert_eq!(changed, fresh.infer(&x).unwrap());
+        assert_ne!(changed, first);
+        // Training-mode forward never uses (or needs) the prepared form.
+        assert_close("train forward", &conv.forward(&x).unwrap(), &changed);
     }
 
     #[test]
