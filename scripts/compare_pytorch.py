@@ -296,7 +296,8 @@ def main():
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--example", "bench",
                         "--example", "mnist"], cwd=ROOT, check=True)
-    examples = ROOT / "target" / "release" / "examples"
+    # cargo's own rule: CARGO_TARGET_DIR, when set, holds the build.
+    examples = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "examples"
     me = [sys.executable, str(Path(__file__).resolve())]
     if not os.access(GNU_TIME, os.X_OK):
         sys.exit(f"error: {GNU_TIME} (GNU time) is needed to measure peak memory")
