@@ -20,7 +20,7 @@
 use super::gemm::{gemm_view, MatMut, MatRef, Threads};
 use super::im2col::{col2im_block, im2col_block, Block};
 use super::norm::lane_sum;
-use super::winograd::{self, WinogradGeom, Weights};
+use super::winograd::{self, Weights, WinogradGeom};
 use super::workspace;
 use crate::geometry::Window2d;
 use crate::tensor::Float;
@@ -292,7 +292,15 @@ pub fn forward_prepared<T: Float>(
     op: &ChannelOp<'_, T>,
     y: &mut [T],
 ) {
-    forward_with(geom, x, w, prepared, op, y, WINOGRAD.load(Ordering::Relaxed));
+    forward_with(
+        geom,
+        x,
+        w,
+        prepared,
+        op,
+        y,
+        WINOGRAD.load(Ordering::Relaxed),
+    );
 }
 
 /// [`forward`] with Winograd allowed or not (tests compare the two paths without touching the

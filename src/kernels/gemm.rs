@@ -7,7 +7,9 @@
 //! against ndarray's safe `general_mat_mul`, which it beats several-fold on this machine
 //! (see docs/PERFORMANCE.md).
 
+use crate::kernels::simd::vectorized;
 use crate::tensor::Float;
+use rayon::prelude::*;
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +189,15 @@ pub fn gemm_view<T: Float>(
         }
         return;
     }
+    if m <= SKINNY_ROWS
+        && k >= 32
+        && n * k >= SKINNY_MIN_WEIGHT
+        && a.col_stride == 1
+        && b.row_stride == 1
+    {
+        skinny(&a, &b, c, accumulate, threads);
+        return;
+    }
     let parallelism = match threads {
         Threads::Pool => gemm::Parallelism::Rayon(0),
         Threads::Single => gemm::Parallelism::None,
@@ -219,6 +230,118 @@ pub fn gemm_view<T: Float>(
             false,
             parallelism,
         );
+    }
+}
+
+/// At most this many rows of A take the dot-product path ([`skinny`]).
+const SKINNY_ROWS: usize = 16;
+/// ... and only when `B` has at least this many elements (below, packing costs little).
+const SKINNY_MIN_WEIGHT: usize = 1 << 16;
+
+/// `C (+)= A · B` for a few rows of A (a small batch through a fully connected layer) when
+/// `Bᵀ` is stored row-major, as a `Linear` weight `W[out, in]` is: every output is the dot
+/// product of a row of A with a row of W, and W is read once, straight from memory. The
+/// packing GEMM would first copy the whole weight (AlexNet's first FC layer: 151 MB) for a
+/// product that is bound by reading it.
+///
+/// Each dot product runs in 8 lanes summed in a fixed order, so the result does not depend
+/// on the thread count.
+fn skinny<T: Float>(
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: MatMut<'_, T>,
+    accumulate: bool,
+    threads: Threads,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let rows: Vec<&[T]> = (0..m).map(|i| &a.data[i * a.row_stride..][..k]).collect();
+    // ct[j][i] = Σ_p A[i][p] · W[j][p], W's rows split across threads.
+    let mut ct = vec![T::zero(); n * m];
+    let fma = fma_available();
+    let per_task = 16;
+    let task = |(t, out): (usize, &mut [T])| {
+        for (jj, out) in out.chunks_exact_mut(m).enumerate() {
+            let j = t * per_task + jj;
+            let w = &b.data[j * b.col_stride..][..k];
+            for (i0, out) in (0..m).step_by(8).zip(out.chunks_mut(8)) {
+                let rows = &rows[i0..(i0 + 8).min(m)];
+                // The closures must be inlined into the dispatcher's AVX2 body, or `mul_add`
+                // compiles to a library call (see `kernels::simd`).
+                match fma {
+                    true => vectorized(
+                        #[inline(always)]
+                        || dots::<T, true>(rows, w, out),
+                    ),
+                    false => vectorized(
+                        #[inline(always)]
+                        || dots::<T, false>(rows, w, out),
+                    ),
+                }
+            }
+        }
+    };
+    match threads {
+        Threads::Pool => ct.par_chunks_mut(per_task * m).enumerate().for_each(task),
+        Threads::Single => ct.chunks_mut(per_task * m).enumerate().for_each(task),
+    }
+    for (i, row) in c.data.chunks_mut(c.ld.max(1)).take(m).enumerate() {
+        for (j, v) in row[..n].iter_mut().enumerate() {
+            let d = ct[j * m + i];
+            *v = if accumulate { *v + d } else { d };
+        }
+    }
+}
+
+/// `out[r] = rows[r] · w` for up to 8 rows (each `w.len()` long): 8 lanes per row, then the
+/// lanes summed in order, then the tail.
+#[inline(always)]
+fn dots<T: Float, const FMA: bool>(rows: &[&[T]], w: &[T], out: &mut [T]) {
+    const LANES: usize = 8;
+    let k = w.len();
+    let full = k - k % LANES;
+    let r = rows.len().min(8);
+    // Unused slots repeat W (their sums are dropped): fixed-size work for the compiler.
+    let heads: [&[T]; 8] = std::array::from_fn(|i| match rows.get(i) {
+        Some(row) if i < r => &row[..full],
+        _ => &w[..full],
+    });
+    let w_head = &w[..full];
+    let mut acc = [[T::zero(); LANES]; 8];
+    for k0 in (0..full).step_by(LANES) {
+        let Ok(wv) = <&[T; LANES]>::try_from(&w_head[k0..k0 + LANES]) else {
+            continue;
+        };
+        for (acc, row) in acc.iter_mut().zip(&heads) {
+            let Ok(av) = <&[T; LANES]>::try_from(&row[k0..k0 + LANES]) else {
+                continue;
+            };
+            for l in 0..LANES {
+                acc[l] = if FMA {
+                    av[l].mul_add(wv[l], acc[l])
+                } else {
+                    av[l] * wv[l] + acc[l]
+                };
+            }
+        }
+    }
+    for ((o, acc), row) in out.iter_mut().zip(&acc).zip(rows).take(r) {
+        let head = acc.iter().fold(T::zero(), |s, &v| s + v);
+        *o = row[full..k]
+            .iter()
+            .zip(&w[full..k])
+            .fold(head, |s, (&x, &y)| s + x * y);
+    }
+}
+
+/// Whether the CPU fuses multiply and add (then `mul_add` is one instruction).
+fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -260,6 +383,12 @@ mod tests {
             (17, 33, 9),
             (64, 70, 130),
             (5, 1, 300),
+            // A few rows against a large transposed B: the dot-product path (op_b = T), with
+            // k not a multiple of the 8 lanes, and up to the 16-row limit.
+            (8, 600, 130),
+            (3, 1030, 70),
+            (16, 520, 131),
+            (17, 520, 131),
         ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();

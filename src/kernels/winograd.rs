@@ -603,7 +603,13 @@ mod tests {
             // The weight transformed once ahead gives the very same numbers.
             let u = transform_weights(&w, g.cout, g.cin);
             let mut z = vec![f64::NAN; want.len()];
-            forward(g, &x, Weights::Transformed(&u), &ChannelOp::default(), &mut z);
+            forward(
+                g,
+                &x,
+                Weights::Transformed(&u),
+                &ChannelOp::default(),
+                &mut z,
+            );
             assert_eq!(y, z);
         }
     }
@@ -630,7 +636,13 @@ mod tests {
             w.iter().map(|&v| v as f32).collect(),
         );
         let mut y = vec![0f32; want.len()];
-        forward(&g, &x32, Weights::Plain(&w32), &ChannelOp::default(), &mut y);
+        forward(
+            &g,
+            &x32,
+            Weights::Plain(&w32),
+            &ChannelOp::default(),
+            &mut y,
+        );
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let err = y
             .iter()
@@ -667,7 +679,13 @@ mod tests {
             };
             assert_eq!(gb.out_hw(), g.in_hw);
             let mut dx = vec![0.0; x.len()];
-            forward(&gb, &dy, Weights::Plain(&wf), &ChannelOp::default(), &mut dx);
+            forward(
+                &gb,
+                &dy,
+                Weights::Plain(&wf),
+                &ChannelOp::default(),
+                &mut dx,
+            );
             let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "pad {p}");
@@ -690,7 +708,14 @@ mod tests {
         let want = direct(&g, &x, &w);
         for chunk in [1, 7, 100, 401] {
             let mut y = vec![f64::NAN; want.len()];
-            forward_chunked(&g, &x, Weights::Plain(&w), &ChannelOp::default(), &mut y, chunk);
+            forward_chunked(
+                &g,
+                &x,
+                Weights::Plain(&w),
+                &ChannelOp::default(),
+                &mut y,
+                chunk,
+            );
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-12, "chunk {chunk}");
             }

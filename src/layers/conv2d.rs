@@ -3,9 +3,9 @@ use crate::error::{Error, Result};
 use crate::geometry::Window2d;
 use crate::init::{layer_rng, Init};
 use crate::kernels::conv::{self, ChannelOp, ConvGeom, PreparedWeight};
-use std::sync::OnceLock;
 use crate::layer::{Epilogue, Layer, Param, Slot, SlotMut};
 use crate::tensor::{checked_numel, contiguous, zeros, Float, Tensor};
+use std::sync::OnceLock;
 
 /// How to build a [`Conv2d`]: channels, per-axis window, groups, bias and initialisation.
 ///
