@@ -68,7 +68,7 @@ fn flags_default_to_loopback_and_reject_nonsense() {
     assert!(args.addr.ip().is_loopback());
     assert_eq!(args.addr.port(), 8000);
     assert_eq!(args.weights, PathBuf::from(crate::DEFAULT_WEIGHTS));
-    assert_eq!(args.steps, 938);
+    assert_eq!(args.steps, 2 * 938);
     let args = parse_from(["--port", "0", "--steps", "5", "--weights", "w.st"]).unwrap();
     assert_eq!((args.addr.port(), args.steps), (0, 5));
     assert_eq!(args.weights, PathBuf::from("w.st"));

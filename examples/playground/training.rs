@@ -15,6 +15,8 @@ use std::time::Instant;
 pub const BATCH: usize = 64;
 /// One pass over MNIST's 60,000 training images in batches of 64.
 pub const ONE_EPOCH: usize = 60_000_usize.div_ceil(BATCH);
+/// The first-start training: two epochs, about 99% on the MNIST test set.
+pub const DEFAULT_STEPS: usize = 2 * ONE_EPOCH;
 /// Adam's starting learning rate, annealed to 0 along a cosine over the run (the `mnist`
 /// example's recipe, squeezed into the run's steps).
 const LR: f64 = 2e-3;

@@ -165,12 +165,19 @@ let busy = false;
 let again = false;
 let ready = false;
 
+let waitingSince = null;
+
+// Debounced: 120 ms after the last stroke event, and at least every 300 ms while drawing.
 function schedule() {
   clearTimeout(timer);
-  timer = setTimeout(predict, 120);
+  if (waitingSince === null) waitingSince = Date.now();
+  if (Date.now() - waitingSince > 300) predict();
+  else timer = setTimeout(predict, 120);
 }
 
 async function predict() {
+  clearTimeout(timer);
+  waitingSince = null;
   if (!ready) return;
   if (busy) {
     again = true;
