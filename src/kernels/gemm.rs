@@ -198,6 +198,10 @@ pub fn gemm_view<T: Float>(
         skinny(&a, &b, c, accumulate, threads);
         return;
     }
+    if m <= SKINNY_ROWS && k >= 32 && n * k >= SKINNY_MIN_WEIGHT && b.col_stride == 1 {
+        skinny_rows(&a, &b, c, accumulate, threads);
+        return;
+    }
     let parallelism = match threads {
         Threads::Pool => gemm::Parallelism::Rayon(0),
         Threads::Single => gemm::Parallelism::None,
@@ -235,8 +239,9 @@ pub fn gemm_view<T: Float>(
 
 /// At most this many rows of A take the dot-product path ([`skinny`]).
 const SKINNY_ROWS: usize = 16;
-/// ... and only when `B` has at least this many elements (below, packing costs little).
-const SKINNY_MIN_WEIGHT: usize = 1 << 16;
+/// ... and only when `B` has at least this many elements (4 MiB of f32: a product bound by
+/// reading B; below, the packing GEMM's register tiling wins).
+const SKINNY_MIN_WEIGHT: usize = 1 << 20;
 
 /// `C (+)= A · B` for a few rows of A (a small batch through a fully connected layer) when
 /// `Bᵀ` is stored row-major, as a `Linear` weight `W[out, in]` is: every output is the dot
@@ -288,6 +293,56 @@ fn skinny<T: Float>(
         for (j, v) in row[..n].iter_mut().enumerate() {
             let d = ct[j * m + i];
             *v = if accumulate { *v + d } else { d };
+        }
+    }
+}
+
+/// `C (+)= A · B` for a few rows of A when B is stored row-major and large (the data gradient
+/// of a `Linear` layer, `dX = dY · W`): each row of C is a sum of B's rows scaled by A's
+/// entries, taken over blocks of columns so that B is read once and the block of C stays in
+/// L1. Every element is summed over k in order, whatever the thread count.
+fn skinny_rows<T: Float>(
+    a: &MatRef<'_, T>,
+    b: &MatRef<'_, T>,
+    c: MatMut<'_, T>,
+    accumulate: bool,
+    threads: Threads,
+) {
+    const BLOCK: usize = 256;
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    // blocks[t][i][j] = C[i][t·BLOCK + j]
+    let mut blocks = vec![T::zero(); n.div_ceil(BLOCK) * m * BLOCK];
+    let task = |(t, out): (usize, &mut [T])| {
+        let j0 = t * BLOCK;
+        let cols = BLOCK.min(n - j0);
+        vectorized(
+            #[inline(always)]
+            || {
+                for p in 0..k {
+                    let src = &b.data[p * b.row_stride + j0..][..cols];
+                    for (i, acc) in out.chunks_exact_mut(BLOCK).enumerate() {
+                        let s = a.data[i * a.row_stride + p * a.col_stride];
+                        acc[..cols]
+                            .iter_mut()
+                            .zip(src)
+                            .for_each(|(c, &v)| *c = s * v + *c);
+                    }
+                }
+            },
+        );
+    };
+    match threads {
+        Threads::Pool => blocks.par_chunks_mut(m * BLOCK).enumerate().for_each(task),
+        Threads::Single => blocks.chunks_mut(m * BLOCK).enumerate().for_each(task),
+    }
+    for (i, row) in c.data.chunks_mut(c.ld.max(1)).take(m).enumerate() {
+        for (t, dst) in row[..n].chunks_mut(BLOCK).enumerate() {
+            let src = &blocks[(t * m + i) * BLOCK..][..dst.len()];
+            if accumulate {
+                dst.iter_mut().zip(src).for_each(|(c, &v)| *c += v);
+            } else {
+                dst.copy_from_slice(src);
+            }
         }
     }
 }
@@ -385,10 +440,12 @@ mod tests {
             (5, 1, 300),
             // A few rows against a large transposed B: the dot-product path (op_b = T), with
             // k not a multiple of the 8 lanes, and up to the 16-row limit.
-            (8, 600, 130),
-            (3, 1030, 70),
-            (16, 520, 131),
-            (17, 520, 131),
+            (8, 1100, 1000),
+            (3, 2100, 501),
+            (16, 1030, 1031),
+            (17, 1030, 1031),
+            // ... and against a large B as stored (op_b = N): the scaled-rows path.
+            (7, 1500, 700),
         ] {
             let a: Vec<f64> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
             let b: Vec<f64> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
