@@ -157,12 +157,12 @@ pub fn im2col_block<T: Float>(
                 let start = tap * block.ld + block.offset;
                 tap += 1;
                 let row = &mut col[start..start + block.width(ow)];
-                row[..(ylo - r0) * ow].fill(T::zero());
-                row[(yhi - r0) * ow..].fill(T::zero());
+                zero_run(&mut row[..(ylo - r0) * ow]);
+                zero_run(&mut row[(yhi - r0) * ow..]);
                 for oy in ylo..yhi {
                     let dst = &mut row[(oy - r0) * ow..(oy - r0 + 1) * ow];
-                    dst[..xlo].fill(T::zero());
-                    dst[xhi..].fill(T::zero());
+                    zero_run(&mut dst[..xlo]);
+                    zero_run(&mut dst[xhi..]);
                     if xlo == xhi {
                         continue;
                     }
@@ -171,7 +171,7 @@ pub fn im2col_block<T: Float>(
                     let src = &xc[iy * w + ix..(iy + 1) * w];
                     let dst = &mut dst[xlo..xhi];
                     if ww.stride == 1 {
-                        dst.copy_from_slice(&src[..dst.len()]);
+                        copy_run(dst, &src[..dst.len()]);
                     } else {
                         for (d, s) in dst.iter_mut().zip(src.iter().step_by(ww.stride)) {
                             *d = *s;
@@ -181,6 +181,39 @@ pub fn im2col_block<T: Float>(
             }
         }
     }
+}
+
+/// Runs shorter than this are copied or zeroed inline; longer ones through `memcpy`/`memset`.
+const SHORT_RUN: usize = 64;
+
+/// `dst = src` (same length). Small feature maps (LeNet's 28, 14 and 10 columns) make
+/// im2col a stream of short row copies, where the call into `memcpy` costs more than the
+/// copy: those go through fixed 8-element moves, the last one overlapping the one before.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len();
+    if n >= SHORT_RUN || n < 8 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    for (d, s) in dst.chunks_exact_mut(8).zip(src.chunks_exact(8)) {
+        d.copy_from_slice(s);
+    }
+    dst[n - 8..].copy_from_slice(&src[n - 8..]);
+}
+
+/// `dst = 0`, inline for short runs like [`copy_run`].
+#[inline(always)]
+fn zero_run<T: Float>(dst: &mut [T]) {
+    let n = dst.len();
+    if n >= SHORT_RUN || n < 8 {
+        dst.fill(T::zero());
+        return;
+    }
+    for d in dst.chunks_exact_mut(8) {
+        d.copy_from_slice(&[T::zero(); 8]);
+    }
+    dst[n - 8..].copy_from_slice(&[T::zero(); 8]);
 }
 
 /// Adds every entry of `col[C·kh·kw, OH·OW]` onto the pixel of `dx[C, H, W]` it was read from
