@@ -123,6 +123,19 @@ mod tests {
     use super::*;
     use crate::error::Error;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+
+    #[test]
+    fn slopes_must_be_finite() {
+        for slope in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let cfg = LeakyReLUConfig::new().negative_slope(slope);
+            assert!(matches!(
+                LeakyReLU::<f32>::new(cfg),
+                Err(Error::InvalidConfig { .. })
+            ));
+        }
+        let default = LeakyReLU::<f32>::new(LeakyReLUConfig::default()).unwrap();
+        assert_eq!(default.negative_slope(), 0.01);
+    }
     use crate::tensor::from_vec;
     use crate::testutil::assert_f32_matches_f64;
     use crate::testutil::{assert_close, parity};

@@ -215,3 +215,37 @@ fn hw_text(v: [usize; 2], square_as_one: bool) -> String {
         format!("{}x{}", v[0], v[1])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Layer;
+    use crate::layers::{AvgPool2d, MaxPool2d};
+
+    #[test]
+    fn both_pools_share_the_window_checks_and_text() {
+        // PyTorch's rules hold for both: padding at most half the kernel, stride at least 1.
+        assert!(MaxPool2d::<f32>::new(MaxPool2dConfig::new(2).padding(2)).is_err());
+        assert!(AvgPool2d::<f32>::new(AvgPool2dConfig::new(2).padding(2)).is_err());
+        assert!(MaxPool2d::<f32>::new(MaxPool2dConfig::new(3).stride(0)).is_err());
+        assert!(AvgPool2d::<f32>::new(AvgPool2dConfig::new(3).stride(0)).is_err());
+        let window = |c: MaxPool2dConfig| c.stride(2).padding(1).ceil_mode(true);
+        let max = MaxPool2d::<f32>::new(window(MaxPool2dConfig::new(3))).unwrap();
+        let avg =
+            AvgPool2d::<f32>::new(AvgPool2dConfig::new(3).stride(2).padding(1).ceil_mode(true))
+                .unwrap();
+        assert_eq!(max.describe(), "3x3 filters at stride 2, pad 1, ceil_mode");
+        assert_eq!(avg.describe(), max.describe());
+        // O = (7 - 3 + 2·1) / 2 + 1 = 4 for both.
+        assert_eq!(max.output_shape(&[1, 1, 7, 7]).unwrap(), vec![1, 1, 4, 4]);
+        assert_eq!(avg.output_shape(&[1, 1, 7, 7]).unwrap(), vec![1, 1, 4, 4]);
+    }
+
+    #[test]
+    fn average_pooling_has_no_dilation() {
+        let mut cfg = AvgPool2dConfig::new(2);
+        cfg.dilation = [2, 2];
+        let err = AvgPool2d::<f32>::new(cfg).unwrap_err();
+        assert!(err.to_string().contains("no dilation"), "{err}");
+    }
+}
