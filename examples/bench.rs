@@ -147,7 +147,7 @@ fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>
         } else {
             "Layer::infer"
         },
-        rayon::current_num_threads()
+        convnet::num_threads()
     );
     let mut times = Vec::with_capacity(args.iters);
     for i in 0..args.warmup + args.iters {

@@ -42,9 +42,9 @@ fn build() -> Result<Sequential<f32>> {
         .add(BatchNorm2d::new(BatchNorm2dConfig::new(32))?)
         .add(ReLU::new())
         .add(MaxPool2d::new(MaxPool2dConfig::new(2))?) // [7x7x32]
-        .add(Flatten::new()) // [1568]
-        .add(Dropout::new(0.25)?)
-        .add(Linear::new(32 * 7 * 7, 10)?)) // [10]
+        .add(Flatten::new(FlattenConfig::new())?) // [1568]
+        .add(Dropout::new(DropoutConfig::new().p(0.25))?)
+        .add(Linear::new(LinearConfig::new(32 * 7 * 7, 10))?)) // [10]
 }
 
 struct Args {

@@ -58,23 +58,35 @@ fn parse_args() -> Result<Args, String> {
         seed: 1,
         distributed: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.into());
-        }
-        if flag == "--distributed" {
-            if !cfg!(feature = "mpi") {
-                return Err("--distributed needs the `mpi` feature: \
-                            cargo build --release --features mpi --example mnist"
-                    .into());
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e}\n{USAGE}");
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(fail)? {
+        let flag = match &arg {
+            Long(name) => format!("--{name}"),
+            _ => return Err(fail(arg.unexpected())),
+        };
+        match arg {
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
             }
-            args.distributed = true;
-            continue;
+            Long("distributed") => {
+                if !cfg!(feature = "mpi") {
+                    return Err("--distributed needs the `mpi` feature: \
+                                cargo build --release --features mpi --example mnist"
+                        .into());
+                }
+                args.distributed = true;
+                continue;
+            }
+            _ => {}
         }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let value = parser
+            .value()
+            .map_err(|_| format!("{flag} needs a value\n{USAGE}"))?
+            .string()
+            .map_err(fail)?;
         let number = |v: &str| {
             v.parse::<usize>()
                 .map_err(|_| format!("{flag}: `{v}` is not a whole number"))
@@ -363,7 +375,7 @@ fn train(
         args.optimizer,
         args.batch_size,
         args.epochs,
-        rayon::current_num_threads(),
+        convnet::num_threads(),
         if world > 1 {
             format!(" x {world} processes ({} images each per step)", args.batch_size.div_ceil(world))
         } else {

@@ -19,25 +19,68 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: onnx summary MODEL.onnx | \
 onnx run MODEL.onnx --input X.safetensors --output Y.safetensors";
 
-fn flag(args: &[String], name: &str) -> Result<PathBuf, String> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("{name} needs a value")),
-        None => Err(format!("run needs {name} FILE\n{USAGE}")),
-    }
+/// The command line: `summary MODEL` or `run MODEL --input X --output Y`.
+struct Args {
+    command: String,
+    model: PathBuf,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
 }
 
-fn run(args: Vec<String>) -> Result<(), String> {
-    let (command, rest) = args.split_first().ok_or(USAGE)?;
-    let (path, flags) = rest.split_first().ok_or(USAGE)?;
-    let path = PathBuf::from(path);
-    match command.as_str() {
-        "summary" => {
-            if !flags.is_empty() {
-                return Err(format!("unexpected arguments {flags:?}\n{USAGE}"));
+fn parse_args() -> Result<Args, String> {
+    use lexopt::prelude::*;
+    let fail = |e: lexopt::Error| format!("{e}\n{USAGE}");
+    let mut parser = lexopt::Parser::from_env();
+    let (mut positional, mut input, mut output) = (Vec::new(), None, None);
+    while let Some(arg) = parser.next().map_err(fail)? {
+        match arg {
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
             }
+            Long("input") => {
+                let v = parser
+                    .value()
+                    .map_err(|_| "--input needs a value".to_string())?;
+                input = Some(PathBuf::from(v));
+            }
+            Long("output") => {
+                let v = parser
+                    .value()
+                    .map_err(|_| "--output needs a value".to_string())?;
+                output = Some(PathBuf::from(v));
+            }
+            Value(v) => positional.push(v.string().map_err(fail)?),
+            other => return Err(fail(other.unexpected())),
+        }
+    }
+    let mut positional = positional.into_iter();
+    let command = positional.next().ok_or(USAGE)?;
+    let model = PathBuf::from(positional.next().ok_or(USAGE)?);
+    let rest: Vec<String> = positional.collect();
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments {rest:?}\n{USAGE}"));
+    }
+    if command == "summary" && (input.is_some() || output.is_some()) {
+        return Err(format!("summary takes no --input/--output\n{USAGE}"));
+    }
+    Ok(Args {
+        command,
+        model,
+        input,
+        output,
+    })
+}
+
+/// A path flag `run` needs.
+fn required(path: Option<PathBuf>, name: &str) -> Result<PathBuf, String> {
+    path.ok_or_else(|| format!("run needs {name} FILE\n{USAGE}"))
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let path = args.model;
+    match args.command.as_str() {
+        "summary" => {
             let model = load_onnx::<f32>(&path).map_err(|e| e.to_string())?;
             let batch = model.input_shape[0].unwrap_or(1);
             let shape = model.input_shape_for(batch).map_err(|e| e.to_string())?;
@@ -54,14 +97,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         "run" => {
-            let mut i = 0;
-            while i < flags.len() {
-                if !["--input", "--output"].contains(&flags[i].as_str()) {
-                    return Err(format!("unexpected argument `{}`\n{USAGE}", flags[i]));
-                }
-                i += 2;
-            }
-            let (input, output) = (flag(flags, "--input")?, flag(flags, "--output")?);
+            let input = required(args.input, "--input")?;
+            let output = required(args.output, "--output")?;
             let model = load_onnx::<f32>(&path).map_err(|e| e.to_string())?;
             let x: Tensor<f32> = read_tensors::<f32>(&input)
                 .map_err(|e| e.to_string())?
@@ -94,7 +131,7 @@ fn show_dims(dims: &[Option<usize>]) -> String {
 }
 
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
+    match parse_args().and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

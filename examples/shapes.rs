@@ -63,8 +63,8 @@ fn main() -> convnet::Result<()> {
         .add(Conv2d::new(Conv2dConfig::new(8, 16, 3).padding(1))?) // [6x6x16]
         .add(ReLU::new())
         .add(MaxPool2d::new(MaxPool2dConfig::new(2))?) // [3x3x16]
-        .add(Flatten::new())
-        .add(Linear::new(16 * 3 * 3, 3)?);
+        .add(Flatten::new(FlattenConfig::new())?)
+        .add(Linear::new(LinearConfig::new(16 * 3 * 3, 3))?);
     println!(
         "network: {} parameters, output shape {:?} for a batch of 32",
         net.num_params(),

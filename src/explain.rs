@@ -444,7 +444,7 @@ mod tests {
     use super::*;
     use crate::gradcheck::random_tensor;
     use crate::layers::{
-        Add, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, MaxPool2dConfig, ReLU,
+        Add, Conv2d, Conv2dConfig, Flatten, FlattenConfig, Linear, MaxPool2d, MaxPool2dConfig, ReLU,
     };
     use crate::model::GraphBuilder;
 
@@ -458,8 +458,8 @@ mod tests {
             Box::new(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap()),
             Box::new(Conv2d::new(Conv2dConfig::new(3, 4, 3).padding(1).seed(seed + 1)).unwrap()),
             Box::new(ReLU::new()),
-            Box::new(Flatten::new()),
-            Box::new(Linear::with_config(linear).unwrap()),
+            Box::new(Flatten::new(FlattenConfig::new()).unwrap()),
+            Box::new(Linear::new(linear).unwrap()),
         ]
     }
 
@@ -546,7 +546,7 @@ mod tests {
         let mut net = Sequential::new()
             .add(conv)
             .add(ReLU::new())
-            .add(Flatten::new())
+            .add(Flatten::new(FlattenConfig::new()).unwrap())
             .add(linear);
         let x = Tensor::from_shape_vec(
             IxDyn(&[1, 4, 4]),
@@ -625,7 +625,7 @@ mod tests {
             .layer("a", "x", one_by_one(1.0))
             .layer("b", "a", one_by_one(3.0))
             .merge("sum", &["a", "b"], Add::new())
-            .layer("flat", "sum", Flatten::new())
+            .layer("flat", "sum", Flatten::new(FlattenConfig::new()).unwrap())
             .layer(
                 "fc",
                 "flat",
@@ -661,7 +661,7 @@ mod tests {
             last_spatial_layer(&small_net(1), &[1, 2, 6, 6]).unwrap(),
             "4"
         );
-        let flat = Sequential::<f64>::new().add(Flatten::new());
+        let flat = Sequential::<f64>::new().add(Flatten::new(FlattenConfig::new()).unwrap());
         assert!(last_spatial_layer(&flat, &[1, 2, 6, 6]).is_err());
     }
 

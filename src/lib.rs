@@ -36,6 +36,7 @@ pub mod loss;
 pub mod model;
 pub mod onnx;
 pub mod optim;
+mod parallel;
 pub mod progress;
 pub mod rng;
 pub mod summary;
@@ -51,7 +52,7 @@ pub mod zoo;
 pub use error::{Error, Result};
 pub use layer::{Epilogue, Layer, Merge, Mode, Param, Slot, SlotMut};
 pub use tensor::{Float, Tensor};
-pub use threads::set_num_threads;
+pub use threads::{num_threads, set_num_threads};
 
 /// The names most programs need: `use convnet::prelude::*;`.
 pub mod prelude {

@@ -1,5 +1,8 @@
 //! The one thread pool: rayon's global pool runs every parallel loop of the crate, and the GEMM
 //! kernel's own threading runs on it too, so sizing it sizes everything.
+//!
+//! Built without the `rayon` feature (`default-features = false`) the crate runs every loop on
+//! the calling thread: [`num_threads`] is 1 and [`set_num_threads`] accepts only 1.
 
 use crate::error::{Error, Result};
 
@@ -11,7 +14,7 @@ use crate::error::{Error, Result};
 /// size (a pool cannot be resized).
 ///
 /// ```
-/// let threads = rayon::current_num_threads(); // creates the pool if needed
+/// let threads = convnet::num_threads(); // creates the pool if needed
 /// assert!(convnet::set_num_threads(threads).is_ok());
 /// assert!(convnet::set_num_threads(threads + 1).is_err());
 /// assert!(convnet::set_num_threads(0).is_err());
@@ -23,6 +26,26 @@ pub fn set_num_threads(n: usize) -> Result<()> {
             "the thread pool needs at least 1 thread",
         ));
     }
+    #[cfg(not(feature = "rayon"))]
+    return match n {
+        1 => Ok(()),
+        _ => Err(Error::config(
+            "set_num_threads",
+            format!("built without the `rayon` feature, the crate runs on 1 thread, not {n}"),
+        )),
+    };
+    #[cfg(feature = "rayon")]
+    set_pool_size(n)
+}
+
+/// The number of threads the crate's parallel loops run on (creating the pool if needed); 1
+/// without the `rayon` feature.
+pub fn num_threads() -> usize {
+    crate::parallel::current_num_threads()
+}
+
+#[cfg(feature = "rayon")]
+fn set_pool_size(n: usize) -> Result<()> {
     if rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()

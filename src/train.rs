@@ -102,8 +102,8 @@ impl EvalStats {
 ///     .add(Conv2d::new(Conv2dConfig::new(1, 4, 3).padding(1))?)
 ///     .add(ReLU::new())
 ///     .add(MaxPool2d::new(MaxPool2dConfig::new(2))?)
-///     .add(Flatten::new())
-///     .add(Linear::new(4 * 4 * 4, 2)?);
+///     .add(Flatten::new(FlattenConfig::new())?)
+///     .add(Linear::new(LinearConfig::new(4 * 4 * 4, 2))?);
 /// let mut trainer = Trainer::new(model, Sgd::new(SgdConfig::new(0.1).momentum(0.9))?)
 ///     .with_progress(ProgressStyle::Off);
 /// for _ in 0..10 {

@@ -214,8 +214,8 @@ fn small_cnn<T: Float>(bn: bool) -> Sequential<T> {
     }
     net.add(ReLU::new())
         .add(MaxPool2d::new(MaxPool2dConfig::new(2)).expect("pool"))
-        .add(Flatten::new())
-        .add(Linear::new(4 * 4 * 4, 4).expect("linear"))
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(4 * 4 * 4, 4)).expect("linear"))
 }
 
 /// Every parameter and buffer, flattened in `state_dict` order.
@@ -376,8 +376,8 @@ fn syncbn(world: &impl mpi::traits::Communicator) -> Check {
             net.add(BatchNorm2d::new(cfg).expect("bn"))
         };
         net.add(ReLU::new())
-            .add(Flatten::new())
-            .add(Linear::new(3 * 8 * 8, 4).expect("linear"))
+            .add(Flatten::new(FlattenConfig::new()).unwrap())
+            .add(Linear::new(LinearConfig::new(3 * 8 * 8, 4)).expect("linear"))
     };
     let data = images(30, 6);
     let loader = DataLoader::new(&data, LoaderConfig::new(10).shuffle(1)).map_err(e)?;

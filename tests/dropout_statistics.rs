@@ -11,7 +11,7 @@ use ndarray::IxDyn;
 fn dropout_zeroes_a_fraction_p_and_scales_survivors_by_one_over_one_minus_p() {
     let n = 200_000;
     for (seed, p) in [(1u64, 0.1), (2, 0.3), (3, 0.5), (4, 0.9)] {
-        let mut d = Dropout::<f64>::new(p).unwrap().with_seed(seed);
+        let mut d = Dropout::<f64>::new(DropoutConfig::new().p(p).seed(seed)).unwrap();
         let x = Tensor::<f64>::from_elem(IxDyn(&[n]), 2.0);
         let y = d.forward(&x).unwrap();
         let scale = 1.0 / (1.0 - p);
@@ -54,15 +54,15 @@ fn dropout_zeroes_a_fraction_p_and_scales_survivors_by_one_over_one_minus_p() {
 #[test]
 fn dropout_in_eval_mode_and_with_p_zero_is_the_identity() {
     let x = Tensor::<f64>::from_shape_fn(IxDyn(&[3, 4]), |i| i[0] as f64 - i[1] as f64);
-    let mut d = Dropout::<f64>::new(0.5).unwrap().with_seed(1);
+    let mut d = Dropout::<f64>::new(DropoutConfig::new().p(0.5).seed(1)).unwrap();
     d.set_mode(Mode::Eval);
     assert_eq!(d.forward(&x).unwrap(), x);
     assert_eq!(d.backward(&x).unwrap(), x);
-    let mut d = Dropout::<f64>::new(0.0).unwrap();
+    let mut d = Dropout::<f64>::new(DropoutConfig::new().p(0.0)).unwrap();
     assert_eq!(d.forward(&x).unwrap(), x);
     // p = 1 drops everything (PyTorch returns zeros); p outside [0, 1] is an error.
-    let mut d = Dropout::<f64>::new(1.0).unwrap();
+    let mut d = Dropout::<f64>::new(DropoutConfig::new().p(1.0)).unwrap();
     assert!(d.forward(&x).unwrap().iter().all(|&v| v == 0.0));
-    assert!(Dropout::<f64>::new(1.5).is_err());
-    assert!(Dropout::<f64>::new(f64::NAN).is_err());
+    assert!(Dropout::<f64>::new(DropoutConfig::new().p(1.5)).is_err());
+    assert!(Dropout::<f64>::new(DropoutConfig::new().p(f64::NAN)).is_err());
 }

@@ -49,8 +49,8 @@ fn saliency_and_grad_cam_match_pytorch() {
         .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap())
         .add(Conv2d::new(Conv2dConfig::new(4, 6, 3).padding(1)).unwrap())
         .add(ReLU::new())
-        .add(Flatten::new())
-        .add(Linear::new(6 * 4 * 3, 5).unwrap());
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(6 * 4 * 3, 5)).unwrap());
     load_state_dict(&mut net, tensors, "small_cnn.safetensors").unwrap();
 
     let s = saliency(&mut net, &image, class).unwrap();

@@ -176,9 +176,9 @@ fn model() -> Sequential<f32> {
     Sequential::new()
         .add(Conv2d::new(Conv2dConfig::new(1, 2, 3).seed(1)).unwrap())
         .add(BatchNorm2d::new(BatchNorm2dConfig::new(2)).unwrap())
-        .add(Dropout::new(0.5).unwrap().with_seed(2))
-        .add(Flatten::new())
-        .add(Linear::with_config(LinearConfig::new(2, 3).seed(3)).unwrap())
+        .add(Dropout::new(DropoutConfig::new().p(0.5).seed(2)).unwrap())
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(2, 3).seed(3)).unwrap())
 }
 
 fn weights_corpus() -> Vec<Vec<u8>> {

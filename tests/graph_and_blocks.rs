@@ -57,7 +57,7 @@ fn several_outputs_each_carry_their_gradient() {
     let mut g = GraphBuilder::<f64>::new("x")
         .layer("a", "x", conv(1, 2, 3, 1, 4))
         .layer("b", "a", Tanh::new())
-        .layer("head", "b", Flatten::new())
+        .layer("head", "b", Flatten::new(FlattenConfig::new()).unwrap())
         .output("b")
         .output("head")
         .build(&[1, 1, 4, 4])
@@ -121,7 +121,7 @@ fn residual_blocks_match_finite_differences() {
         .add(conv(3, 3, 3, 1, 1))
         .add(Tanh::new())
         .add(conv(3, 3, 3, 1, 2));
-    let mut block = Residual::new(body).with_post(ReLU::new());
+    let mut block = Residual::new(body).post(ReLU::new());
     check_layer(
         &mut block,
         &random_tensor(&[2, 3, 4, 4], 1),
@@ -141,7 +141,7 @@ fn residual_blocks_match_finite_differences() {
     let shortcut = Sequential::new()
         .add(Conv2d::new(Conv2dConfig::new(2, 4, 1).stride(2).bias(false).seed(4)).unwrap())
         .add(BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());
-    let mut block = Residual::new(body).with_shortcut("downsample", shortcut);
+    let mut block = Residual::new(body).shortcut("downsample", shortcut);
     let names: Vec<String> = convnet::io::state_dict(&block)
         .into_iter()
         .map(|(n, _)| n)

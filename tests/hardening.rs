@@ -32,14 +32,14 @@ fn is_geometry(e: &Error) -> bool {
 #[test]
 fn class1_linear_sizes_that_overflow_or_cannot_be_allocated_are_config_errors() {
     for (i, o) in [(usize::MAX / 2, 4), (1 << 20, 1 << 20), (4, usize::MAX)] {
-        let err = Linear::<f32>::new(i, o).unwrap_err();
+        let err = Linear::<f32>::new(LinearConfig::new(i, o)).unwrap_err();
         assert!(is_config(&err), "{err}");
         let msg = err.to_string();
         assert!(msg.contains(&format!("Linear({i} -> {o})")), "{msg}");
         assert!(msg.contains("limit"), "{msg}");
     }
     // A layer that fits, given a batch whose output would not, refuses the input.
-    let l = Linear::<f32>::new(1, 1 << 20).unwrap();
+    let l = Linear::<f32>::new(LinearConfig::new(1, 1 << 20)).unwrap();
     let err = l.output_shape(&[1 << 12, 1]).unwrap_err();
     assert!(is_geometry(&err), "{err}");
 }
@@ -84,19 +84,21 @@ fn class1_conv_and_pool_windows_too_large_or_wrapping_are_errors() {
 
 #[test]
 fn class1_adaptive_pool_flatten_concat_and_batch_norm_sizes_are_checked() {
-    let err = AdaptiveAvgPool2d::<f32>::new([1 << 40, 1 << 40]).unwrap_err();
+    let err = AdaptiveAvgPool2d::<f32>::new(AdaptiveAvgPool2dConfig::new([1 << 40, 1 << 40]))
+        .unwrap_err();
     assert!(is_config(&err), "{err}");
-    let pool = AdaptiveAvgPool2d::<f32>::new([1 << 13, 1 << 13]).unwrap();
+    let pool =
+        AdaptiveAvgPool2d::<f32>::new(AdaptiveAvgPool2dConfig::new([1 << 13, 1 << 13])).unwrap();
     assert!(is_geometry(&pool.output_shape(&[4, 3, 2, 2]).unwrap_err()));
     // Flatten with out-of-range dims: an error at construction or a shape error, no panic.
-    assert!(Flatten::<f32>::with_dims(usize::MAX, -1).is_err());
-    assert!(Flatten::<f32>::with_dims(1, isize::MIN).is_err());
-    let f = Flatten::<f32>::with_dims(3, -1).unwrap();
+    assert!(Flatten::<f32>::new(FlattenConfig::new().start_dim(usize::MAX).end_dim(-1)).is_err());
+    assert!(Flatten::<f32>::new(FlattenConfig::new().start_dim(1).end_dim(isize::MIN)).is_err());
+    let f = Flatten::<f32>::new(FlattenConfig::new().start_dim(3).end_dim(-1)).unwrap();
     assert!(matches!(
         f.output_shape(&[2, 3]),
         Err(Error::ShapeMismatch { .. })
     ));
-    let f = Flatten::<f32>::new();
+    let f = Flatten::<f32>::new(FlattenConfig::new()).unwrap();
     assert!(f.output_shape(&[2, usize::MAX, 2]).is_err());
     let cat = Concat::<f32>::new();
     let (a, b) = ([1usize, usize::MAX, 1, 1], [1usize, 2, 1, 1]);
@@ -141,9 +143,9 @@ fn class2_every_layer_taking_an_init_rejects_the_same_bad_values() {
             is_config(conv.as_ref().unwrap_err()),
             "Conv2d with {init:?}"
         );
-        let lin = Linear::<f32>::with_config(LinearConfig::new(2, 2).init(init));
+        let lin = Linear::<f32>::new(LinearConfig::new(2, 2).init(init));
         assert!(is_config(lin.as_ref().unwrap_err()), "Linear with {init:?}");
-        let lin = Linear::<f32>::with_config(LinearConfig::new(2, 2).bias_init(init));
+        let lin = Linear::<f32>::new(LinearConfig::new(2, 2).bias_init(init));
         assert!(
             is_config(lin.as_ref().unwrap_err()),
             "Linear bias with {init:?}"
@@ -156,7 +158,7 @@ fn class2_every_layer_taking_an_init_rejects_the_same_bad_values() {
         );
     }
     // A bad Init is rejected even when it is not the one drawn (bias disabled).
-    let lin = Linear::<f32>::with_config(
+    let lin = Linear::<f32>::new(
         LinearConfig::new(2, 2)
             .bias(false)
             .bias_init(Init::Normal(-1.0)),
@@ -189,7 +191,7 @@ fn class3_relu_propagates_nan_forward_and_backward() {
 
 #[test]
 fn class3_leaky_relu_propagates_nan_forward_and_backward() {
-    let mut l = LeakyReLU::new(0.1);
+    let mut l = LeakyReLU::new(LeakyReLUConfig::new().negative_slope(0.1)).unwrap();
     let y = l.forward(&nan_at_0(&[1, 2])).unwrap();
     assert!(y[[0, 0]].is_nan());
     // torch: grad * (x > 0 ? 1 : slope), and NaN > 0 is false.
@@ -221,8 +223,8 @@ fn class3_one_nan_pixel_reaches_the_logits() {
         .add(Conv2d::new(Conv2dConfig::new(1, 2, 3).padding(1).seed(1)).unwrap())
         .add(ReLU::new())
         .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap())
-        .add(Flatten::new())
-        .add(Linear::with_config(LinearConfig::new(2 * 2 * 2, 3).seed(2)).unwrap());
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(2 * 2 * 2, 3).seed(2)).unwrap());
     let logits = net.forward(&nan_at_0(&[1, 1, 4, 4])).unwrap();
     assert!(logits.iter().all(|v| v.is_nan()), "{logits:?}");
 }
@@ -256,11 +258,14 @@ fn class3_avg_pool_batch_norm_and_lrn_propagate_nan() {
         .forward(&x)
         .unwrap();
     assert!(y[[0, 0, 0, 0]].is_nan());
-    let y = AdaptiveAvgPool2d::new([1, 1]).unwrap().forward(&x).unwrap();
+    let y = AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([1, 1]))
+        .unwrap()
+        .forward(&x)
+        .unwrap();
     assert!(y[[0, 0, 0, 0]].is_nan());
     let mut bn = BatchNorm2d::new(BatchNorm2dConfig::new(1)).unwrap();
     assert!(bn.forward(&x).unwrap().iter().all(|v| v.is_nan()));
-    let mut lrn = LocalResponseNorm::new(2, 1e-4, 0.75, 1.0).unwrap();
+    let mut lrn = LocalResponseNorm::new(LocalResponseNormConfig::new(2)).unwrap();
     assert!(lrn.forward(&x).unwrap()[[0, 0, 0, 0]].is_nan());
 }
 
@@ -269,10 +274,10 @@ fn class3_avg_pool_batch_norm_and_lrn_propagate_nan() {
 
 fn small_net(seed: u64) -> Sequential<f64> {
     Sequential::new()
-        .add(Linear::with_config(LinearConfig::new(3, 4).seed(seed)).unwrap())
+        .add(Linear::new(LinearConfig::new(3, 4).seed(seed)).unwrap())
         .add(ReLU::new())
-        .add(Dropout::new(0.5).unwrap().with_seed(seed))
-        .add(Linear::with_config(LinearConfig::new(4, 2).seed(seed + 1)).unwrap())
+        .add(Dropout::new(DropoutConfig::new().p(0.5).seed(seed)).unwrap())
+        .add(Linear::new(LinearConfig::new(4, 2).seed(seed + 1)).unwrap())
 }
 
 #[test]
@@ -338,9 +343,9 @@ fn class4_a_checkpoint_that_fails_to_load_changes_nothing() {
     let images = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
     let loader = DataLoader::new(&images, LoaderConfig::new(2)).unwrap();
     let saved_model = Sequential::new()
-        .add(Flatten::new())
-        .add(Linear::with_config(LinearConfig::new(3, 2).seed(3)).unwrap())
-        .add(Dropout::new(0.5).unwrap().with_seed(3));
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(3, 2).seed(3)).unwrap())
+        .add(Dropout::new(DropoutConfig::new().p(0.5).seed(3)).unwrap());
     let mut t1 = Trainer::new(saved_model, Adam::new(AdamConfig::new(0.01)).unwrap())
         .with_progress(ProgressStyle::Off);
     t1.train_epoch(&loader).unwrap();
@@ -349,9 +354,9 @@ fn class4_a_checkpoint_that_fails_to_load_changes_nothing() {
     let fresh = || {
         Trainer::new(
             Sequential::new()
-                .add(Flatten::new())
-                .add(Linear::with_config(LinearConfig::new(3, 2).seed(9)).unwrap())
-                .add(Dropout::new(0.5).unwrap().with_seed(9)),
+                .add(Flatten::new(FlattenConfig::new()).unwrap())
+                .add(Linear::new(LinearConfig::new(3, 2).seed(9)).unwrap())
+                .add(Dropout::new(DropoutConfig::new().p(0.5).seed(9)).unwrap()),
             Adam::new(AdamConfig::new(0.01)).unwrap(),
         )
         .with_progress(ProgressStyle::Off)
@@ -521,17 +526,17 @@ fn class5_mnist_example_reports_zero_sized_images() {
 #[test]
 fn class7_duplicate_child_names_are_rejected_by_add_named() {
     let err = Sequential::<f32>::new()
-        .add_named("fc", Linear::new(2, 2).unwrap())
+        .add_named("fc", Linear::new(LinearConfig::new(2, 2)).unwrap())
         .unwrap()
-        .add_named("fc", Linear::new(2, 2).unwrap())
+        .add_named("fc", Linear::new(LinearConfig::new(2, 2)).unwrap())
         .err()
         .unwrap();
     assert!(is_config(&err) && err.to_string().contains("`fc`"), "{err}");
     // Dropout holds a generator saved under its name in checkpoints.
     let seq = Sequential::<f32>::new()
-        .add_named("drop", Dropout::new(0.5).unwrap())
+        .add_named("drop", Dropout::new(DropoutConfig::new().p(0.5)).unwrap())
         .unwrap()
-        .add_named("drop", Dropout::new(0.5).unwrap());
+        .add_named("drop", Dropout::new(DropoutConfig::new().p(0.5)).unwrap());
     assert!(seq.is_err());
     // Stateless layers may share a name (torchvision's Bottleneck reuses one `relu`).
     let seq = Sequential::<f32>::new()
@@ -554,8 +559,8 @@ fn class7_duplicate_names_are_rejected_at_save_time() {
     // Containers other than Sequential (here two Inception branches named alike) are
     // caught when saving.
     let block = convnet::blocks::Inception::<f32>::new()
-        .branch("a", Linear::new(2, 2).unwrap())
-        .branch("a", Linear::new(2, 2).unwrap());
+        .branch("a", Linear::new(LinearConfig::new(2, 2)).unwrap())
+        .branch("a", Linear::new(LinearConfig::new(2, 2)).unwrap());
     let dir = tmp_dir("dups");
     let path = dir.join("dup.safetensors");
     let err = save_weights(&block, &path).unwrap_err().to_string();
@@ -605,8 +610,8 @@ fn progress_can_go_to_a_callback() {
     let images = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
     let loader = DataLoader::new(&images, LoaderConfig::new(1)).unwrap();
     let net = Sequential::new()
-        .add(Flatten::new())
-        .add(Linear::with_config(LinearConfig::new(3, 2).seed(1)).unwrap());
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(3, 2).seed(1)).unwrap());
     let mut t = Trainer::<f64, _>::new(net, Sgd::new(SgdConfig::new(0.1)).unwrap())
         .with_progress(ProgressStyle::Callback(count));
     t.train_epoch(&loader).unwrap();

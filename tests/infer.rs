@@ -125,11 +125,15 @@ fn every_layer_infers_what_eval_forward_computes() {
         ),
         (
             "linear",
-            Box::new(Linear::<f64>::new(12, 5).unwrap()),
+            Box::new(Linear::<f64>::new(LinearConfig::new(12, 5)).unwrap()),
             img(&[3, 12], 4),
         ),
         ("relu", Box::new(ReLU::new()), img(&[2, 3, 4, 4], 5)),
-        ("leaky relu", Box::new(LeakyReLU::new(0.2)), img(&[7, 3], 6)),
+        (
+            "leaky relu",
+            Box::new(LeakyReLU::new(LeakyReLUConfig::new().negative_slope(0.2)).unwrap()),
+            img(&[7, 3], 6),
+        ),
         ("sigmoid", Box::new(Sigmoid::new()), img(&[2, 9], 7)),
         ("tanh", Box::new(Tanh::new()), img(&[2, 9], 8)),
         ("softmax", Box::new(Softmax::new()), img(&[2, 4, 3, 3], 9)),
@@ -161,12 +165,14 @@ fn every_layer_infers_what_eval_forward_computes() {
         ),
         (
             "adaptive avg pool",
-            Box::new(AdaptiveAvgPool2d::new([3, 2]).unwrap()),
+            Box::new(AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([3, 2])).unwrap()),
             img(&[2, 3, 7, 5], 13),
         ),
         (
             "local response norm",
-            Box::new(LocalResponseNorm::new(5, 5e-4, 0.75, 2.0).unwrap()),
+            Box::new(
+                LocalResponseNorm::new(LocalResponseNormConfig::new(5).alpha(5e-4).k(2.0)).unwrap(),
+            ),
             img(&[2, 7, 3, 3], 14),
         ),
         ("batch norm", Box::new(bn(3)), img(&[2, 3, 4, 5], 15)),
@@ -184,10 +190,14 @@ fn every_layer_infers_what_eval_forward_computes() {
         ),
         (
             "dropout",
-            Box::new(Dropout::new(0.5).unwrap().with_seed(1)),
+            Box::new(Dropout::new(DropoutConfig::new().p(0.5).seed(1)).unwrap()),
             img(&[4, 6], 18),
         ),
-        ("flatten", Box::new(Flatten::new()), img(&[2, 3, 2, 2], 19)),
+        (
+            "flatten",
+            Box::new(Flatten::new(FlattenConfig::new()).unwrap()),
+            img(&[2, 3, 2, 2], 19),
+        ),
     ];
     for (what, layer, x) in &mut cases {
         randomise_batch_norms(layer.as_mut(), 5);
@@ -201,7 +211,7 @@ fn train_mode_differs_so_the_mode_checks_are_not_trivial() {
     let x = random_tensor(&[2, 3, 4, 5], 1);
     let mut norm = bn(3);
     randomise_batch_norms(&mut norm, 2);
-    let mut drop = Dropout::new(0.5).unwrap().with_seed(3);
+    let mut drop = Dropout::new(DropoutConfig::new().p(0.5).seed(3)).unwrap();
     for layer in [&mut norm as &mut dyn Layer<f64>, &mut drop] {
         layer.set_mode(Mode::Train);
         let train = layer.forward(&x).unwrap();
@@ -332,7 +342,7 @@ fn fused_convolution_matches_the_layers_one_by_one() {
 
 #[test]
 fn linear_fuses_relu_only() {
-    let lin = Linear::<f64>::new(6, 4).unwrap();
+    let lin = Linear::<f64>::new(LinearConfig::new(6, 4)).unwrap();
     let x = random_tensor(&[3, 6], 1);
     let fused = lin.infer_fused(&x, &[Epilogue::Relu]).unwrap().unwrap();
     assert_eq!(fused, ReLU::new().infer(&lin.infer(&x).unwrap()).unwrap());
@@ -352,11 +362,11 @@ fn small_net() -> Sequential<f64> {
         .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap())
         .add(conv(Conv2dConfig::new(4, 3, 3).bias(false), 2))
         .add(bn(3))
-        .add(Flatten::new())
-        .add(Linear::new(3 * 2 * 2, 5).unwrap())
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(3 * 2 * 2, 5)).unwrap())
         .add(ReLU::new())
-        .add(Dropout::new(0.5).unwrap())
-        .add(Linear::new(5, 3).unwrap())
+        .add(Dropout::new(DropoutConfig::new().p(0.5)).unwrap())
+        .add(Linear::new(LinearConfig::new(5, 3)).unwrap())
 }
 
 #[test]
@@ -379,8 +389,8 @@ fn containers_infer_what_eval_forward_computes() {
         .add(conv(Conv2dConfig::new(3, 3, 1).bias(false), 6))
         .add(bn(3));
     let mut block = Residual::new(body)
-        .with_shortcut("downsample", shortcut)
-        .with_post(ReLU::new());
+        .shortcut("downsample", shortcut)
+        .post(ReLU::new());
     randomise_batch_norms(&mut block, 7);
     let x3 = random_tensor(&[2, 3, 5, 5], 2);
     let err = infer_vs_eval_forward(&mut block, &x3);
@@ -424,8 +434,16 @@ fn graph_infers_its_outputs_and_skips_unneeded_nodes() {
                 conv(Conv2dConfig::new(3, 3, 3).padding(1), 2),
             )
             .merge("add", &["relu", "conv2"], Add::new())
-            .layer("flatten", "relu", Flatten::new())
-            .layer("aux", "flatten", Linear::new(3 * 4 * 4, 2).unwrap())
+            .layer(
+                "flatten",
+                "relu",
+                Flatten::new(FlattenConfig::new()).unwrap(),
+            )
+            .layer(
+                "aux",
+                "flatten",
+                Linear::new(LinearConfig::new(3 * 4 * 4, 2)).unwrap(),
+            )
             .output("add")
             .output("aux")
             .build(&[1, 2, 4, 4])

@@ -174,7 +174,7 @@ proptest! {
                 Ok(l) => Box::new(l),
                 Err(_) => return Ok(()),
             },
-            _ => match AdaptiveAvgPool2d::new([out.0, out.1]) {
+            _ => match AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([out.0, out.1])) {
                 Ok(l) => Box::new(l),
                 Err(_) => return Ok(()),
             },
@@ -189,11 +189,11 @@ proptest! {
         value in fill(),
     ) {
         let cfg = LinearConfig::new(fin, fout).bias(bias).init(init);
-        if let Ok(mut layer) = Linear::<f64>::with_config(cfg) {
+        if let Ok(mut layer) = Linear::<f64>::new(cfg) {
             check_layer(&mut layer, &[batch, fin], value)?;
             check_layer(&mut layer, &input, value)?;
         }
-        if let Ok(mut layer) = Flatten::<f64>::with_dims(start, end) {
+        if let Ok(mut layer) = Flatten::<f64>::new(FlattenConfig::new().start_dim(start).end_dim(end)) {
             check_layer(&mut layer, &input, value)?;
         }
     }
@@ -209,21 +209,25 @@ proptest! {
                 Ok(l) => Box::new(l),
                 Err(_) => return Ok(()),
             },
-            1 => match LocalResponseNorm::new(size, 1e-4, 0.75, 2.0) {
+            1 => match LocalResponseNorm::new(LocalResponseNormConfig::new(size).k(2.0)) {
                 Ok(l) => Box::new(l),
                 Err(_) => return Ok(()),
             },
             2 => Box::new(ReLU::new()),
-            3 => Box::new(LeakyReLU::new(slope)),
+            // A NaN slope is a configuration error.
+            3 => match LeakyReLU::new(LeakyReLUConfig::new().negative_slope(slope)) {
+                Ok(l) => Box::new(l),
+                Err(_) => return Ok(()),
+            },
             4 => Box::new(Sigmoid::new()),
             5 => Box::new(Tanh::new()),
             6 => Box::new(Softmax::new()),
             7 => Box::new(LogSoftmax::new()),
-            8 => match Dropout::new(p) {
-                Ok(l) => Box::new(l.with_seed(3)),
+            8 => match Dropout::new(DropoutConfig::new().p(p).seed(3)) {
+                Ok(l) => Box::new(l),
                 Err(_) => return Ok(()),
             },
-            _ => Box::new(Flatten::new()),
+            _ => Box::new(Flatten::new(FlattenConfig::new()).unwrap()),
         };
         let mut input = input;
         if kind == 0 && input.len() == 4 && input[1] <= 4 {

@@ -70,11 +70,14 @@ fn resnet_tiny<T: Float>() -> Sequential<T> {
             Sequential::new().add(basic_block(4, 8, 2, true).unwrap()),
         )
         .unwrap()
-        .add_named("avgpool", AdaptiveAvgPool2d::new([1, 1]).unwrap())
+        .add_named(
+            "avgpool",
+            AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([1, 1])).unwrap(),
+        )
         .unwrap()
-        .add_named("flatten", Flatten::new())
+        .add_named("flatten", Flatten::new(FlattenConfig::new()).unwrap())
         .unwrap()
-        .add_named("fc", Linear::new(8, 10).unwrap())
+        .add_named("fc", Linear::new(LinearConfig::new(8, 10)).unwrap())
         .unwrap()
 }
 
@@ -337,7 +340,7 @@ fn legacy_format_asks_for_a_resave() {
 #[test]
 fn torchscript_archives_ask_for_a_state_dict() {
     match load_weights(
-        &mut Sequential::<f32>::new().add(Linear::new(2, 2).unwrap()),
+        &mut Sequential::<f32>::new().add(Linear::new(LinearConfig::new(2, 2)).unwrap()),
         &fixture("torchscript.pt"),
     ) {
         Err(Error::Pth {
@@ -399,7 +402,7 @@ fn wrong_shapes_and_models_are_state_dict_errors() {
             Conv2d::new(Conv2dConfig::new(3, 4, 3).padding(1).bias(false)).unwrap(),
         )
         .unwrap()
-        .add_named("fc", Linear::new(8, 5).unwrap())
+        .add_named("fc", Linear::new(LinearConfig::new(8, 5)).unwrap())
         .unwrap();
     let before = state_dict(&narrow);
     match load_weights(&mut narrow, &path) {

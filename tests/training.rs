@@ -31,9 +31,9 @@ fn small_cnn(seed: u64) -> Sequential<f32> {
         .add(Conv2d::new(Conv2dConfig::new(1, 8, 5).stride(2).padding(2).seed(seed)).unwrap()) // 14x14
         .add(ReLU::new())
         .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap()) // 7x7
-        .add(Flatten::new())
-        .add(Dropout::new(0.25).unwrap().with_seed(seed))
-        .add(Linear::with_config(LinearConfig::new(8 * 7 * 7, 10).seed(seed + 1)).unwrap())
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Dropout::new(DropoutConfig::new().p(0.25).seed(seed)).unwrap())
+        .add(Linear::new(LinearConfig::new(8 * 7 * 7, 10).seed(seed + 1)).unwrap())
 }
 
 fn loader(data: &ImageSet, batch: usize) -> DataLoader<'_, ImageSet> {

@@ -15,8 +15,8 @@ fn small_net<T: Float>(seed: u64) -> Sequential<T> {
         .add(Conv2d::new(Conv2dConfig::new(1, 4, 3).padding(1).seed(seed)).unwrap())
         .add(BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap())
         .add(ReLU::new())
-        .add(Flatten::new())
-        .add(Linear::with_config(LinearConfig::new(4 * 4 * 4, 3).seed(seed + 1)).unwrap())
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(4 * 4 * 4, 3).seed(seed + 1)).unwrap())
 }
 
 #[test]

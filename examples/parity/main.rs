@@ -13,12 +13,37 @@ mod runner;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+const USAGE: &str = "usage: parity DIR   (a folder of PyTorch parity *.safetensors cases)";
+
+/// The one positional argument, the folder of cases; `--help` prints the usage.
+fn parse_args() -> Result<PathBuf, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut dirs = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            Value(dir) => dirs.push(PathBuf::from(dir)),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    match <[PathBuf; 1]>::try_from(dirs) {
+        Ok([dir]) => Ok(dir),
+        Err(_) => Err(String::new()),
+    }
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = match args.as_slice() {
-        [dir] => PathBuf::from(dir),
-        _ => {
-            eprintln!("usage: parity DIR   (a folder of PyTorch parity *.safetensors cases)");
+    let dir = match parse_args() {
+        Ok(dir) => dir,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };

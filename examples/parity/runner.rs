@@ -383,16 +383,20 @@ fn build_layer(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
                 .divisor_override(divisor);
             Box::new(msg(AvgPool2d::new(cfg))?)
         }
-        "adaptive_avg_pool2d" => Box::new(msg(AdaptiveAvgPool2d::new(case.pair("output_size")?))?),
+        "adaptive_avg_pool2d" => Box::new(msg(AdaptiveAvgPool2d::new(
+            AdaptiveAvgPool2dConfig::new(case.pair("output_size")?),
+        ))?),
         "linear" => {
             let cfg = LinearConfig::new(case.usize("in_features")?, case.usize("out_features")?)
                 .bias(case.bool("bias")?);
-            Box::new(msg(Linear::with_config(cfg))?)
+            Box::new(msg(Linear::new(cfg))?)
         }
         "relu" => Box::new(ReLU::new()),
         "sigmoid" => Box::new(Sigmoid::new()),
         "tanh" => Box::new(Tanh::new()),
-        "leaky_relu" => Box::new(LeakyReLU::new(case.f64("negative_slope")?)),
+        "leaky_relu" => Box::new(msg(LeakyReLU::new(
+            LeakyReLUConfig::new().negative_slope(case.f64("negative_slope")?),
+        ))?),
         "softmax" | "log_softmax" => {
             if case.usize("dim")? != 1 {
                 return Err("softmax over a dim other than 1".into());
@@ -404,10 +408,10 @@ fn build_layer(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
             }
         }
         "local_response_norm" => Box::new(msg(LocalResponseNorm::new(
-            case.usize("size")?,
-            case.f64("alpha")?,
-            case.f64("beta")?,
-            case.f64("k")?,
+            LocalResponseNormConfig::new(case.usize("size")?)
+                .alpha(case.f64("alpha")?)
+                .beta(case.f64("beta")?)
+                .k(case.f64("k")?),
         ))?),
         "batch_norm2d" => {
             let cfg = BatchNorm2dConfig::new(case.usize("num_features")?)
@@ -421,9 +425,10 @@ fn build_layer(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
             let end = case.config["end_dim"]
                 .as_i64()
                 .ok_or("config.end_dim missing")?;
-            Box::new(msg(Flatten::with_dims(
-                case.usize("start_dim")?,
-                end as isize,
+            Box::new(msg(Flatten::new(
+                FlattenConfig::new()
+                    .start_dim(case.usize("start_dim")?)
+                    .end_dim(end as isize),
             ))?)
         }
         _ => return Ok(None),

@@ -61,13 +61,13 @@ impl<T: Float> Residual<T> {
 
     /// Replaces the identity shortcut with a projection (e.g. 1x1 conv + BN), whose
     /// parameters are named `<name>.<param>`.
-    pub fn with_shortcut(mut self, name: &str, shortcut: impl Layer<T> + 'static) -> Self {
+    pub fn shortcut(mut self, name: &str, shortcut: impl Layer<T> + 'static) -> Self {
         self.shortcut = Some((name.to_string(), Box::new(shortcut)));
         self
     }
 
     /// Applies `post` (typically ReLU) after the sum.
-    pub fn with_post(mut self, post: impl Layer<T> + 'static) -> Self {
+    pub fn post(mut self, post: impl Layer<T> + 'static) -> Self {
         self.post = Some(Box::new(post));
         self
     }

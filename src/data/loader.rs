@@ -20,10 +20,10 @@
 
 use super::Dataset;
 use crate::error::{Error, Result};
+use crate::parallel::prelude::*;
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use ndarray::IxDyn;
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// How a [`DataLoader`] forms batches.
@@ -502,7 +502,8 @@ mod tests {
     }
 
     /// A dataset whose sample `i` holds `i * 100 + position` and whose reads can be slow and
-    /// are counted, to see how many run at once.
+    /// are counted, to see how many run at once. (Only the thread tests use it.)
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
     struct Probe {
         n: usize,
         delay_ms: u64,
@@ -510,6 +511,7 @@ mod tests {
         max_in_flight: std::sync::atomic::AtomicUsize,
     }
 
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
     impl Probe {
         fn new(n: usize, delay_ms: u64) -> Self {
             Probe {
@@ -544,6 +546,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "rayon")]
     fn pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -552,6 +555,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "rayon")]
     fn batches_do_not_depend_on_the_thread_count() {
         let data = Probe::new(23, 0);
         let cfg = LoaderConfig::new(5)
@@ -598,6 +602,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "rayon")]
     fn samples_of_a_batch_are_read_in_parallel() {
         let data = Probe::new(8, 30);
         let loader = DataLoader::new(&data, LoaderConfig::new(8)).unwrap();

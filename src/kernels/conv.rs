@@ -23,8 +23,8 @@ use super::norm::lane_sum;
 use super::winograd::{self, Weights, WinogradGeom};
 use super::workspace;
 use crate::geometry::Window2d;
+use crate::parallel::prelude::*;
 use crate::tensor::Float;
-use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -164,7 +164,7 @@ impl ConvGeom {
 
     /// Splits the batch into tasks of consecutive images (sizes differ by at most one).
     fn tasks(&self) -> Vec<Range<usize>> {
-        let threads = rayon::current_num_threads().max(1);
+        let threads = crate::parallel::current_num_threads().max(1);
         let (plane, taps) = (self.plane().max(1), self.taps().max(1));
         let mut count = if plane >= TARGET_COLS {
             self.n
@@ -432,7 +432,7 @@ pub fn backward<T: Float>(
     }
     let wino = geom.winograd().filter(|_| WINOGRAD.load(Ordering::Relaxed));
     let tasks = geom.tasks();
-    let threads = rayon::current_num_threads().max(1);
+    let threads = crate::parallel::current_num_threads().max(1);
     let gemm_threads = if tasks.len() == 1 {
         Threads::Pool
     } else {

@@ -1,8 +1,8 @@
 //! Element-wise loops over contiguous slices, split across rayon threads when large enough to
 //! pay for it.
 
+use crate::parallel::prelude::*;
 use crate::tensor::Float;
-use rayon::prelude::*;
 
 /// Below this many elements a loop stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 15;

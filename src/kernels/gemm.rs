@@ -203,7 +203,7 @@ pub fn gemm_view<T: Float>(
         return;
     }
     let parallelism = match threads {
-        Threads::Pool => gemm::Parallelism::Rayon(0),
+        Threads::Pool => crate::parallel::GEMM_POOL,
         Threads::Single => gemm::Parallelism::None,
     };
     // SAFETY: the asserts above guarantee that every element the views address lies inside

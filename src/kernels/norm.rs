@@ -3,8 +3,8 @@
 //! A tensor `[N, C, H, W]` is `N·C` contiguous planes of `H·W` values; plane `p` belongs to
 //! channel `p % C`. Sums use eight independent accumulators so that they vectorise.
 
+use crate::parallel::prelude::*;
 use crate::tensor::Float;
-use rayon::prelude::*;
 
 /// `Σ f(a[i], b[i])` with eight accumulators (vectorisable, unlike a single running sum).
 #[inline]

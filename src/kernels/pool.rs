@@ -15,8 +15,8 @@
 //! to that cell. Average pooling divides by a [`Divisor`] and spreads the gradient evenly.
 
 use crate::kernels::simd::vectorized;
+use crate::parallel::prelude::*;
 use crate::tensor::Float;
-use rayon::prelude::*;
 
 /// The argmax of a window that holds no input cell (possible only with dilation, when every
 /// tap falls in the padding): its output is -inf and it receives no gradient.

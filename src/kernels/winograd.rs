@@ -20,8 +20,8 @@ use super::conv::ChannelOp;
 use super::gemm::{gemm_view, MatMut, MatRef, Threads};
 use super::workspace;
 use crate::kernels::simd::vectorized;
+use crate::parallel::prelude::*;
 use crate::tensor::Float;
-use rayon::prelude::*;
 
 /// Elements of the transformed input and output held at once (16 MiB of f32 each).
 const CHUNK_ELEMS: usize = 1 << 22;

@@ -23,9 +23,30 @@ pub struct AdaptiveAvgPool2d<T: Float> {
     _t: PhantomData<T>,
 }
 
+/// How to build an [`AdaptiveAvgPool2d`]: the output size `[oh, ow]`.
+///
+/// ```
+/// use convnet::layers::AdaptiveAvgPool2dConfig;
+/// assert_eq!(AdaptiveAvgPool2dConfig::new([7, 7]).output_size, [7, 7]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdaptiveAvgPool2dConfig {
+    /// Output size `[oh, ow]`, at least `1x1`.
+    pub output_size: [usize; 2],
+}
+
+impl AdaptiveAvgPool2dConfig {
+    /// Pools every input to `output_size = [oh, ow]`.
+    pub fn new(output_size: [usize; 2]) -> Self {
+        AdaptiveAvgPool2dConfig { output_size }
+    }
+}
+
 impl<T: Float> AdaptiveAvgPool2d<T> {
-    /// Pools every input to `[oh, ow]`, or [`Error::InvalidConfig`] for a zero output size.
-    pub fn new(output: [usize; 2]) -> Result<Self> {
+    /// Pools every input to `cfg.output_size`, or [`Error::InvalidConfig`] for a zero output
+    /// size.
+    pub fn new(cfg: AdaptiveAvgPool2dConfig) -> Result<Self> {
+        let output = cfg.output_size;
         let layer = AdaptiveAvgPool2d {
             output,
             cache: None,
@@ -108,7 +129,7 @@ mod tests {
     fn gradient_matches_finite_differences() {
         for (seed, (shape, out)) in configs().into_iter().enumerate() {
             let x = random_tensor(&shape, seed as u64);
-            let mut layer = AdaptiveAvgPool2d::new(out).unwrap();
+            let mut layer = AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new(out)).unwrap();
             let report = check_layer(
                 &mut layer,
                 &x,
@@ -126,8 +147,8 @@ mod tests {
         for (seed, (shape, out)) in configs().into_iter().enumerate() {
             let x = random_tensor(&shape, seed as u64);
             let (mut l64, mut l32) = (
-                AdaptiveAvgPool2d::<f64>::new(out).unwrap(),
-                AdaptiveAvgPool2d::<f32>::new(out).unwrap(),
+                AdaptiveAvgPool2d::<f64>::new(AdaptiveAvgPool2dConfig::new(out)).unwrap(),
+                AdaptiveAvgPool2d::<f32>::new(AdaptiveAvgPool2dConfig::new(out)).unwrap(),
             );
             assert_f32_matches_f64(&mut l64, &mut l32, &x, |s| random_tensor(s, 99), 1e-4);
         }
@@ -137,7 +158,7 @@ mod tests {
     fn hand_computed_values() {
         // One row 0..5 pooled to 3 bins: [0,2) [1,4) [3,5) → means 0.5, 2, 3.5.
         let x = from_vec(&[1, 1, 1, 5], (0..5).map(|v| v as f64).collect());
-        let mut layer = AdaptiveAvgPool2d::new([1, 3]).unwrap();
+        let mut layer = AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([1, 3])).unwrap();
         let y = layer.forward(&x).unwrap();
         assert_eq!(y.iter().copied().collect::<Vec<_>>(), [0.5, 2.0, 3.5]);
         // Cell 1 is in bins 0 and 1, cell 3 in bins 1 and 2.
@@ -150,7 +171,10 @@ mod tests {
         );
         // O > L: 2 cells to 4 bins [0,1) [0,1) [1,2) [1,2) copy each cell twice.
         let x = from_vec(&[1, 1, 1, 2], vec![7.0, -1.0]);
-        let y = AdaptiveAvgPool2d::new([1, 4]).unwrap().forward(&x).unwrap();
+        let y = AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([1, 4]))
+            .unwrap()
+            .forward(&x)
+            .unwrap();
         assert_eq!(
             y.iter().copied().collect::<Vec<_>>(),
             [7.0, 7.0, -1.0, -1.0]
@@ -159,7 +183,8 @@ mod tests {
 
     #[test]
     fn describe_shape_and_errors() {
-        let mut layer = AdaptiveAvgPool2d::<f64>::new([6, 6]).unwrap();
+        let mut layer =
+            AdaptiveAvgPool2d::<f64>::new(AdaptiveAvgPool2dConfig::new([6, 6])).unwrap();
         assert_eq!(layer.describe(), "output 6x6");
         assert_eq!(layer.kind(), "AdaptiveAvgPool2d");
         assert_eq!(
@@ -168,7 +193,7 @@ mod tests {
         );
         assert_eq!(layer.output_shape(&[1, 3, 2, 2]).unwrap(), [1, 3, 6, 6]);
         assert!(matches!(
-            AdaptiveAvgPool2d::<f64>::new([0, 3]),
+            AdaptiveAvgPool2d::<f64>::new(AdaptiveAvgPool2dConfig::new([0, 3])),
             Err(Error::InvalidConfig { .. })
         ));
         assert!(matches!(
@@ -208,7 +233,7 @@ mod tests {
                 o[0].as_u64().unwrap() as usize,
                 o[1].as_u64().unwrap() as usize,
             ];
-            let mut layer = AdaptiveAvgPool2d::new(out).unwrap();
+            let mut layer = AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new(out)).unwrap();
             let y = layer.forward(&t["input"]).unwrap();
             assert_close(&format!("{cfg} output"), &y, &t["output"]);
             let dx = layer.backward(&t["grad_output"]).unwrap();

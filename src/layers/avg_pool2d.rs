@@ -1,111 +1,17 @@
-use super::max_pool2d::{check_pool_window, hw_text};
-use super::{check_output, expect_nchw, expect_numel, expect_shape};
+use super::{
+    check_output, expect_nchw, expect_numel, expect_shape, AvgPool2dConfig, AvgPoolOptions,
+};
 use crate::error::{Error, Result};
-use crate::geometry::Window2d;
 use crate::kernels::pool::{avg_pool_backward, avg_pool_forward, Divisor, PoolPlan};
 use crate::layer::Layer;
 use crate::tensor::{contiguous, from_vec, Float, Tensor};
 use std::marker::PhantomData;
 
-/// Settings of an [`AvgPool2d`], builder style. All pairs are `[height, width]`.
-///
-/// ```
-/// use convnet::layers::AvgPool2dConfig;
-/// let cfg = AvgPool2dConfig::new(3).stride(2).padding(1).count_include_pad(false);
-/// assert_eq!((cfg.stride_or_kernel(), cfg.count_include_pad), ([2, 2], false));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AvgPool2dConfig {
-    /// Window size `k`.
-    pub kernel: [usize; 2],
-    /// Stride `S`; `None` means "equal to the kernel", PyTorch's default.
-    pub stride: Option<[usize; 2]>,
-    /// Zero padding `P` on each side, at most `k / 2`.
-    pub padding: [usize; 2],
-    /// Round the output size up instead of down.
-    pub ceil_mode: bool,
-    /// Count padding cells in the divisor (default `true`, as PyTorch).
-    pub count_include_pad: bool,
-    /// Divide every window by this instead (at least 1).
-    pub divisor_override: Option<usize>,
-}
-
-impl AvgPool2dConfig {
-    /// A `kernel x kernel` window at stride `kernel`, no padding, floor mode, padding counted.
-    pub fn new(kernel: usize) -> Self {
-        AvgPool2dConfig {
-            kernel: [kernel, kernel],
-            stride: None,
-            padding: [0, 0],
-            ceil_mode: false,
-            count_include_pad: true,
-            divisor_override: None,
-        }
-    }
-
-    /// Sets a `[kh, kw]` window.
-    pub fn kernel_hw(mut self, kernel: [usize; 2]) -> Self {
-        self.kernel = kernel;
-        self
-    }
-
-    /// Sets the stride on both axes.
-    pub fn stride(mut self, stride: usize) -> Self {
-        self.stride = Some([stride, stride]);
-        self
-    }
-
-    /// Sets a `[sh, sw]` stride.
-    pub fn stride_hw(mut self, stride: [usize; 2]) -> Self {
-        self.stride = Some(stride);
-        self
-    }
-
-    /// Sets the padding on both axes.
-    pub fn padding(mut self, padding: usize) -> Self {
-        self.padding = [padding, padding];
-        self
-    }
-
-    /// Sets a `[ph, pw]` padding.
-    pub fn padding_hw(mut self, padding: [usize; 2]) -> Self {
-        self.padding = padding;
-        self
-    }
-
-    /// Rounds the output size up (`true`) or down (`false`, the default).
-    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
-        self.ceil_mode = ceil_mode;
-        self
-    }
-
-    /// Whether padding cells count in the divisor (default `true`).
-    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
-        self.count_include_pad = count_include_pad;
-        self
-    }
-
-    /// Divides every window sum by a fixed number instead of its size.
-    pub fn divisor_override(mut self, divisor: Option<usize>) -> Self {
-        self.divisor_override = divisor;
-        self
-    }
-
-    /// The stride in effect: the one set, or the kernel.
-    pub fn stride_or_kernel(&self) -> [usize; 2] {
-        self.stride.unwrap_or(self.kernel)
-    }
-
-    fn window(&self) -> Window2d {
-        Window2d::new(self.kernel, self.stride_or_kernel(), self.padding, [1, 1])
-    }
-
-    fn divisor(&self) -> Divisor {
-        match (self.divisor_override, self.count_include_pad) {
-            (Some(d), _) => Divisor::Fixed(d),
-            (None, true) => Divisor::PoolSize,
-            (None, false) => Divisor::InBounds,
-        }
+fn divisor(options: &AvgPoolOptions) -> Divisor {
+    match (options.divisor_override, options.count_include_pad) {
+        (Some(d), _) => Divisor::Fixed(d),
+        (None, true) => Divisor::PoolSize,
+        (None, false) => Divisor::InBounds,
     }
 }
 
@@ -193,8 +99,14 @@ impl<T: Float> AvgPool2d<T> {
             cache: None,
             _t: PhantomData,
         };
-        check_pool_window(&layer.name(), &cfg.window())?;
-        if cfg.divisor_override == Some(0) {
+        cfg.check(&layer.name())?;
+        if cfg.dilation != [1, 1] {
+            return Err(Error::config(
+                layer.name(),
+                format!("average pooling has no dilation, got {:?}", cfg.dilation),
+            ));
+        }
+        if cfg.options.divisor_override == Some(0) {
             return Err(Error::config(
                 layer.name(),
                 "divisor_override must be at least 1",
@@ -219,18 +131,7 @@ impl<T: Float> Layer<T> for AvgPool2d<T> {
     }
 
     fn describe(&self) -> String {
-        let c = &self.cfg;
-        let mut s = format!(
-            "{} filters at stride {}",
-            hw_text(c.kernel, false),
-            hw_text(c.stride_or_kernel(), true)
-        );
-        if c.padding != [0, 0] {
-            s += &format!(", pad {}", hw_text(c.padding, true));
-        }
-        if c.ceil_mode {
-            s += ", ceil_mode";
-        }
+        let (mut s, c) = (self.cfg.describe_window(), &self.cfg.options);
         if !c.count_include_pad {
             s += ", count_include_pad=false";
         }
@@ -243,29 +144,26 @@ impl<T: Float> Layer<T> for AvgPool2d<T> {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let name = self.name();
         let [n, c, h, w] = expect_planes(&name, input)?;
-        let [oh, ow] = self
-            .cfg
-            .window()
-            .output_hw(&name, [h, w], self.cfg.ceil_mode)?;
+        let [oh, ow] = self.cfg.output_hw(&name, [h, w])?;
         check_output(&name, vec![n, c, oh, ow])
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let (plan, out_shape) = self.plan(input.shape())?;
-        let (y, cache) = AvgPoolCache::forward(plan, self.cfg.divisor(), input, out_shape);
+        let (y, cache) = AvgPoolCache::forward(plan, divisor(&self.cfg.options), input, out_shape);
         self.cache = Some(cache);
         Ok(y)
     }
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let (plan, out_shape) = self.plan(input.shape())?;
-        Ok(AvgPoolCache::forward(plan, self.cfg.divisor(), input, out_shape).0)
+        Ok(AvgPoolCache::forward(plan, divisor(&self.cfg.options), input, out_shape).0)
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let name = self.name();
         let cache = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
-        cache.backward(&name, self.cfg.divisor(), grad_output)
+        cache.backward(&name, divisor(&self.cfg.options), grad_output)
     }
 }
 
@@ -273,16 +171,9 @@ impl<T: Float> AvgPool2d<T> {
     /// The window plan and output shape for an input of shape `shape`.
     fn plan(&self, shape: &[usize]) -> Result<(PoolPlan, Vec<usize>)> {
         let out_shape = self.output_shape(shape)?;
-        let c = &self.cfg;
-        let (in_hw, out_hw) = ([shape[2], shape[3]], [out_shape[2], out_shape[3]]);
-        let plan = PoolPlan::window(
-            in_hw,
-            out_hw,
-            c.kernel,
-            c.stride_or_kernel(),
-            c.padding,
-            [1, 1],
-        );
+        let plan = self
+            .cfg
+            .plan([shape[2], shape[3]], [out_shape[2], out_shape[3]]);
         Ok((plan, out_shape))
     }
 }

@@ -15,7 +15,7 @@ use crate::tensor::{Float, Tensor};
 /// backward: dx = dy · mask                eval: dx = dy      (the mask of the last forward)
 /// ```
 ///
-/// The mask is drawn from the layer's own [`Rng64`], seeded by [`Dropout::with_seed`] or
+/// The mask is drawn from the layer's own [`Rng64`], seeded by [`DropoutConfig::seed`] or
 /// otherwise forked from the global generator ([`crate::init::layer_rng`]). Its state can be
 /// saved and restored ([`Dropout::rng`], [`Dropout::set_rng`]) so a resumed run draws the same
 /// masks. `p = 0` is the identity and draws nothing; `p = 1` zeroes everything.
@@ -34,9 +34,53 @@ enum Cache<T: Float> {
     Mask(Tensor<T>),
 }
 
+/// How to build a [`Dropout`]: the drop probability (PyTorch's default 0.5) and an optional
+/// seed for the masks.
+///
+/// ```
+/// use convnet::layers::DropoutConfig;
+/// let cfg = DropoutConfig::new().p(0.25).seed(7);
+/// assert_eq!((cfg.p, cfg.seed), (0.25, Some(7)));
+/// assert_eq!(DropoutConfig::default().p, 0.5);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutConfig {
+    /// Probability of zeroing an element, in `[0, 1]` (default 0.5).
+    pub p: f64,
+    /// Seed of the masks' generator; `None` forks the global generator
+    /// ([`crate::init::manual_seed`]).
+    pub seed: Option<u64>,
+}
+
+impl Default for DropoutConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DropoutConfig {
+    /// PyTorch's default: `p = 0.5`, masks from the global generator.
+    pub fn new() -> Self {
+        DropoutConfig { p: 0.5, seed: None }
+    }
+
+    /// Sets the drop probability.
+    pub fn p(mut self, p: f64) -> Self {
+        self.p = p;
+        self
+    }
+
+    /// Draws the masks from a generator seeded with `seed` instead of the global one.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
 impl<T: Float> Dropout<T> {
-    /// Dropout with drop probability `p` in `[0, 1]`, in training mode. Fails otherwise.
-    pub fn new(p: f64) -> Result<Self> {
+    /// Dropout in training mode, or [`Error::InvalidConfig`] when `p` is not in `[0, 1]`.
+    pub fn new(cfg: DropoutConfig) -> Result<Self> {
+        let p = cfg.p;
         if !(0.0..=1.0).contains(&p) {
             return Err(Error::config(
                 "Dropout",
@@ -45,16 +89,10 @@ impl<T: Float> Dropout<T> {
         }
         Ok(Dropout {
             p,
-            rng: layer_rng(None),
+            rng: layer_rng(cfg.seed),
             mode: Mode::Train,
             cache: None,
         })
-    }
-
-    /// Draws masks from a generator seeded with `seed` instead of the global one.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.rng = Rng64::seed(seed);
-        self
     }
 
     /// The drop probability.
@@ -182,7 +220,10 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let mut layer = FixedMask(Dropout::new(p).unwrap(), seed as u64);
+            let mut layer = FixedMask(
+                Dropout::new(DropoutConfig::new().p(p)).unwrap(),
+                seed as u64,
+            );
             check_layer(
                 &mut layer,
                 &random_tensor(&shape, seed as u64),
@@ -191,7 +232,7 @@ mod tests {
             .unwrap();
         }
         // Directly: the gradient of ones is the mask that produced y = x · mask.
-        let mut d = Dropout::<f64>::new(0.4).unwrap().with_seed(3);
+        let mut d = Dropout::<f64>::new(DropoutConfig::new().p(0.4).seed(3)).unwrap();
         let x = random_tensor(&[5, 8], 1);
         let y = d.forward(&x).unwrap();
         let dx = d.backward(&Tensor::ones(x.raw_dim())).unwrap();
@@ -202,7 +243,7 @@ mod tests {
     #[test]
     fn train_drops_about_p_and_scales_survivors() {
         for p in [0.1, 0.5, 0.8] {
-            let mut d = Dropout::<f64>::new(p).unwrap().with_seed(7);
+            let mut d = Dropout::<f64>::new(DropoutConfig::new().p(p).seed(7)).unwrap();
             let x = Tensor::from_elem(ndarray::IxDyn(&[100, 200]), 2.0);
             let y = d.forward(&x).unwrap();
             let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
@@ -211,7 +252,7 @@ mod tests {
                 .iter()
                 .all(|&v| v == 0.0 || (v - 2.0 / (1.0 - p)).abs() < 1e-12));
         }
-        let mut d = Dropout::<f32>::new(1.0).unwrap();
+        let mut d = Dropout::<f32>::new(DropoutConfig::new().p(1.0)).unwrap();
         assert!(d
             .forward(&Tensor::ones(ndarray::IxDyn(&[3, 3])))
             .unwrap()
@@ -222,12 +263,12 @@ mod tests {
     #[test]
     fn eval_and_p_zero_are_the_identity() {
         let x = random_tensor(&[3, 4], 0);
-        let mut d = Dropout::new(0.5).unwrap();
+        let mut d = Dropout::new(DropoutConfig::new().p(0.5)).unwrap();
         d.set_mode(Mode::Eval);
         assert_eq!(d.forward(&x).unwrap(), x);
         assert_eq!(d.backward(&x).unwrap(), x);
         assert!(d.mask().is_none());
-        let mut d = Dropout::new(0.0).unwrap();
+        let mut d = Dropout::new(DropoutConfig::new().p(0.0)).unwrap();
         assert_eq!(d.forward(&x).unwrap(), x);
         assert_eq!(d.backward(&x).unwrap(), x);
     }
@@ -235,18 +276,18 @@ mod tests {
     #[test]
     fn seeds_and_rng_state_repeat_masks() {
         let x = random_tensor(&[10, 10], 0);
-        let mut a = Dropout::<f64>::new(0.5).unwrap().with_seed(42);
-        let mut b = Dropout::<f64>::new(0.5).unwrap().with_seed(42);
+        let mut a = Dropout::<f64>::new(DropoutConfig::new().p(0.5).seed(42)).unwrap();
+        let mut b = Dropout::<f64>::new(DropoutConfig::new().p(0.5).seed(42)).unwrap();
         let first = a.forward(&x).unwrap();
         assert_eq!(first, b.forward(&x).unwrap());
         let saved = a.rng().clone();
         let second = a.forward(&x).unwrap();
         assert_ne!(first, second, "a fresh mask is drawn each forward");
-        let mut c = Dropout::<f64>::new(0.5).unwrap();
+        let mut c = Dropout::<f64>::new(DropoutConfig::new().p(0.5)).unwrap();
         c.set_rng(saved);
         assert_eq!(c.forward(&x).unwrap(), second);
         // f32 with the same seed draws the same mask.
-        let mut d = Dropout::<f32>::new(0.5).unwrap().with_seed(42);
+        let mut d = Dropout::<f32>::new(DropoutConfig::new().p(0.5).seed(42)).unwrap();
         let y32 = d.forward(&x.mapv(|v| v as f32)).unwrap();
         assert!(first
             .iter()
@@ -258,11 +299,11 @@ mod tests {
     fn errors() {
         for p in [-0.1, 1.5, f64::NAN] {
             assert!(matches!(
-                Dropout::<f64>::new(p),
+                Dropout::<f64>::new(DropoutConfig::new().p(p)),
                 Err(Error::InvalidConfig { .. })
             ));
         }
-        let mut d = Dropout::<f64>::new(0.5).unwrap();
+        let mut d = Dropout::<f64>::new(DropoutConfig::new().p(0.5)).unwrap();
         assert!(matches!(
             d.backward(&random_tensor(&[2], 0)),
             Err(Error::BackwardBeforeForward { .. })

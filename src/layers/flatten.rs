@@ -21,26 +21,58 @@ pub struct Flatten<T: Float> {
     _t: PhantomData<T>,
 }
 
-impl<T: Float> Default for Flatten<T> {
+/// How to build a [`Flatten`]: the first and last dim to merge, PyTorch's defaults
+/// `start_dim = 1`, `end_dim = -1` (a negative `end_dim` counts from the last dim).
+///
+/// ```
+/// use convnet::layers::FlattenConfig;
+/// let cfg = FlattenConfig::new().start_dim(0).end_dim(-2);
+/// assert_eq!((cfg.start_dim, cfg.end_dim), (0, -2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlattenConfig {
+    /// First dim to merge (default 1, keeping the batch dim).
+    pub start_dim: usize,
+    /// Last dim to merge; negative counts from the end (default -1, the last dim).
+    pub end_dim: isize,
+}
+
+impl Default for FlattenConfig {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Float> Flatten<T> {
-    /// Flattens everything after the batch dim (`start_dim = 1`, `end_dim = -1`).
+impl FlattenConfig {
+    /// Everything after the batch dim: `start_dim = 1`, `end_dim = -1`.
     pub fn new() -> Self {
-        Flatten {
-            start: 1,
-            end: -1,
-            input_shape: None,
-            _t: PhantomData,
+        FlattenConfig {
+            start_dim: 1,
+            end_dim: -1,
         }
     }
 
-    /// Flattens dims `start..=end`; a negative `end` counts from the last dim (`-1`).
-    /// Fails when both are non-negative and `start > end`.
-    pub fn with_dims(start: usize, end: isize) -> Result<Self> {
+    /// Sets the first dim to merge.
+    pub fn start_dim(mut self, start_dim: usize) -> Self {
+        self.start_dim = start_dim;
+        self
+    }
+
+    /// Sets the last dim to merge (negative counts from the end).
+    pub fn end_dim(mut self, end_dim: isize) -> Self {
+        self.end_dim = end_dim;
+        self
+    }
+}
+
+impl<T: Float> Flatten<T> {
+    /// Flattens dims `start_dim..=end_dim`, or [`Error::InvalidConfig`] when both are
+    /// non-negative and `start_dim > end_dim`, or either lies outside `-65..=64`.
+    pub fn new(cfg: FlattenConfig) -> Result<Self> {
+        let FlattenConfig {
+            start_dim: start,
+            end_dim: end,
+        } = cfg;
         // No tensor has more than 64 dims in practice (ndarray's IxDyn has no limit, PyTorch
         // stops at 64); larger values can only be mistakes and would wrap as isize.
         if start > 64 || !(-65..=64).contains(&end) {
@@ -126,24 +158,29 @@ mod tests {
 
     #[test]
     fn shapes_follow_pytorch() {
-        let f = Flatten::<f64>::new();
+        let f = Flatten::<f64>::new(FlattenConfig::new()).unwrap();
         assert_eq!(f.output_shape(&[2, 3, 4, 5]).unwrap(), vec![2, 60]);
         assert_eq!(f.output_shape(&[4, 8, 1, 1]).unwrap(), vec![4, 8]);
         assert_eq!(f.output_shape(&[7, 3]).unwrap(), vec![7, 3]);
-        let f = Flatten::<f64>::with_dims(1, 2).unwrap();
+        let f = Flatten::<f64>::new(FlattenConfig::new().start_dim(1).end_dim(2)).unwrap();
         assert_eq!(f.output_shape(&[2, 3, 4, 5]).unwrap(), vec![2, 12, 5]);
-        let f = Flatten::<f64>::with_dims(0, -1).unwrap();
+        let f = Flatten::<f64>::new(FlattenConfig::new().start_dim(0).end_dim(-1)).unwrap();
         assert_eq!(f.output_shape(&[2, 3, 4]).unwrap(), vec![24]);
-        let f = Flatten::<f64>::with_dims(2, -2).unwrap();
+        let f = Flatten::<f64>::new(FlattenConfig::new().start_dim(2).end_dim(-2)).unwrap();
         assert_eq!(f.output_shape(&[2, 3, 4, 5]).unwrap(), vec![2, 3, 4, 5]);
         assert!(f.output_shape(&[2, 3]).is_err());
-        assert_eq!(Flatten::<f32>::new().describe(), "start_dim 1, end_dim -1");
+        assert_eq!(
+            Flatten::<f32>::new(FlattenConfig::new())
+                .unwrap()
+                .describe(),
+            "start_dim 1, end_dim -1"
+        );
     }
 
     #[test]
     fn keeps_row_major_order_and_round_trips() {
         let x = random_tensor(&[2, 3, 2, 2], 0);
-        let mut f = Flatten::new();
+        let mut f = Flatten::new(FlattenConfig::new()).unwrap();
         let y = f.forward(&x).unwrap();
         assert_eq!(y.shape(), &[2, 12]);
         assert_eq!(y[[1, 5]], x[[1, 1, 0, 1]]);
@@ -165,7 +202,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let mut f = Flatten::with_dims(start, end).unwrap();
+            let mut f = Flatten::new(FlattenConfig::new().start_dim(start).end_dim(end)).unwrap();
             check_layer(
                 &mut f,
                 &random_tensor(&shape, seed as u64),
@@ -178,8 +215,12 @@ mod tests {
     #[test]
     fn f32_agrees_with_f64() {
         let x = random_tensor(&[2, 3, 2, 2], 1);
-        let y64 = Flatten::<f64>::new().forward(&x).unwrap();
-        let y32 = Flatten::<f32>::new()
+        let y64 = Flatten::<f64>::new(FlattenConfig::new())
+            .unwrap()
+            .forward(&x)
+            .unwrap();
+        let y32 = Flatten::<f32>::new(FlattenConfig::new())
+            .unwrap()
             .forward(&x.mapv(|v| v as f32))
             .unwrap();
         assert!(y64.iter().zip(&y32).all(|(a, b)| *b == *a as f32));
@@ -188,10 +229,10 @@ mod tests {
     #[test]
     fn errors() {
         assert!(matches!(
-            Flatten::<f64>::with_dims(3, 1),
+            Flatten::<f64>::new(FlattenConfig::new().start_dim(3).end_dim(1)),
             Err(Error::InvalidConfig { .. })
         ));
-        let mut f = Flatten::<f64>::new();
+        let mut f = Flatten::<f64>::new(FlattenConfig::new()).unwrap();
         assert!(matches!(
             f.backward(&random_tensor(&[2, 3], 0)),
             Err(Error::BackwardBeforeForward { .. })
@@ -203,10 +244,12 @@ mod tests {
             f.backward(&random_tensor(&[2, 3, 2], 0)),
             Err(Error::ShapeMismatch { .. })
         ));
-        assert!(Flatten::<f64>::with_dims(4, -1)
-            .unwrap()
-            .output_shape(&[2, 3, 4])
-            .is_err());
+        assert!(
+            Flatten::<f64>::new(FlattenConfig::new().start_dim(4).end_dim(-1))
+                .unwrap()
+                .output_shape(&[2, 3, 4])
+                .is_err()
+        );
     }
 
     #[test]
@@ -217,7 +260,12 @@ mod tests {
                 cfg["start_dim"].as_u64().unwrap(),
                 cfg["end_dim"].as_i64().unwrap(),
             );
-            let mut f = Flatten::with_dims(start as usize, end as isize).unwrap();
+            let mut f = Flatten::new(
+                FlattenConfig::new()
+                    .start_dim(start as usize)
+                    .end_dim(end as isize),
+            )
+            .unwrap();
             assert_close(file, &f.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
                 file,

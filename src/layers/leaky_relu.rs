@@ -1,5 +1,5 @@
 use super::{cached, expect_shape};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::tensor::{Float, Tensor};
 
@@ -13,7 +13,7 @@ use crate::tensor::{Float, Tensor};
 /// NaN propagates as in PyTorch: `y = NaN` for `x = NaN` and `dx = a · dy` there (PyTorch's
 /// backward tests `x > 0`, which NaN fails).
 ///
-/// Any slope is accepted, including slopes above 1 and negative ones, so the input (not the
+/// Any finite slope is accepted, including slopes above 1 and negative ones, so the input (not the
 /// output) is cached.
 #[derive(Clone, Debug)]
 pub struct LeakyReLU<T: Float> {
@@ -21,20 +21,54 @@ pub struct LeakyReLU<T: Float> {
     input: Option<Tensor<T>>,
 }
 
-impl<T: Float> Default for LeakyReLU<T> {
-    /// PyTorch's default slope, 0.01.
+/// How to build a [`LeakyReLU`]: the slope for negative inputs (PyTorch's default 0.01).
+///
+/// ```
+/// use convnet::layers::LeakyReLUConfig;
+/// assert_eq!(LeakyReLUConfig::new().negative_slope, 0.01);
+/// assert_eq!(LeakyReLUConfig::new().negative_slope(0.2).negative_slope, 0.2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeakyReLUConfig {
+    /// Slope `a` for negative inputs (default 0.01); any finite value.
+    pub negative_slope: f64,
+}
+
+impl Default for LeakyReLUConfig {
     fn default() -> Self {
-        Self::new(0.01)
+        Self::new()
+    }
+}
+
+impl LeakyReLUConfig {
+    /// PyTorch's default slope, 0.01.
+    pub fn new() -> Self {
+        LeakyReLUConfig {
+            negative_slope: 0.01,
+        }
+    }
+
+    /// Sets the slope for negative inputs.
+    pub fn negative_slope(mut self, negative_slope: f64) -> Self {
+        self.negative_slope = negative_slope;
+        self
     }
 }
 
 impl<T: Float> LeakyReLU<T> {
-    /// A leaky ReLU with the given slope for negative inputs (PyTorch's default is 0.01).
-    pub fn new(negative_slope: f64) -> Self {
-        LeakyReLU {
+    /// A leaky ReLU, or [`Error::InvalidConfig`] for a slope that is not finite.
+    pub fn new(cfg: LeakyReLUConfig) -> Result<Self> {
+        let negative_slope = cfg.negative_slope;
+        if !negative_slope.is_finite() {
+            return Err(Error::config(
+                "LeakyReLU",
+                format!("negative_slope must be finite, got {negative_slope}"),
+            ));
+        }
+        Ok(LeakyReLU {
             negative_slope,
             input: None,
-        }
+        })
     }
 
     /// The slope for negative inputs.
@@ -89,6 +123,19 @@ mod tests {
     use super::*;
     use crate::error::Error;
     use crate::gradcheck::{check_layer, random_tensor, GradCheck};
+
+    #[test]
+    fn slopes_must_be_finite() {
+        for slope in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let cfg = LeakyReLUConfig::new().negative_slope(slope);
+            assert!(matches!(
+                LeakyReLU::<f32>::new(cfg),
+                Err(Error::InvalidConfig { .. })
+            ));
+        }
+        let default = LeakyReLU::<f32>::new(LeakyReLUConfig::default()).unwrap();
+        assert_eq!(default.negative_slope(), 0.01);
+    }
     use crate::tensor::from_vec;
     use crate::testutil::assert_f32_matches_f64;
     use crate::testutil::{assert_close, parity};
@@ -104,7 +151,7 @@ mod tests {
         ];
         for (seed, (slope, shape)) in cases.into_iter().enumerate() {
             check_layer(
-                &mut LeakyReLU::new(slope),
+                &mut LeakyReLU::new(LeakyReLUConfig::new().negative_slope(slope)).unwrap(),
                 &random_tensor(&shape, seed as u64),
                 GradCheck::default(),
             )
@@ -115,7 +162,7 @@ mod tests {
     #[test]
     fn values_by_hand() {
         let x = from_vec(&[4], vec![-2.0, 0.0, 0.5, 3.0]);
-        let mut l = LeakyReLU::new(1.7);
+        let mut l = LeakyReLU::new(LeakyReLUConfig::new().negative_slope(1.7)).unwrap();
         assert_eq!(
             l.forward(&x).unwrap().into_raw_vec_and_offset().0,
             vec![-3.4, 0.0, 0.5, 3.0]
@@ -131,8 +178,8 @@ mod tests {
         let x = random_tensor(&[2, 3, 4], 1);
         let grad = |shape: &[usize]| random_tensor(shape, 2);
         assert_f32_matches_f64(
-            &mut LeakyReLU::<f64>::new(0.3),
-            &mut LeakyReLU::<f32>::new(0.3),
+            &mut LeakyReLU::<f64>::new(LeakyReLUConfig::new().negative_slope(0.3)).unwrap(),
+            &mut LeakyReLU::<f32>::new(LeakyReLUConfig::new().negative_slope(0.3)).unwrap(),
             &x,
             grad,
             1e-6,
@@ -141,7 +188,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        let mut l = LeakyReLU::<f64>::new(0.1);
+        let mut l = LeakyReLU::<f64>::new(LeakyReLUConfig::new().negative_slope(0.1)).unwrap();
         assert!(matches!(
             l.backward(&random_tensor(&[2, 2], 0)),
             Err(Error::BackwardBeforeForward { .. })
@@ -157,7 +204,10 @@ mod tests {
     fn matches_pytorch() {
         for file in ["leaky_relu_000", "leaky_relu_001"] {
             let (cfg, t) = parity(file);
-            let mut l = LeakyReLU::new(cfg["negative_slope"].as_f64().unwrap());
+            let mut l = LeakyReLU::new(
+                LeakyReLUConfig::new().negative_slope(cfg["negative_slope"].as_f64().unwrap()),
+            )
+            .unwrap();
             assert_close(file, &l.forward(&t["input"]).unwrap(), &t["output"]);
             assert_close(
                 file,

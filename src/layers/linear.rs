@@ -35,7 +35,7 @@ use crate::tensor::{contiguous, fmt_shape, from_vec, zeros, Float, Tensor};
 /// assert_eq!(fc.weight().grad[[2, 1]], 1.0);
 ///
 /// // The classifier of LeNet-5: 84 -> 10, 84·10 + 10 parameters.
-/// assert_eq!(Linear::<f32>::new(84, 10)?.num_params(), 850);
+/// assert_eq!(Linear::<f32>::new(LinearConfig::new(84, 10))?.num_params(), 850);
 /// # Ok(())
 /// # }
 /// ```
@@ -113,13 +113,9 @@ fn name(in_features: usize, out_features: usize) -> String {
 }
 
 impl<T: Float> Linear<T> {
-    /// A layer `in_features -> out_features` with a bias and PyTorch's default initialisation.
-    pub fn new(in_features: usize, out_features: usize) -> Result<Self> {
-        Self::with_config(LinearConfig::new(in_features, out_features))
-    }
-
-    /// A layer built from a full configuration.
-    pub fn with_config(cfg: LinearConfig) -> Result<Self> {
+    /// A layer with freshly initialised weights, or [`Error::InvalidConfig`] for zero features
+    /// or an invalid initialisation.
+    pub fn new(cfg: LinearConfig) -> Result<Self> {
         let (i, o) = (cfg.in_features, cfg.out_features);
         let what = name(i, o);
         if i == 0 || o == 0 {
@@ -378,7 +374,7 @@ mod tests {
         ];
         for (seed, &(n, i, o, bias)) in cases.iter().enumerate() {
             let cfg = LinearConfig::new(i, o).bias(bias).seed(seed as u64);
-            let mut layer = Linear::<f64>::with_config(cfg).unwrap();
+            let mut layer = Linear::<f64>::new(cfg).unwrap();
             let x = random_tensor(&[n, i], seed as u64 + 10);
             let opts = GradCheck {
                 seed: seed as u64,
@@ -414,8 +410,8 @@ mod tests {
     fn f32_agrees_with_f64() {
         let x64 = random_tensor(&[4, 9], 3);
         let dy64 = random_tensor(&[4, 6], 4);
-        let mut l64 = Linear::<f64>::with_config(LinearConfig::new(9, 6).seed(7)).unwrap();
-        let mut l32 = Linear::<f32>::with_config(LinearConfig::new(9, 6).seed(7)).unwrap();
+        let mut l64 = Linear::<f64>::new(LinearConfig::new(9, 6).seed(7)).unwrap();
+        let mut l32 = Linear::<f32>::new(LinearConfig::new(9, 6).seed(7)).unwrap();
         let y64 = l64.forward(&x64).unwrap();
         let y32 = l32.forward(&x64.mapv(|v| v as f32)).unwrap();
         let dx64 = l64.backward(&dy64).unwrap();
@@ -461,15 +457,15 @@ mod tests {
 
     #[test]
     fn default_init_is_bounded_and_seeded() {
-        let a = Linear::<f64>::with_config(LinearConfig::new(400, 30).seed(1)).unwrap();
-        let b = Linear::<f64>::with_config(LinearConfig::new(400, 30).seed(1)).unwrap();
+        let a = Linear::<f64>::new(LinearConfig::new(400, 30).seed(1)).unwrap();
+        let b = Linear::<f64>::new(LinearConfig::new(400, 30).seed(1)).unwrap();
         assert_eq!(a.weight().value, b.weight().value);
         let bound = 1.0 / 20.0;
         assert!(a.weight().value.iter().all(|w| w.abs() <= bound));
         assert!(a.bias().unwrap().value.iter().all(|w| w.abs() <= bound));
         assert!(a.weight().value.iter().any(|w| w.abs() > 0.9 * bound));
         let zero = LinearConfig::new(4, 3).bias_init(Init::Constant(0.0));
-        assert!(Linear::<f32>::with_config(zero)
+        assert!(Linear::<f32>::new(zero)
             .unwrap()
             .bias()
             .unwrap()
@@ -481,20 +477,20 @@ mod tests {
 
     #[test]
     fn kind_describe_and_names() {
-        let l = Linear::<f32>::new(120, 84).unwrap();
+        let l = Linear::<f32>::new(LinearConfig::new(120, 84)).unwrap();
         assert_eq!(l.kind(), "Linear");
         assert_eq!(l.describe(), "84 neurons");
         let mut names = Vec::new();
         l.visit(&mut |n, _| names.push(n.to_string()));
         assert_eq!(names, ["weight", "bias"]);
-        let nb = Linear::<f32>::with_config(LinearConfig::new(3, 2).bias(false)).unwrap();
+        let nb = Linear::<f32>::new(LinearConfig::new(3, 2).bias(false)).unwrap();
         assert_eq!(nb.describe(), "2 neurons, no bias");
         assert!(nb.bias().is_none());
     }
 
     #[test]
     fn errors() {
-        let mut l = Linear::<f64>::new(120, 84).unwrap();
+        let mut l = Linear::<f64>::new(LinearConfig::new(120, 84)).unwrap();
         assert!(matches!(
             l.backward(&zeros(&[2, 84])),
             Err(Error::BackwardBeforeForward { .. })
@@ -508,11 +504,9 @@ mod tests {
             l.backward(&zeros(&[3, 84])),
             Err(Error::ShapeMismatch { .. })
         ));
-        assert!(Linear::<f64>::new(0, 3).is_err());
-        assert!(Linear::<f64>::new(3, 0).is_err());
-        assert!(
-            Linear::<f64>::with_config(LinearConfig::new(3, 2).init(Init::Normal(-1.0))).is_err()
-        );
+        assert!(Linear::<f64>::new(LinearConfig::new(0, 3)).is_err());
+        assert!(Linear::<f64>::new(LinearConfig::new(3, 0)).is_err());
+        assert!(Linear::<f64>::new(LinearConfig::new(3, 2).init(Init::Normal(-1.0))).is_err());
         assert!(Linear::<f64>::from_weights(zeros(&[2, 3, 1]), None).is_err());
         assert!(Linear::<f64>::from_weights(zeros(&[2, 3]), Some(zeros(&[3]))).is_err());
         // A parameter replaced with the wrong shape is reported, not a panic in the kernel.

@@ -24,9 +24,9 @@ use crate::tensor::{contiguous, from_vec, Float, Tensor};
 /// uses `k = 2, n = 5, alpha = 1e-4, beta = 0.75`. The two formulas coincide when the value
 /// passed here is `n` times the paper's:
 ///
-/// * `LocalResponseNorm::new(5, 5e-4, 0.75, 2.0)` computes the paper's formula
+/// * `LocalResponseNormConfig::new(5).alpha(5e-4).k(2.0)` computes the paper's formula
 ///   (`5e-4 / 5 = 1e-4` per squared activation);
-/// * `LocalResponseNorm::new(5, 1e-4, 0.75, 2.0)` is what Caffe's reference AlexNet and most
+/// * `LocalResponseNormConfig::new(5).k(2.0)` (`alpha = 1e-4`) is what Caffe's reference AlexNet and most
 ///   PyTorch ports use: a coefficient of `2e-5` per squared activation, five times weaker than
 ///   the paper.
 #[derive(Clone, Debug)]
@@ -39,11 +39,68 @@ pub struct LocalResponseNorm<T: Float> {
     cache: Option<(Tensor<T>, Vec<T>)>,
 }
 
+/// How to build a [`LocalResponseNorm`]: the window size `n` and PyTorch's defaults
+/// `alpha = 1e-4`, `beta = 0.75`, `k = 1`.
+///
+/// ```
+/// use convnet::layers::LocalResponseNormConfig;
+/// // AlexNet as in Caffe's reference model and most PyTorch ports.
+/// let cfg = LocalResponseNormConfig::new(5).k(2.0);
+/// assert_eq!((cfg.size, cfg.alpha, cfg.beta, cfg.k), (5, 1e-4, 0.75, 2.0));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LocalResponseNormConfig {
+    /// Window size `n` in channels.
+    pub size: usize,
+    /// Scale `alpha`, divided by `n` in the formula (default `1e-4`).
+    pub alpha: f64,
+    /// Exponent `beta` (default `0.75`).
+    pub beta: f64,
+    /// Additive constant `k` (default `1.0`).
+    pub k: f64,
+}
+
+impl LocalResponseNormConfig {
+    /// Windows of `size` channels with PyTorch's defaults for `alpha`, `beta` and `k`.
+    pub fn new(size: usize) -> Self {
+        LocalResponseNormConfig {
+            size,
+            alpha: 1e-4,
+            beta: 0.75,
+            k: 1.0,
+        }
+    }
+
+    /// Sets `alpha` (PyTorch's, divided by `size`; see [`LocalResponseNorm`]).
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets `beta`.
+    pub fn beta(mut self, beta: f64) -> Self {
+        self.beta = beta;
+        self
+    }
+
+    /// Sets `k`.
+    pub fn k(mut self, k: f64) -> Self {
+        self.k = k;
+        self
+    }
+}
+
 impl<T: Float> LocalResponseNorm<T> {
     /// LRN over windows of `size` channels with PyTorch's parameters (`alpha` is divided by
-    /// `size`; see the type's documentation). Fails for `size == 0`, a non-finite parameter,
-    /// `alpha < 0` or `k <= 0` (the scale must stay positive).
-    pub fn new(size: usize, alpha: f64, beta: f64, k: f64) -> Result<Self> {
+    /// `size`; see the type's documentation), or [`Error::InvalidConfig`] for `size == 0`, a
+    /// non-finite parameter, `alpha < 0` or `k <= 0` (the scale must stay positive).
+    pub fn new(cfg: LocalResponseNormConfig) -> Result<Self> {
+        let LocalResponseNormConfig {
+            size,
+            alpha,
+            beta,
+            k,
+        } = cfg;
         let fail = |msg: &str| Err(Error::config("LocalResponseNorm", msg));
         if size == 0 {
             return fail("size must be at least 1");
@@ -216,7 +273,13 @@ mod tests {
         for (seed, (size, alpha, beta, k, shape, scale)) in cases.into_iter().enumerate() {
             let x = random_tensor(&shape, seed as u64) * scale;
             check_layer(
-                &mut LocalResponseNorm::new(size, alpha, beta, k).unwrap(),
+                &mut LocalResponseNorm::new(
+                    LocalResponseNormConfig::new(size)
+                        .alpha(alpha)
+                        .beta(beta)
+                        .k(k),
+                )
+                .unwrap(),
                 &x,
                 GradCheck::default(),
             )
@@ -229,10 +292,11 @@ mod tests {
         // n = 2: window(c) = [c-1, c]. One pixel, channels [1, 2, 3].
         let x = from_vec(&[1, 3, 1, 1], vec![1.0, 2.0, 3.0]);
         let (alpha, beta, k) = (0.5, 0.75, 1.0);
-        let y = LocalResponseNorm::new(2, alpha, beta, k)
-            .unwrap()
-            .forward(&x)
-            .unwrap();
+        let y =
+            LocalResponseNorm::new(LocalResponseNormConfig::new(2).alpha(alpha).beta(beta).k(k))
+                .unwrap()
+                .forward(&x)
+                .unwrap();
         let s = [
             k + alpha / 2.0 * 1.0,
             k + alpha / 2.0 * (1.0 + 4.0),
@@ -247,7 +311,7 @@ mod tests {
         // size 1 with alpha 0 and k 1 is the identity.
         let x = random_tensor(&[2, 3, 2, 2], 1);
         assert_eq!(
-            LocalResponseNorm::new(1, 0.0, 0.75, 1.0)
+            LocalResponseNorm::new(LocalResponseNormConfig::new(1).alpha(0.0))
                 .unwrap()
                 .forward(&x)
                 .unwrap(),
@@ -258,13 +322,13 @@ mod tests {
     #[test]
     fn paper_alpha_is_n_times_pytorch_alpha() {
         let x = from_vec(&[1, 1, 1, 1], vec![3.0]);
-        let y = LocalResponseNorm::new(5, 5e-4, 0.75, 2.0)
+        let y = LocalResponseNorm::new(LocalResponseNormConfig::new(5).alpha(5e-4).k(2.0))
             .unwrap()
             .forward(&x)
             .unwrap();
         let paper = 3.0 / f64::powf(2.0 + 1e-4 * 9.0, 0.75);
         assert!((y[[0, 0, 0, 0]] - paper).abs() < 1e-15);
-        let l = LocalResponseNorm::<f32>::new(5, 1e-4, 0.75, 2.0).unwrap();
+        let l = LocalResponseNorm::<f32>::new(LocalResponseNormConfig::new(5).k(2.0)).unwrap();
         assert_eq!(l.describe(), "size 5, alpha 0.0001, beta 0.75, k 2");
         assert_eq!(l.kind(), "LocalResponseNorm");
     }
@@ -274,8 +338,8 @@ mod tests {
         let x = random_tensor(&[2, 6, 3, 3], 3) * 5.0;
         let grad = |shape: &[usize]| random_tensor(shape, 4);
         assert_f32_matches_f64(
-            &mut LocalResponseNorm::<f64>::new(4, 0.1, 0.75, 1.0).unwrap(),
-            &mut LocalResponseNorm::<f32>::new(4, 0.1, 0.75, 1.0).unwrap(),
+            &mut LocalResponseNorm::<f64>::new(LocalResponseNormConfig::new(4).alpha(0.1)).unwrap(),
+            &mut LocalResponseNorm::<f32>::new(LocalResponseNormConfig::new(4).alpha(0.1)).unwrap(),
             &x,
             grad,
             1e-5,
@@ -291,11 +355,16 @@ mod tests {
             (5, -1.0, 0.75, 1.0),
         ] {
             assert!(matches!(
-                LocalResponseNorm::<f64>::new(size, alpha, beta, k),
+                LocalResponseNorm::<f64>::new(
+                    LocalResponseNormConfig::new(size)
+                        .alpha(alpha)
+                        .beta(beta)
+                        .k(k)
+                ),
                 Err(Error::InvalidConfig { .. })
             ));
         }
-        let mut l = LocalResponseNorm::<f64>::new(5, 1e-4, 0.75, 2.0).unwrap();
+        let mut l = LocalResponseNorm::<f64>::new(LocalResponseNormConfig::new(5).k(2.0)).unwrap();
         assert!(matches!(
             l.backward(&random_tensor(&[1, 2, 2, 2], 0)),
             Err(Error::BackwardBeforeForward { .. })
@@ -316,10 +385,10 @@ mod tests {
             let (cfg, t) = parity(&file);
             let f = |key: &str| cfg[key].as_f64().unwrap();
             let mut l = LocalResponseNorm::new(
-                cfg["size"].as_u64().unwrap() as usize,
-                f("alpha"),
-                f("beta"),
-                f("k"),
+                LocalResponseNormConfig::new(cfg["size"].as_u64().unwrap() as usize)
+                    .alpha(f("alpha"))
+                    .beta(f("beta"))
+                    .k(f("k")),
             )
             .unwrap();
             assert_close(&file, &l.forward(&t["input"]).unwrap(), &t["output"]);

@@ -1,133 +1,9 @@
-use super::{check_output, expect_nchw, expect_numel, expect_shape};
+use super::{check_output, expect_nchw, expect_numel, expect_shape, MaxPool2dConfig};
 use crate::error::{Error, Result};
-use crate::geometry::Window2d;
 use crate::kernels::pool::{max_pool_backward, max_pool_forward, PoolPlan, NO_TAP};
 use crate::layer::Layer;
 use crate::tensor::{contiguous, from_vec, Float, Tensor};
 use std::marker::PhantomData;
-
-/// Settings of a [`MaxPool2d`], builder style. All pairs are `[height, width]`.
-///
-/// ```
-/// use convnet::layers::MaxPool2dConfig;
-/// let cfg = MaxPool2dConfig::new(3).stride(2).padding(1);
-/// assert_eq!((cfg.kernel, cfg.stride_or_kernel(), cfg.padding), ([3, 3], [2, 2], [1, 1]));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MaxPool2dConfig {
-    /// Window size `k`.
-    pub kernel: [usize; 2],
-    /// Stride `S`; `None` means "equal to the kernel", PyTorch's default.
-    pub stride: Option<[usize; 2]>,
-    /// Padding `P` on each side (read as -inf), at most `k / 2`.
-    pub padding: [usize; 2],
-    /// Dilation `d`: spacing between window taps.
-    pub dilation: [usize; 2],
-    /// Round the output size up instead of down (last window must still start inside the
-    /// input or its left padding).
-    pub ceil_mode: bool,
-}
-
-impl MaxPool2dConfig {
-    /// A `kernel x kernel` window at stride `kernel`, no padding, no dilation, floor mode.
-    pub fn new(kernel: usize) -> Self {
-        MaxPool2dConfig {
-            kernel: [kernel, kernel],
-            stride: None,
-            padding: [0, 0],
-            dilation: [1, 1],
-            ceil_mode: false,
-        }
-    }
-
-    /// Sets a `[kh, kw]` window.
-    pub fn kernel_hw(mut self, kernel: [usize; 2]) -> Self {
-        self.kernel = kernel;
-        self
-    }
-
-    /// Sets the stride on both axes.
-    pub fn stride(mut self, stride: usize) -> Self {
-        self.stride = Some([stride, stride]);
-        self
-    }
-
-    /// Sets a `[sh, sw]` stride.
-    pub fn stride_hw(mut self, stride: [usize; 2]) -> Self {
-        self.stride = Some(stride);
-        self
-    }
-
-    /// Sets the padding on both axes.
-    pub fn padding(mut self, padding: usize) -> Self {
-        self.padding = [padding, padding];
-        self
-    }
-
-    /// Sets a `[ph, pw]` padding.
-    pub fn padding_hw(mut self, padding: [usize; 2]) -> Self {
-        self.padding = padding;
-        self
-    }
-
-    /// Sets the dilation on both axes.
-    pub fn dilation(mut self, dilation: usize) -> Self {
-        self.dilation = [dilation, dilation];
-        self
-    }
-
-    /// Sets a `[dh, dw]` dilation.
-    pub fn dilation_hw(mut self, dilation: [usize; 2]) -> Self {
-        self.dilation = dilation;
-        self
-    }
-
-    /// Rounds the output size up (`true`) or down (`false`, the default).
-    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
-        self.ceil_mode = ceil_mode;
-        self
-    }
-
-    /// The stride in effect: the one set, or the kernel.
-    pub fn stride_or_kernel(&self) -> [usize; 2] {
-        self.stride.unwrap_or(self.kernel)
-    }
-
-    fn window(&self) -> Window2d {
-        Window2d::new(
-            self.kernel,
-            self.stride_or_kernel(),
-            self.padding,
-            self.dilation,
-        )
-    }
-}
-
-/// `3x3` for a kernel; `2` or `2x1` for stride, padding and dilation.
-pub(crate) fn hw_text(v: [usize; 2], square_as_one: bool) -> String {
-    if square_as_one && v[0] == v[1] {
-        v[0].to_string()
-    } else {
-        format!("{}x{}", v[0], v[1])
-    }
-}
-
-/// PyTorch's pooling checks: kernel, stride and dilation at least 1, padding at most `k / 2`.
-pub(crate) fn check_pool_window(what: &str, w: &Window2d) -> Result<()> {
-    w.validate(what)?;
-    for (axis, a) in [("height", &w.h), ("width", &w.w)] {
-        if a.padding > a.kernel / 2 {
-            return Err(Error::config(
-                what,
-                format!(
-                    "padding {} on the {axis} axis exceeds half the kernel size {}",
-                    a.padding, a.kernel
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// 2-D max pooling with PyTorch semantics (`nn.MaxPool2d`).
 ///
@@ -188,7 +64,7 @@ impl<T: Float> MaxPool2d<T> {
             cache: None,
             _t: PhantomData,
         };
-        check_pool_window(&layer.name(), &cfg.window())?;
+        cfg.check(&layer.name())?;
         Ok(layer)
     }
 
@@ -208,22 +84,7 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
     }
 
     fn describe(&self) -> String {
-        let c = &self.cfg;
-        let mut s = format!(
-            "{} filters at stride {}",
-            hw_text(c.kernel, false),
-            hw_text(c.stride_or_kernel(), true)
-        );
-        if c.padding != [0, 0] {
-            s += &format!(", pad {}", hw_text(c.padding, true));
-        }
-        if c.dilation != [1, 1] {
-            s += &format!(", dilation {}", hw_text(c.dilation, true));
-        }
-        if c.ceil_mode {
-            s += ", ceil_mode";
-        }
-        s
+        self.cfg.describe_window()
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -237,10 +98,7 @@ impl<T: Float> Layer<T> for MaxPool2d<T> {
                 input,
             ));
         }
-        let [oh, ow] = self
-            .cfg
-            .window()
-            .output_hw(&name, [h, w], self.cfg.ceil_mode)?;
+        let [oh, ow] = self.cfg.output_hw(&name, [h, w])?;
         check_output(&name, vec![n, c, oh, ow])
     }
 
@@ -272,19 +130,8 @@ impl<T: Float> MaxPool2d<T> {
     /// The window plan over this input and the output shape.
     fn plan(&self, input: &Tensor<T>) -> Result<(PoolPlan, Vec<usize>)> {
         let out_shape = self.output_shape(input.shape())?;
-        let c = &self.cfg;
-        let (in_hw, out_hw) = (
-            [input.shape()[2], input.shape()[3]],
-            [out_shape[2], out_shape[3]],
-        );
-        let plan = PoolPlan::window(
-            in_hw,
-            out_hw,
-            c.kernel,
-            c.stride_or_kernel(),
-            c.padding,
-            c.dilation,
-        );
+        let in_hw = [input.shape()[2], input.shape()[3]];
+        let plan = self.cfg.plan(in_hw, [out_shape[2], out_shape[3]]);
         Ok((plan, out_shape))
     }
 

@@ -214,9 +214,9 @@ impl<T: Float> GraphBuilder<T> {
 /// let mut net = GraphBuilder::<f32>::new("x")
 ///     .layer("conv", "x", Conv2d::new(Conv2dConfig::new(1, 4, 3).padding(1))?)
 ///     .layer("relu", "conv", ReLU::new())
-///     .layer("flat", "relu", Flatten::new())
-///     .layer("main", "flat", Linear::new(4 * 8 * 8, 10)?)
-///     .layer("aux", "flat", Linear::new(4 * 8 * 8, 10)?)
+///     .layer("flat", "relu", Flatten::new(FlattenConfig::new())?)
+///     .layer("main", "flat", Linear::new(LinearConfig::new(4 * 8 * 8, 10))?)
+///     .layer("aux", "flat", Linear::new(LinearConfig::new(4 * 8 * 8, 10))?)
 ///     .output("main")
 ///     .output("aux")
 ///     .build(&[1, 1, 8, 8])?;

@@ -16,8 +16,8 @@ use crate::tensor::{Float, Tensor};
 ///     .add(Conv2d::new(Conv2dConfig::new(1, 6, 5).padding(2)).unwrap())
 ///     .add(ReLU::new())
 ///     .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap())
-///     .add(Flatten::new())
-///     .add(Linear::new(6 * 14 * 14, 10).unwrap());
+///     .add(Flatten::new(FlattenConfig::new()).unwrap())
+///     .add(Linear::new(LinearConfig::new(6 * 14 * 14, 10)).unwrap());
 /// assert_eq!(net.output_shape(&[8, 1, 28, 28]).unwrap(), vec![8, 10]);
 /// let x = Tensor::<f32>::zeros(ndarray::IxDyn(&[8, 1, 28, 28]));
 /// let logits = net.forward(&x).unwrap();

@@ -11,9 +11,10 @@ use super::tensor::{self, is_float_type, is_int_type, Const, Data, Int};
 use super::{OnnxError, OnnxModel};
 use crate::layer::{Layer, Merge, SlotMut};
 use crate::layers::{
-    AdaptiveAvgPool2d, Add, AvgPool2d, AvgPool2dConfig, BatchNorm2d, BatchNorm2dConfig, Concat,
-    Conv2d, Conv2dConfig, Dropout, Flatten, LeakyReLU, Linear, LocalResponseNorm, LogSoftmax,
-    MaxPool2d, MaxPool2dConfig, ReLU, Sigmoid, Softmax, Tanh,
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, Add, AvgPool2d, AvgPool2dConfig, BatchNorm2d,
+    BatchNorm2dConfig, Concat, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Flatten,
+    FlattenConfig, LeakyReLU, LeakyReLUConfig, Linear, LocalResponseNorm, LocalResponseNormConfig,
+    LogSoftmax, MaxPool2d, MaxPool2dConfig, ReLU, Sigmoid, Softmax, Tanh,
 };
 use crate::model::GraphBuilder;
 use crate::tensor::{Float, Tensor};
@@ -474,7 +475,13 @@ impl<T: Float> Importer<'_, T> {
             "Tanh" => self.activation(&ctx, Box::new(Tanh::new())),
             "LeakyRelu" => {
                 let alpha = ctx.float("alpha", 0.01)?;
-                self.activation(&ctx, Box::new(LeakyReLU::new(alpha)))
+                self.activation(
+                    &ctx,
+                    Box::new(
+                        LeakyReLU::new(LeakyReLUConfig::new().negative_slope(alpha))
+                            .map_err(|e| ctx.layer_err(e))?,
+                    ),
+                )
             }
             "MaxPool" => self.max_pool(&ctx),
             "AveragePool" => self.avg_pool(&ctx),
@@ -483,7 +490,8 @@ impl<T: Float> Importer<'_, T> {
                 if shape.len() != 4 {
                     return Err(ctx.err(format!("input must be [N, C, H, W], got {shape:?}")));
                 }
-                let layer = AdaptiveAvgPool2d::new([1, 1]).map_err(|e| ctx.layer_err(e))?;
+                let layer = AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([1, 1]))
+                    .map_err(|e| ctx.layer_err(e))?;
                 self.push_layer(&ctx, from, &shape, Box::new(layer))
             }
             "LRN" => self.lrn(&ctx),
@@ -685,10 +693,10 @@ impl<T: Float> Importer<'_, T> {
             )));
         }
         let layer = LocalResponseNorm::new(
-            size as usize,
-            ctx.float("alpha", 1e-4)?,
-            ctx.float("beta", 0.75)?,
-            ctx.float("bias", 1.0)?,
+            LocalResponseNormConfig::new(size as usize)
+                .alpha(ctx.float("alpha", 1e-4)?)
+                .beta(ctx.float("beta", 0.75)?)
+                .k(ctx.float("bias", 1.0)?),
         )
         .map_err(|e| ctx.layer_err(e))?;
         self.push_layer(ctx, from, &shape, Box::new(layer))
@@ -1031,7 +1039,12 @@ impl<T: Float> Importer<'_, T> {
             node: ctx.node,
             name,
         };
-        self.push_layer(&ctx, from, &shape, Box::new(Flatten::new()))
+        self.push_layer(
+            &ctx,
+            from,
+            &shape,
+            Box::new(Flatten::new(FlattenConfig::new()).map_err(|e| ctx.layer_err(e))?),
+        )
     }
 
     fn reshape(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
@@ -1089,7 +1102,12 @@ impl<T: Float> Importer<'_, T> {
                     node: ctx.node,
                     name,
                 };
-                self.push_layer(&ctx, node, &shape, Box::new(Flatten::new()))
+                self.push_layer(
+                    &ctx,
+                    node,
+                    &shape,
+                    Box::new(Flatten::new(FlattenConfig::new()).map_err(|e| ctx.layer_err(e))?),
+                )
             }
         }
     }
@@ -1110,7 +1128,7 @@ impl<T: Float> Importer<'_, T> {
                 }
             }
         };
-        let layer = Dropout::new(ratio).map_err(|e| ctx.layer_err(e))?;
+        let layer = Dropout::new(DropoutConfig::new().p(ratio)).map_err(|e| ctx.layer_err(e))?;
         let name = self.fresh_name(ctx);
         let ctx = Ctx {
             node: ctx.node,

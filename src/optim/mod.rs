@@ -164,7 +164,7 @@ pub(crate) fn split_state_name<'a>(what: &str, name: &'a str) -> Result<(&'a str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::Linear;
+    use crate::layers::{Linear, LinearConfig};
     use crate::loss::MseLoss;
     use crate::tensor::from_vec;
 
@@ -178,8 +178,7 @@ mod tests {
             .map(|x| 3.0 * x[0] - 2.0 * x[1] + 0.5)
             .collect();
         let (x, y) = (from_vec(&[16, 2], xs), from_vec(&[16, 1], ys));
-        let mut layer =
-            Linear::<f64>::with_config(crate::layers::LinearConfig::new(2, 1).seed(3)).unwrap();
+        let mut layer = Linear::<f64>::new(crate::layers::LinearConfig::new(2, 1).seed(3)).unwrap();
         let mut first = None;
         let mut last = 0.0;
         for _ in 0..200 {
@@ -208,7 +207,7 @@ mod tests {
 
     #[test]
     fn step_reports_a_bad_gradient_shape() {
-        let mut layer = Linear::<f64>::new(2, 1).unwrap();
+        let mut layer = Linear::<f64>::new(LinearConfig::new(2, 1)).unwrap();
         layer.visit_mut(&mut |_, slot| {
             if let SlotMut::Param(p) = slot {
                 p.grad = crate::tensor::zeros(&[7]);

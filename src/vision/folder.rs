@@ -340,6 +340,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "rayon")]
     fn loader_batches_repeat_whatever_the_threads() {
         use crate::data::{DataLoader, LoaderConfig};
         use crate::vision::transforms::RandomResizedCrop;

@@ -3,7 +3,8 @@
 
 use crate::error::Result;
 use crate::layers::{
-    AdaptiveAvgPool2d, Conv2d, Conv2dConfig, Dropout, Flatten, Linear, LocalResponseNorm,
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig,
+    Flatten, FlattenConfig, Linear, LinearConfig, LocalResponseNorm, LocalResponseNormConfig,
     MaxPool2d, MaxPool2dConfig, ReLU,
 };
 use crate::model::Sequential;
@@ -14,7 +15,7 @@ use crate::tensor::Float;
 /// `LocalResponseNorm` follows PyTorch and Caffe, which divide `alpha` by the window size `n`;
 /// the paper does not. `alpha = 5e-4` under the `/n` convention is the paper's `1e-4`.
 fn paper_lrn<T: Float>() -> Result<LocalResponseNorm<T>> {
-    LocalResponseNorm::new(5, 5e-4, 0.75, 2.0)
+    LocalResponseNorm::new(LocalResponseNormConfig::new(5).alpha(5e-4).k(2.0))
 }
 
 fn max_pool<T: Float>() -> Result<MaxPool2d<T>> {
@@ -52,7 +53,7 @@ fn conv<T: Float>(cfg: Conv2dConfig) -> Result<Conv2d<T>> {
 ///
 /// **LRN alpha.** The paper normalises with `k = 2, n = 5, alpha = 1e-4, beta = 0.75` and
 /// does *not* divide alpha by `n`; PyTorch's `nn.LocalResponseNorm` (and Caffe) do. Both NORM
-/// layers are therefore built as `LocalResponseNorm::new(5, 5e-4, 0.75, 2.0)`, which is
+/// layers are therefore built as `LocalResponseNorm::new(LocalResponseNormConfig::new(5).alpha(5e-4).k(2.0))`, which is
 /// `nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)` in PyTorch and computes exactly the
 /// paper's formula (`5e-4 / 5 = 1e-4`). Ports that pass `alpha = 1e-4` to PyTorch normalise
 /// five times more weakly than the paper.
@@ -88,16 +89,16 @@ pub fn alexnet<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
         .add(ReLU::new())
         .add(max_pool()?);
     let classifier = Sequential::new()
-        .add(Linear::new(256 * 6 * 6, 4096)?)
+        .add(Linear::new(LinearConfig::new(256 * 6 * 6, 4096))?)
         .add(ReLU::new())
-        .add(Dropout::new(0.5)?)
-        .add(Linear::new(4096, 4096)?)
+        .add(Dropout::new(DropoutConfig::new().p(0.5))?)
+        .add(Linear::new(LinearConfig::new(4096, 4096))?)
         .add(ReLU::new())
-        .add(Dropout::new(0.5)?)
-        .add(Linear::new(4096, num_classes)?);
+        .add(Dropout::new(DropoutConfig::new().p(0.5))?)
+        .add(Linear::new(LinearConfig::new(4096, num_classes))?);
     Sequential::new()
         .add_named("features", features)?
-        .add_named("flatten", Flatten::new())?
+        .add_named("flatten", Flatten::new(FlattenConfig::new())?)?
         .add_named("classifier", classifier)
 }
 
@@ -145,17 +146,20 @@ pub fn alexnet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<T>
         .add(ReLU::new())
         .add(max_pool()?);
     let classifier = Sequential::new()
-        .add(Dropout::new(0.5)?)
-        .add(Linear::new(256 * 6 * 6, 4096)?)
+        .add(Dropout::new(DropoutConfig::new().p(0.5))?)
+        .add(Linear::new(LinearConfig::new(256 * 6 * 6, 4096))?)
         .add(ReLU::new())
-        .add(Dropout::new(0.5)?)
-        .add(Linear::new(4096, 4096)?)
+        .add(Dropout::new(DropoutConfig::new().p(0.5))?)
+        .add(Linear::new(LinearConfig::new(4096, 4096))?)
         .add(ReLU::new())
-        .add(Linear::new(4096, num_classes)?);
+        .add(Linear::new(LinearConfig::new(4096, num_classes))?);
     Sequential::new()
         .add_named("features", features)?
-        .add_named("avgpool", AdaptiveAvgPool2d::new([6, 6])?)?
-        .add_named("flatten", Flatten::new())?
+        .add_named(
+            "avgpool",
+            AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([6, 6]))?,
+        )?
+        .add_named("flatten", Flatten::new(FlattenConfig::new())?)?
         .add_named("classifier", classifier)
 }
 

@@ -39,9 +39,10 @@ use crate::blocks::Inception;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{
-    AdaptiveAvgPool2d, AvgPool2d, AvgPool2dConfig, BatchNorm2d, BatchNorm2dConfig, Conv2d,
-    Conv2dConfig, Dropout, Flatten, Linear, LinearConfig, LocalResponseNorm, MaxPool2d,
-    MaxPool2dConfig, ReLU,
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, BatchNorm2d,
+    BatchNorm2dConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Flatten, FlattenConfig,
+    Linear, LinearConfig, LocalResponseNorm, LocalResponseNormConfig, MaxPool2d, MaxPool2dConfig,
+    ReLU,
 };
 use crate::model::{Graph, GraphBuilder, Sequential};
 use crate::tensor::Float;
@@ -326,10 +327,13 @@ pub fn googlenet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<
         }
     }
     let fc = LinearConfig::new(1024, num_classes).init(Init::Normal(0.01));
-    net.add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
-        .add_named("flatten", Flatten::new())?
-        .add_named("dropout", Dropout::new(0.2)?)?
-        .add_named("fc", Linear::with_config(fc)?)
+    net.add_named(
+        "avgpool",
+        AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([1, 1]))?,
+    )?
+    .add_named("flatten", Flatten::new(FlattenConfig::new())?)?
+    .add_named("dropout", Dropout::new(DropoutConfig::new().p(0.2))?)?
+    .add_named("fc", Linear::new(fc)?)
 }
 
 /// The paper's conv + ReLU, children named `conv` and `relu` (`conv1.conv.weight`, `.bias`).
@@ -355,17 +359,17 @@ fn aux_head<T: Float>(in_channels: usize, num_classes: usize) -> Result<Sequenti
         )?
         .add_named("conv", conv(in_channels, 128, 1, 1, 0)?)?
         .add_named("relu1", ReLU::new())?
-        .add_named("flatten", Flatten::new())?
-        .add_named("fc1", Linear::new(128 * 4 * 4, 1024)?)?
+        .add_named("flatten", Flatten::new(FlattenConfig::new())?)?
+        .add_named("fc1", Linear::new(LinearConfig::new(128 * 4 * 4, 1024))?)?
         .add_named("relu2", ReLU::new())?
-        .add_named("dropout", Dropout::new(0.7)?)?
-        .add_named("fc2", Linear::new(1024, num_classes)?)
+        .add_named("dropout", Dropout::new(DropoutConfig::new().p(0.7))?)?
+        .add_named("fc2", Linear::new(LinearConfig::new(1024, num_classes))?)
 }
 
 /// The local response normalisation of the paper's stem, as in its Caffe model:
 /// size 5, alpha 1e-4 (divided by the size), beta 0.75, k 1.
 fn lrn<T: Float>() -> Result<LocalResponseNorm<T>> {
-    LocalResponseNorm::new(5, 1e-4, 0.75, 1.0)
+    LocalResponseNorm::new(LocalResponseNormConfig::new(5))
 }
 
 /// GoogLeNet as in the paper (Table 1 above; Inception modules from [`inception_v1_paper`],
@@ -445,9 +449,17 @@ pub fn googlenet<T: Float>(num_classes: usize) -> Result<Graph<T>> {
             "inception5b",
             AvgPool2d::new(AvgPool2dConfig::new(7).stride(1))?,
         )
-        .layer("dropout", "avgpool", Dropout::new(0.4)?)
-        .layer("flatten", "dropout", Flatten::new())
-        .layer("fc", "flatten", Linear::new(1024, num_classes)?)
+        .layer(
+            "dropout",
+            "avgpool",
+            Dropout::new(DropoutConfig::new().p(0.4))?,
+        )
+        .layer("flatten", "dropout", Flatten::new(FlattenConfig::new())?)
+        .layer(
+            "fc",
+            "flatten",
+            Linear::new(LinearConfig::new(1024, num_classes))?,
+        )
         .output("fc")
         .output("aux1")
         .output("aux2")

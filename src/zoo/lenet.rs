@@ -2,8 +2,8 @@
 
 use crate::error::Result;
 use crate::layers::{
-    AvgPool2d, AvgPool2dConfig, Conv2d, Conv2dConfig, Flatten, Linear, MaxPool2d, MaxPool2dConfig,
-    ReLU, Tanh,
+    AvgPool2d, AvgPool2dConfig, Conv2d, Conv2dConfig, Flatten, FlattenConfig, Linear, LinearConfig,
+    MaxPool2d, MaxPool2dConfig, ReLU, Tanh,
 };
 use crate::model::Sequential;
 use crate::tensor::Float;
@@ -46,10 +46,10 @@ pub fn lenet5<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
         .add(AvgPool2d::new(AvgPool2dConfig::new(2))?)
         .add(Conv2d::new(Conv2dConfig::new(16, 120, 5))?)
         .add(Tanh::new())
-        .add(Flatten::new())
-        .add(Linear::new(120, 84)?)
+        .add(Flatten::new(FlattenConfig::new())?)
+        .add(Linear::new(LinearConfig::new(120, 84))?)
         .add(Tanh::new())
-        .add(Linear::new(84, num_classes)?))
+        .add(Linear::new(LinearConfig::new(84, num_classes))?))
 }
 
 /// LeNet-5 as it is usually trained on MNIST today: 28x28 inputs with C1 padded by 2 (so C1
@@ -82,8 +82,8 @@ pub fn lenet5_modern<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
         .add(MaxPool2d::new(MaxPool2dConfig::new(2))?)
         .add(Conv2d::new(Conv2dConfig::new(16, 120, 5))?)
         .add(ReLU::new())
-        .add(Flatten::new())
-        .add(Linear::new(120, 84)?)
+        .add(Flatten::new(FlattenConfig::new())?)
+        .add(Linear::new(LinearConfig::new(120, 84))?)
         .add(ReLU::new())
-        .add(Linear::new(84, num_classes)?))
+        .add(Linear::new(LinearConfig::new(84, num_classes))?))
 }

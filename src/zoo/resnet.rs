@@ -5,8 +5,8 @@ use crate::blocks::Residual;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{
-    AdaptiveAvgPool2d, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Flatten, Linear,
-    MaxPool2d, MaxPool2dConfig, ReLU,
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, BatchNorm2d, BatchNorm2dConfig, Conv2d,
+    Conv2dConfig, Flatten, FlattenConfig, Linear, LinearConfig, MaxPool2d, MaxPool2dConfig, ReLU,
 };
 use crate::model::Sequential;
 use crate::tensor::Float;
@@ -98,11 +98,11 @@ pub fn basic_block<T: Float>(
         .add_named("bn2", bn(planes)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.with_shortcut("downsample", projection(inplanes, planes, stride)?)
+        block.shortcut("downsample", projection(inplanes, planes, stride)?)
     } else {
         block
     };
-    Ok(block.with_post(ReLU::new()))
+    Ok(block.post(ReLU::new()))
 }
 
 /// torchvision's `Bottleneck` (ResNet-50/101/152, ResNeXt, Wide ResNet), expansion 4:
@@ -167,11 +167,11 @@ pub fn bottleneck<T: Float>(
         .add_named("bn3", bn(out)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.with_shortcut("downsample", projection(inplanes, out, stride)?)
+        block.shortcut("downsample", projection(inplanes, out, stride)?)
     } else {
         block
     };
-    Ok(block.with_post(ReLU::new()))
+    Ok(block.post(ReLU::new()))
 }
 
 /// Which block a ResNet stacks.
@@ -234,9 +234,12 @@ fn resnet<T: Float>(block: Block, layers: [usize; 4], num_classes: usize) -> Res
         net = net.add_named(&format!("layer{}", i + 1), layer)?;
         channels = out;
     }
-    net.add_named("avgpool", AdaptiveAvgPool2d::new([1, 1])?)?
-        .add_named("flatten", Flatten::new())?
-        .add_named("fc", Linear::new(channels, num_classes)?)
+    net.add_named(
+        "avgpool",
+        AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([1, 1]))?,
+    )?
+    .add_named("flatten", Flatten::new(FlattenConfig::new())?)?
+    .add_named("fc", Linear::new(LinearConfig::new(channels, num_classes))?)
 }
 
 /// ResNet-18, torchvision's `resnet18()`: 11,689,512 parameters for 1000 classes.

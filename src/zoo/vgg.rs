@@ -6,8 +6,9 @@ use crate::error::Result;
 use crate::init::Init;
 use crate::layer::{Layer, SlotMut};
 use crate::layers::{
-    AdaptiveAvgPool2d, BatchNorm2d, BatchNorm2dConfig, Conv2d, Conv2dConfig, Dropout, Flatten,
-    Linear, LinearConfig, MaxPool2d, MaxPool2dConfig, ReLU,
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, BatchNorm2d, BatchNorm2dConfig, Conv2d,
+    Conv2dConfig, Dropout, DropoutConfig, Flatten, FlattenConfig, Linear, LinearConfig, MaxPool2d,
+    MaxPool2dConfig, ReLU,
 };
 use crate::model::Sequential;
 use crate::tensor::Float;
@@ -114,7 +115,7 @@ fn conv3x3<T: Float>(in_channels: usize, out_channels: usize) -> Result<Conv2d<T
 
 /// A fully connected layer initialised as torchvision's VGG: `N(0, 0.01)`, zero bias.
 fn fc<T: Float>(in_features: usize, out_features: usize) -> Result<Linear<T>> {
-    Linear::with_config(
+    Linear::new(
         LinearConfig::new(in_features, out_features)
             .init(Init::Normal(0.01))
             .bias_init(Init::Constant(0.0)),
@@ -141,15 +142,18 @@ fn vgg<T: Float>(cfg: &[V], batch_norm: bool, num_classes: usize) -> Result<Sequ
     let classifier = Sequential::new()
         .add(fc(512 * 7 * 7, 4096)?)
         .add(ReLU::new())
-        .add(Dropout::new(0.5)?)
+        .add(Dropout::new(DropoutConfig::new().p(0.5))?)
         .add(fc(4096, 4096)?)
         .add(ReLU::new())
-        .add(Dropout::new(0.5)?)
+        .add(Dropout::new(DropoutConfig::new().p(0.5))?)
         .add(fc(4096, num_classes)?);
     Sequential::new()
         .add_named("features", features)?
-        .add_named("avgpool", AdaptiveAvgPool2d::new([7, 7])?)?
-        .add_named("flatten", Flatten::new())?
+        .add_named(
+            "avgpool",
+            AdaptiveAvgPool2d::new(AdaptiveAvgPool2dConfig::new([7, 7]))?,
+        )?
+        .add_named("flatten", Flatten::new(FlattenConfig::new())?)?
         .add_named("classifier", classifier)
 }
 
