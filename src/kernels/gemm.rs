@@ -9,7 +9,7 @@
 
 use crate::kernels::simd::vectorized;
 use crate::tensor::Float;
-use rayon::prelude::*;
+use crate::parallel::prelude::*;
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

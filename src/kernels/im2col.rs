@@ -192,7 +192,7 @@ const SHORT_RUN: usize = 64;
 #[inline(always)]
 fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     let n = dst.len();
-    if n >= SHORT_RUN || n < 8 {
+    if !(8..SHORT_RUN).contains(&n) {
         dst.copy_from_slice(src);
         return;
     }
@@ -206,7 +206,7 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
 #[inline(always)]
 fn zero_run<T: Float>(dst: &mut [T]) {
     let n = dst.len();
-    if n >= SHORT_RUN || n < 8 {
+    if !(8..SHORT_RUN).contains(&n) {
         dst.fill(T::zero());
         return;
     }
