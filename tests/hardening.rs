@@ -550,12 +550,93 @@ fn class7_duplicate_child_names_are_rejected_by_add_named() {
 }
 
 #[test]
+fn class7_duplicate_or_invalid_block_child_names_are_rejected_at_construction() {
+    use convnet::blocks::{Inception, Residual};
+    let lin = || Linear::<f32>::new(2, 2).unwrap();
+    // Two Inception branches named alike, even stateless ones: the second is refused.
+    let err = Inception::new()
+        .branch("a", lin())
+        .unwrap()
+        .branch("a", lin())
+        .err()
+        .unwrap();
+    assert!(is_config(&err), "{err}");
+    assert!(err.to_string().contains("two branches named `a`"), "{err}");
+    assert!(Inception::<f32>::new()
+        .branch("p", ReLU::new())
+        .unwrap()
+        .branch("p", ReLU::new())
+        .is_err());
+    for bad in ["", "a.b"] {
+        let err = Inception::new().branch(bad, lin()).err().unwrap();
+        assert!(
+            is_config(&err) && err.to_string().contains("no `.`"),
+            "{err}"
+        );
+        let err = Residual::new(lin())
+            .with_shortcut(bad, lin())
+            .err()
+            .unwrap();
+        assert!(
+            is_config(&err) && err.to_string().contains("no `.`"),
+            "{err}"
+        );
+    }
+    // A shortcut named like a child of the body: both would write `downsample.weight`.
+    let body = Sequential::new().add_named("downsample", lin()).unwrap();
+    let err = Residual::new(body)
+        .with_shortcut("downsample", lin())
+        .err()
+        .unwrap();
+    assert!(is_config(&err), "{err}");
+    assert!(err.to_string().contains("downsample.weight"), "{err}");
+    // A `post` with parameters named like the body's top-level ones.
+    let err = Residual::new(lin()).with_post(lin()).err().unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("\"weight\""),
+        "{err}"
+    );
+    // Distinct names are fine, and a stateless post never collides.
+    let ok = Residual::new(Sequential::new().add_named("body", lin()).unwrap())
+        .with_shortcut("downsample", lin())
+        .and_then(|b| b.with_post(ReLU::new()));
+    assert!(ok.is_ok());
+    let ok = Inception::new()
+        .branch("a", lin())
+        .and_then(|b| b.branch("b", lin()));
+    assert!(ok.is_ok());
+}
+
+/// A container that lists its one child twice: its `state_dict` names every key twice.
+struct ListsTwice(Linear<f32>);
+
+impl Layer<f32> for ListsTwice {
+    fn kind(&self) -> &'static str {
+        "ListsTwice"
+    }
+    fn output_shape(&self, input: &[usize]) -> convnet::Result<Vec<usize>> {
+        self.0.output_shape(input)
+    }
+    fn forward(&mut self, input: &Tensor<f32>) -> convnet::Result<Tensor<f32>> {
+        self.0.forward(input)
+    }
+    fn infer(&self, input: &Tensor<f32>) -> convnet::Result<Tensor<f32>> {
+        self.0.infer(input)
+    }
+    fn backward(&mut self, grad: &Tensor<f32>) -> convnet::Result<Tensor<f32>> {
+        self.0.backward(grad)
+    }
+    fn visit(&self, f: &mut dyn FnMut(&str, convnet::layer::Slot<'_, f32>)) {
+        self.0.visit(&mut |n, s| f(&format!("a.{n}"), s));
+        self.0.visit(&mut |n, s| f(&format!("a.{n}"), s));
+    }
+}
+
+#[test]
 fn class7_duplicate_names_are_rejected_at_save_time() {
-    // Containers other than Sequential (here two Inception branches named alike) are
-    // caught when saving.
-    let block = convnet::blocks::Inception::<f32>::new()
-        .branch("a", Linear::new(2, 2).unwrap())
-        .branch("a", Linear::new(2, 2).unwrap());
+    // A container of the user's own that names its children alike (here one that lists its
+    // child twice) is caught when saving.
+    let block = ListsTwice(Linear::<f32>::new(2, 2).unwrap());
     let dir = tmp_dir("dups");
     let path = dir.join("dup.safetensors");
     let err = save_weights(&block, &path).unwrap_err().to_string();

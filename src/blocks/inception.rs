@@ -22,8 +22,8 @@ use crate::tensor::{Float, Tensor};
 /// use convnet::prelude::*;
 /// # fn main() -> convnet::Result<()> {
 /// let mut module = Inception::<f32>::new()
-///     .branch("branch1", Conv2d::new(Conv2dConfig::new(2, 4, 1))?)
-///     .branch("branch4", MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1))?);
+///     .branch("branch1", Conv2d::new(Conv2dConfig::new(2, 4, 1))?)?
+///     .branch("branch4", MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1))?)?;
 /// let x = Tensor::<f32>::ones(ndarray::IxDyn(&[1, 2, 8, 8]));
 /// let y = module.forward(&x)?;
 /// assert_eq!(y.shape(), &[1, 6, 8, 8]);
@@ -60,9 +60,20 @@ impl<T: Float> Inception<T> {
     }
 
     /// Adds a branch named `name` (its parameters become `<name>.<param>`).
-    pub fn branch(mut self, name: &str, layer: impl Layer<T> + 'static) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `name` is empty, contains a `.`, or names an earlier
+    /// branch (their `state_dict` keys would collide, and a branch could not be found by name).
+    pub fn branch(mut self, name: &str, layer: impl Layer<T> + 'static) -> Result<Self> {
+        super::check_child_name("Inception::branch", name)?;
+        if self.branches.iter().any(|(n, _)| n == name) {
+            return Err(Error::config(
+                "Inception::branch",
+                format!("two branches named `{name}`: their state_dict keys would collide"),
+            ));
+        }
         self.branches.push((name.to_string(), Box::new(layer)));
-        self
+        Ok(self)
     }
 
     fn branch_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {

@@ -98,11 +98,11 @@ pub fn basic_block<T: Float>(
         .add_named("bn2", bn(planes)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.with_shortcut("downsample", projection(inplanes, planes, stride)?)
+        block.with_shortcut("downsample", projection(inplanes, planes, stride)?)?
     } else {
         block
     };
-    Ok(block.with_post(ReLU::new()))
+    block.with_post(ReLU::new())
 }
 
 /// torchvision's `Bottleneck` (ResNet-50/101/152, ResNeXt, Wide ResNet), expansion 4:
@@ -167,11 +167,11 @@ pub fn bottleneck<T: Float>(
         .add_named("bn3", bn(out)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.with_shortcut("downsample", projection(inplanes, out, stride)?)
+        block.with_shortcut("downsample", projection(inplanes, out, stride)?)?
     } else {
         block
     };
-    Ok(block.with_post(ReLU::new()))
+    block.with_post(ReLU::new())
 }
 
 /// Which block a ResNet stacks.
