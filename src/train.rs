@@ -602,6 +602,7 @@ pub fn evaluate<T: Float, D: Dataset>(
         seconds: 0.0,
     };
     for batch in loader.epoch::<T>(0) {
+        let batch = batch?;
         if batch.labels.is_empty() {
             progress.advance(1, "");
             continue;

@@ -438,8 +438,8 @@ impl convnet::data::Dataset for EmptySamples {
     fn num_classes(&self) -> usize {
         2
     }
-    fn sample(&self, _: usize, _: &mut [f32]) -> usize {
-        0
+    fn sample(&self, _: usize, _: &mut [f32]) -> convnet::Result<usize> {
+        Ok(0)
     }
 }
 
@@ -453,6 +453,61 @@ fn class5_a_dataset_of_empty_samples_is_refused_by_the_loader() {
         is_config(&err) && err.to_string().contains("hold no values"),
         "{err}"
     );
+}
+
+/// A dataset whose sample 3 cannot be read (a file gone missing, say).
+struct Unreadable;
+
+impl convnet::data::Dataset for Unreadable {
+    fn len(&self) -> usize {
+        5
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![1, 1, 3]
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn sample(&self, index: usize, out: &mut [f32]) -> convnet::Result<usize> {
+        if index == 3 {
+            return Err(Error::input("Unreadable", "sample 3 is gone"));
+        }
+        out.fill(index as f32);
+        Ok(index % 2)
+    }
+}
+
+#[test]
+fn class5_a_sample_past_the_end_or_unreadable_is_an_error() {
+    use convnet::data::Dataset;
+    let images = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
+    let mut out = [0f32; 3];
+    assert_eq!(images.sample(3, &mut out).unwrap(), 1);
+    // Past the end used to panic indexing the labels.
+    for index in [4, usize::MAX] {
+        let err = images.sample(index, &mut out).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { .. }) && err.to_string().contains("past the end"),
+            "{err}"
+        );
+    }
+    // A buffer that does not hold one sample.
+    let err = images.sample(0, &mut [0f32; 2]).unwrap_err();
+    assert!(err.to_string().contains("holds 2 values"), "{err}");
+    // A sample that cannot be read fails its batch, and the trainer stops with the error.
+    let loader = DataLoader::new(&Unreadable, LoaderConfig::new(2)).unwrap();
+    let batches: Vec<_> = loader.epoch::<f32>(0).collect();
+    assert!(batches[0].is_ok() && batches[2].is_ok());
+    let err = batches[1].as_ref().err().unwrap();
+    assert!(err.to_string().contains("sample 3 is gone"), "{err}");
+    let model = Sequential::<f32>::new()
+        .add(Flatten::new())
+        .add(Linear::new(3, 2).unwrap());
+    let mut t = Trainer::new(model, Sgd::new(SgdConfig::new(0.1)).unwrap())
+        .with_progress(ProgressStyle::Off);
+    let err = t.train_epoch(&loader).unwrap_err();
+    assert!(err.to_string().contains("sample 3 is gone"), "{err}");
+    assert!(t.evaluate(&loader).is_err());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -181,12 +181,20 @@ impl Dataset for Cifar {
         self.kind.num_classes()
     }
 
-    fn sample(&self, index: usize, out: &mut [f32]) -> usize {
-        let planes = &self.pixels[index * CIFAR_IMAGE_BYTES..(index + 1) * CIFAR_IMAGE_BYTES];
+    fn sample(&self, index: usize, out: &mut [f32]) -> Result<usize> {
+        let index = crate::data::check_sample("Cifar::sample", self, index, out)?;
+        // The loader checked that the pixels hold `len()` whole images, so both are found.
+        let planes = index.checked_mul(CIFAR_IMAGE_BYTES).and_then(|start| {
+            self.pixels
+                .get(start..start.checked_add(CIFAR_IMAGE_BYTES)?)
+        });
+        let (Some(planes), Some(&label)) = (planes, self.labels.get(index)) else {
+            return Err(Error::input("Cifar::sample", format!("index {index}")));
+        };
         for (o, &b) in out.iter_mut().zip(planes) {
             *o = b as f32 / 255.0;
         }
-        self.labels[index] as usize
+        Ok(label as usize)
     }
 }
 
@@ -213,12 +221,17 @@ mod tests {
         assert_eq!(set.labels(), [3, 9]);
         assert_eq!(set.num_classes(), 10);
         let mut out = vec![0f32; 3072];
-        assert_eq!(set.sample(1, &mut out), 9);
+        assert_eq!(set.sample(1, &mut out).unwrap(), 9);
         // Plane 1 (green), position 33 = row 1, column 1: (1 + 7 + 33) % 256 = 41.
         assert_eq!(out[1024 + 33], 41.0 / 255.0);
         let img = set.image(1).unwrap();
         assert_eq!(img.pixel(1, 1), [34, 41, 48]);
         assert!(set.image(2).is_err());
+        // Past the end (it used to panic slicing the pixels), or a short buffer: errors.
+        let err = set.sample(2, &mut out).unwrap_err();
+        assert!(err.to_string().contains("past the end"), "{err}");
+        assert!(set.sample(usize::MAX, &mut out).is_err());
+        assert!(set.sample(0, &mut out[..3071]).is_err());
     }
 
     #[test]
@@ -230,7 +243,7 @@ mod tests {
         let coarse = Cifar::from_bytes(CifarKind::HundredCoarse, &bytes).unwrap();
         assert_eq!(coarse.labels(), [4, 19]);
         let mut out = vec![0f32; 3072];
-        fine.sample(0, &mut out);
+        fine.sample(0, &mut out).unwrap();
         assert_eq!(out[0], 0.0);
         assert_eq!(out[2048 + 5], 19.0 / 255.0);
     }
