@@ -284,7 +284,7 @@ impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
         let (rank, world) = cfg.shard.unwrap_or((0, 1));
         let indices: Vec<usize> = global
             .filter(|p| p % world == rank)
-            .map(|p| self.order[p])
+            .filter_map(|p| self.order.get(p).copied())
             .collect();
         let size = indices.len();
         let data = self.loader.data;
@@ -332,27 +332,28 @@ fn write_shifted<T: Float>(
 ) {
     let (mean, std) = normalize.unwrap_or((0.0, 1.0));
     let norm = |v: f32| T::of((v as f64 - mean) / std);
-    if (dy, dx) == (0, 0) || shape.len() < 2 {
-        for (o, &v) in out.iter_mut().zip(sample) {
-            *o = norm(v);
+    let (h, w) = match shape {
+        [.., h, w] if (dy, dx) != (0, 0) && h * w > 0 => (*h as isize, *w as isize),
+        _ => {
+            for (o, &v) in out.iter_mut().zip(sample) {
+                *o = norm(v);
+            }
+            return;
         }
-        return;
-    }
-    let (h, w) = (
-        shape[shape.len() - 2] as isize,
-        shape[shape.len() - 1] as isize,
-    );
+    };
     let plane = (h * w) as usize;
     for (src, dst) in sample.chunks(plane).zip(out.chunks_mut(plane)) {
         for y in 0..h {
             for x in 0..w {
                 let (sy, sx) = (y - dy, x - dx);
                 let v = if (0..h).contains(&sy) && (0..w).contains(&sx) {
-                    src[(sy * w + sx) as usize]
+                    src.get((sy * w + sx) as usize).copied().unwrap_or(0.0)
                 } else {
                     0.0
                 };
-                dst[(y * w + x) as usize] = norm(v);
+                if let Some(d) = dst.get_mut((y * w + x) as usize) {
+                    *d = norm(v);
+                }
             }
         }
     }

@@ -128,9 +128,15 @@ impl ImageSet {
     /// The first `n` samples (all of them if there are fewer).
     pub fn take(&self, n: usize) -> ImageSet {
         let n = n.min(self.labels.len());
+        // `new` checked that the images hold `labels.len() * rows * cols` bytes.
         ImageSet {
-            images: self.images[..n * self.rows * self.cols].to_vec(),
-            labels: self.labels[..n].to_vec(),
+            images: self
+                .images
+                .iter()
+                .take(n * self.rows * self.cols)
+                .copied()
+                .collect(),
+            labels: self.labels.iter().take(n).copied().collect(),
             ..*self
         }
     }

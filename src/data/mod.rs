@@ -1,4 +1,8 @@
 //! Data: the IDX reader, MNIST, a [`Dataset`] trait and a seeded batch iterator.
+//!
+//! File bytes and dataset indices reach everything here: no `unwrap`, `expect` or unchecked
+//! indexing (the lints below keep it so).
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod idx;
 mod loader;
