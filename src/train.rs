@@ -609,7 +609,8 @@ pub fn evaluate<T: Float, D: Dataset>(
         }
         let logits = model.infer(&batch.images)?;
         let (loss, _) = loss_fn.forward(&logits, &batch.labels)?;
-        let classes = logits.shape()[1];
+        // `loss_fn.forward` accepted the logits, so they are `[N, C]`.
+        let classes = logits.shape().get(1).copied().unwrap_or(0);
         if stats.confusion.is_empty() {
             stats.confusion = vec![vec![0; classes]; classes];
         }

@@ -96,26 +96,35 @@ impl<T: Float> Inception<T> {
     }
 
     fn concat_shape(shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
-        let first = &shapes[0];
-        if first.len() < 2 {
+        let Some(first) = shapes.first() else {
+            return Err(Error::config("Inception", "no branches"));
+        };
+        let [n, _, rest @ ..] = first.as_slice() else {
             return Err(Error::shape(
                 "Inception",
                 "branch outputs [N, C, ...]",
                 first,
             ));
-        }
-        let mut out = first.clone();
-        out[1] = 0;
+        };
+        let mut channels = 0usize;
         for (i, s) in shapes.iter().enumerate() {
-            if s.len() != first.len() || s[0] != first[0] || s[2..] != first[2..] {
-                return Err(Error::shape(
-                    format!("Inception branch {}", i + 1),
-                    format!("[{}, C, {:?}] like branch 1", first[0], &first[2..]),
-                    s,
-                ));
+            match s.as_slice() {
+                [sn, c, srest @ ..] if sn == n && srest == rest => {
+                    channels = channels.checked_add(*c).ok_or_else(|| {
+                        Error::shape("Inception", "branch channels that add up", s)
+                    })?;
+                }
+                _ => {
+                    return Err(Error::shape(
+                        format!("Inception branch {}", i + 1),
+                        format!("[{n}, C, {rest:?}] like branch 1"),
+                        s,
+                    ))
+                }
             }
-            out[1] += s[1];
         }
+        let mut out = vec![*n, channels];
+        out.extend_from_slice(rest);
         Ok(out)
     }
 }
@@ -160,8 +169,9 @@ impl<T: Float> Layer<T> for Inception<T> {
             .join
             .cached_shapes()
             .ok_or_else(|| Error::no_cache("Inception"))?;
-        let total: usize = shapes.iter().map(|s| s[1]).sum();
-        if grad_output.ndim() < 2 || grad_output.shape()[1] != total {
+        // The join cached `[N, C, ...]` shapes (`concat_shape` checked them in forward).
+        let total: usize = shapes.iter().filter_map(|s| s.get(1)).sum();
+        if grad_output.shape().get(1) != Some(&total) {
             return Err(Error::shape(
                 "Inception (backward)",
                 format!("[N, {total}, ...]"),

@@ -1,5 +1,6 @@
 //! Composite blocks built from layers, themselves layers: ResNet's residual block and
 //! GoogLeNet's Inception module.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod inception;
 mod residual;
