@@ -146,6 +146,17 @@ mod tests {
     }
 
     #[test]
+    fn a_pixel_outside_the_image_is_an_error() {
+        let img = ramp(5, 4);
+        assert_eq!(img.pixel(4, 3).unwrap(), [(57 % 251) as u8, 58, 59]);
+        // x past the width used to read the next row's pixel; y past the height panicked.
+        for (x, y) in [(5, 0), (0, 4), (usize::MAX, 0), (0, usize::MAX)] {
+            let err = img.pixel(x, y).unwrap_err();
+            assert!(err.to_string().contains("outside the 5x4 image"), "{err}");
+        }
+    }
+
+    #[test]
     fn crop_inside_and_padded() {
         let img = ramp(5, 4);
         let c = img.crop(1, 2, 3, 2);
