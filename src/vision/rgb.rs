@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn a_pixel_outside_the_image_is_an_error() {
         let img = ramp(5, 4);
-        assert_eq!(img.pixel(4, 3).unwrap(), [(57 % 251) as u8, 58, 59]);
+        assert_eq!(img.pixel(4, 3).unwrap(), [57, 58, 59]);
         // x past the width used to read the next row's pixel; y past the height panicked.
         for (x, y) in [(5, 0), (0, 4), (usize::MAX, 0), (0, usize::MAX)] {
             let err = img.pixel(x, y).unwrap_err();
