@@ -15,6 +15,7 @@
 //!
 //! Both match PyTorch's `reduction="mean"` (`F.cross_entropy(..., label_smoothing=ε)` and
 //! `F.mse_loss`).
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::{Error, Result};
 use crate::tensor::{contiguous, fmt_shape, from_vec, Float, Tensor};
@@ -99,7 +100,9 @@ impl CrossEntropyLoss {
             g.iter_mut().for_each(|g| *g = g.exp());
             let log_sum = g.iter().copied().sum::<T>().ln();
             // -Σ q log p = -(1 - ε)·log p_t - (ε/C)·Σ_j log p_j, with Σ_j log p_j = Σ(z - max) - C·log_sum.
-            let log_p_t = z[t] - max - log_sum;
+            // `t < c` was checked above; a NaN (never a panic) if that ever changed.
+            let z_t = z.get(t).copied().unwrap_or_else(T::nan);
+            let log_p_t = z_t - max - log_sum;
             let sum_log_p = sum_shifted - T::of(c as f64) * log_sum;
             let mut row = -on * log_p_t;
             if eps != T::zero() {
@@ -109,7 +112,9 @@ impl CrossEntropyLoss {
             let inv_sum = (-log_sum).exp();
             g.iter_mut()
                 .for_each(|g| *g = (*g * inv_sum - uniform) * inv_n);
-            g[t] -= on * inv_n;
+            if let Some(g_t) = g.get_mut(t) {
+                *g_t -= on * inv_n;
+            }
         }
         Ok((T::of(total / n as f64), from_vec(&[n, c], grad)))
     }

@@ -602,13 +602,15 @@ pub fn evaluate<T: Float, D: Dataset>(
         seconds: 0.0,
     };
     for batch in loader.epoch::<T>(0) {
+        let batch = batch?;
         if batch.labels.is_empty() {
             progress.advance(1, "");
             continue;
         }
         let logits = model.infer(&batch.images)?;
         let (loss, _) = loss_fn.forward(&logits, &batch.labels)?;
-        let classes = logits.shape()[1];
+        // `loss_fn.forward` accepted the logits, so they are `[N, C]`.
+        let classes = logits.shape().get(1).copied().unwrap_or(0);
         if stats.confusion.is_empty() {
             stats.confusion = vec![vec![0; classes]; classes];
         }

@@ -267,6 +267,7 @@ fn replicas(world: &impl mpi::traits::Communicator) -> Check {
     let mut sgd = Sgd::new(SgdConfig::new(0.05).momentum(0.9).nesterov(true)).map_err(e)?;
     let mut adam = Adam::new(AdamConfig::new(1e-2)).map_err(e)?;
     for (step, batch) in loader.epoch::<f32>(0).take(8).enumerate() {
+        let batch = batch.map_err(e)?;
         let logits = model.forward(&batch.images).map_err(e)?;
         let (_, grad) = CrossEntropyLoss::new()
             .forward(&logits, &batch.labels)
@@ -314,6 +315,7 @@ fn equivalence(world: &impl mpi::traits::Communicator) -> Check {
         let loss = CrossEntropyLoss::new();
         let mut steps = 0;
         for (whole, mine) in loader.epoch::<T>(0).zip(shard.epoch::<T>(0)) {
+            let (whole, mine) = (whole.map_err(e)?, mine.map_err(e)?);
             let logits = single.forward(&whole.images).map_err(e)?;
             let (_, g) = loss.forward(&logits, &whole.labels).map_err(e)?;
             single.zero_grad();
@@ -386,6 +388,7 @@ fn syncbn(world: &impl mpi::traits::Communicator) -> Check {
     let mut single = model(false);
     let mut opt = Sgd::new(SgdConfig::new(0.1)).map_err(e)?;
     for batch in loader.epoch::<f64>(0) {
+        let batch = batch.map_err(e)?;
         let logits = single.forward(&batch.images).map_err(e)?;
         let (_, g) = loss.forward(&logits, &batch.labels).map_err(e)?;
         single.zero_grad();
@@ -398,6 +401,7 @@ fn syncbn(world: &impl mpi::traits::Communicator) -> Check {
         let mut dp = DataParallel::with_communicator(model(sync), comm.clone()).map_err(e)?;
         let mut opt = Sgd::new(SgdConfig::new(0.1)).map_err(e)?;
         for batch in shard.epoch::<f64>(0) {
+            let batch = batch.map_err(e)?;
             let logits = dp.forward(&batch.images).map_err(e)?;
             let (_, g) = loss.forward(&logits, &batch.labels).map_err(e)?;
             dp.zero_grad();
@@ -444,6 +448,7 @@ fn loader(comm: &Communicator) -> Check {
             let mut counts = vec![0.0f64; 23];
             let mut steps = [0.0f64];
             for b in shard.epoch::<f32>(epoch) {
+                let b = b.map_err(e)?;
                 steps[0] += 1.0;
                 for i in 0..b.labels.len() {
                     // Find the sample by its pixels (labels repeat).
@@ -456,8 +461,7 @@ fn loader(comm: &Communicator) -> Check {
                     let mut buf = vec![0f32; 64];
                     let index = (0..23)
                         .find(|&j| {
-                            convnet::data::Dataset::sample(&data, j, &mut buf);
-                            buf == img
+                            convnet::data::Dataset::sample(&data, j, &mut buf).is_ok() && buf == img
                         })
                         .ok_or("a batch holds an image that is not in the set")?;
                     counts[index] += 1.0;
@@ -598,7 +602,11 @@ fn skip(world: &impl mpi::traits::Communicator) -> Check {
     }
     let data = images(8, 1);
     let loader = DataLoader::new(&data, LoaderConfig::new(8)).map_err(e)?;
-    let batch = loader.epoch::<f32>(0).next().ok_or("no batch")?;
+    let batch = loader
+        .epoch::<f32>(0)
+        .next()
+        .ok_or("no batch")?
+        .map_err(e)?;
     let start = Instant::now();
     let logits = model.forward(&batch.images).map_err(e)?;
     let (_, g) = CrossEntropyLoss::new()
@@ -625,6 +633,7 @@ fn crash(world: &impl mpi::traits::Communicator) -> Check {
     let data = images(16, 1);
     let loader = DataLoader::new(&data, LoaderConfig::new(4)).map_err(e)?;
     for (step, batch) in loader.epoch::<f32>(0).enumerate() {
+        let batch = batch.map_err(e)?;
         if step == 2 && model.rank() == 1 {
             std::process::exit(7);
         }

@@ -121,7 +121,7 @@ fn residual_blocks_match_finite_differences() {
         .add(conv(3, 3, 3, 1, 1))
         .add(Tanh::new())
         .add(conv(3, 3, 3, 1, 2));
-    let mut block = Residual::new(body).post(ReLU::new());
+    let mut block = Residual::new(body).post(ReLU::new()).unwrap();
     check_layer(
         &mut block,
         &random_tensor(&[2, 3, 4, 4], 1),
@@ -141,7 +141,9 @@ fn residual_blocks_match_finite_differences() {
     let shortcut = Sequential::new()
         .add(Conv2d::new(Conv2dConfig::new(2, 4, 1).stride(2).bias(false).seed(4)).unwrap())
         .add(BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap());
-    let mut block = Residual::new(body).shortcut("downsample", shortcut);
+    let mut block = Residual::new(body)
+        .shortcut("downsample", shortcut)
+        .unwrap();
     let names: Vec<String> = convnet::io::state_dict(&block)
         .into_iter()
         .map(|(n, _)| n)
@@ -169,6 +171,7 @@ fn residual_blocks_match_finite_differences() {
 fn inception_matches_finite_differences() {
     let mut block = Inception::new()
         .branch("branch1", conv(3, 2, 1, 0, 1))
+        .unwrap()
         .branch(
             "branch2",
             Sequential::new()
@@ -176,6 +179,7 @@ fn inception_matches_finite_differences() {
                 .add(ReLU::new())
                 .add(conv(2, 3, 3, 1, 3)),
         )
+        .unwrap()
         .branch(
             "branch4",
             Sequential::new()
@@ -184,7 +188,8 @@ fn inception_matches_finite_differences() {
                         .unwrap(),
                 )
                 .add(conv(3, 1, 1, 0, 4)),
-        );
+        )
+        .unwrap();
     assert_eq!(block.output_shape(&[2, 3, 5, 5]).unwrap(), vec![2, 6, 5, 5]);
     // Distinct values keep max pooling away from ties.
     let x = random_tensor(&[2, 3, 5, 5], 7);

@@ -443,8 +443,8 @@ impl convnet::data::Dataset for EmptySamples {
     fn num_classes(&self) -> usize {
         2
     }
-    fn sample(&self, _: usize, _: &mut [f32]) -> usize {
-        0
+    fn sample(&self, _: usize, _: &mut [f32]) -> convnet::Result<usize> {
+        Ok(0)
     }
 }
 
@@ -458,6 +458,61 @@ fn class5_a_dataset_of_empty_samples_is_refused_by_the_loader() {
         is_config(&err) && err.to_string().contains("hold no values"),
         "{err}"
     );
+}
+
+/// A dataset whose sample 3 cannot be read (a file gone missing, say).
+struct Unreadable;
+
+impl convnet::data::Dataset for Unreadable {
+    fn len(&self) -> usize {
+        5
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![1, 1, 3]
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn sample(&self, index: usize, out: &mut [f32]) -> convnet::Result<usize> {
+        if index == 3 {
+            return Err(Error::input("Unreadable", "sample 3 is gone"));
+        }
+        out.fill(index as f32);
+        Ok(index % 2)
+    }
+}
+
+#[test]
+fn class5_a_sample_past_the_end_or_unreadable_is_an_error() {
+    use convnet::data::Dataset;
+    let images = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
+    let mut out = [0f32; 3];
+    assert_eq!(images.sample(3, &mut out).unwrap(), 1);
+    // Past the end used to panic indexing the labels.
+    for index in [4, usize::MAX] {
+        let err = images.sample(index, &mut out).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInput { .. }) && err.to_string().contains("past the end"),
+            "{err}"
+        );
+    }
+    // A buffer that does not hold one sample.
+    let err = images.sample(0, &mut [0f32; 2]).unwrap_err();
+    assert!(err.to_string().contains("holds 2 values"), "{err}");
+    // A sample that cannot be read fails its batch, and the trainer stops with the error.
+    let loader = DataLoader::new(&Unreadable, LoaderConfig::new(2)).unwrap();
+    let batches: Vec<_> = loader.epoch::<f32>(0).collect();
+    assert!(batches[0].is_ok() && batches[2].is_ok());
+    let err = batches[1].as_ref().err().unwrap();
+    assert!(err.to_string().contains("sample 3 is gone"), "{err}");
+    let model = Sequential::<f32>::new()
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(3, 2)).unwrap());
+    let mut t = Trainer::new(model, Sgd::new(SgdConfig::new(0.1)).unwrap())
+        .with_progress(ProgressStyle::Off);
+    let err = t.train_epoch(&loader).unwrap_err();
+    assert!(err.to_string().contains("sample 3 is gone"), "{err}");
+    assert!(t.evaluate(&loader).is_err());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -555,12 +610,93 @@ fn class7_duplicate_child_names_are_rejected_by_add_named() {
 }
 
 #[test]
+fn class7_duplicate_or_invalid_block_child_names_are_rejected_at_construction() {
+    use convnet::blocks::{Inception, Residual};
+    let lin = || Linear::<f32>::new(LinearConfig::new(2, 2)).unwrap();
+    // Two Inception branches named alike, even stateless ones: the second is refused.
+    let err = Inception::new()
+        .branch("a", lin())
+        .unwrap()
+        .branch("a", lin())
+        .err()
+        .unwrap();
+    assert!(is_config(&err), "{err}");
+    assert!(err.to_string().contains("two branches named `a`"), "{err}");
+    assert!(Inception::<f32>::new()
+        .branch("p", ReLU::new())
+        .unwrap()
+        .branch("p", ReLU::new())
+        .is_err());
+    for bad in ["", "a.b"] {
+        let err = Inception::new().branch(bad, lin()).err().unwrap();
+        assert!(
+            is_config(&err) && err.to_string().contains("no `.`"),
+            "{err}"
+        );
+        let err = Residual::new(lin())
+            .shortcut(bad, lin())
+            .err()
+            .unwrap();
+        assert!(
+            is_config(&err) && err.to_string().contains("no `.`"),
+            "{err}"
+        );
+    }
+    // A shortcut named like a child of the body: both would write `downsample.weight`.
+    let body = Sequential::new().add_named("downsample", lin()).unwrap();
+    let err = Residual::new(body)
+        .shortcut("downsample", lin())
+        .err()
+        .unwrap();
+    assert!(is_config(&err), "{err}");
+    assert!(err.to_string().contains("downsample.weight"), "{err}");
+    // A `post` with parameters named like the body's top-level ones.
+    let err = Residual::new(lin()).post(lin()).err().unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("\"weight\""),
+        "{err}"
+    );
+    // Distinct names are fine, and a stateless post never collides.
+    let ok = Residual::new(Sequential::new().add_named("body", lin()).unwrap())
+        .shortcut("downsample", lin())
+        .and_then(|b| b.post(ReLU::new()));
+    assert!(ok.is_ok());
+    let ok = Inception::new()
+        .branch("a", lin())
+        .and_then(|b| b.branch("b", lin()));
+    assert!(ok.is_ok());
+}
+
+/// A container that lists its one child twice: its `state_dict` names every key twice.
+struct ListsTwice(Linear<f32>);
+
+impl Layer<f32> for ListsTwice {
+    fn kind(&self) -> &'static str {
+        "ListsTwice"
+    }
+    fn output_shape(&self, input: &[usize]) -> convnet::Result<Vec<usize>> {
+        self.0.output_shape(input)
+    }
+    fn forward(&mut self, input: &Tensor<f32>) -> convnet::Result<Tensor<f32>> {
+        self.0.forward(input)
+    }
+    fn infer(&self, input: &Tensor<f32>) -> convnet::Result<Tensor<f32>> {
+        self.0.infer(input)
+    }
+    fn backward(&mut self, grad: &Tensor<f32>) -> convnet::Result<Tensor<f32>> {
+        self.0.backward(grad)
+    }
+    fn visit(&self, f: &mut dyn FnMut(&str, convnet::layer::Slot<'_, f32>)) {
+        self.0.visit(&mut |n, s| f(&format!("a.{n}"), s));
+        self.0.visit(&mut |n, s| f(&format!("a.{n}"), s));
+    }
+}
+
+#[test]
 fn class7_duplicate_names_are_rejected_at_save_time() {
-    // Containers other than Sequential (here two Inception branches named alike) are
-    // caught when saving.
-    let block = convnet::blocks::Inception::<f32>::new()
-        .branch("a", Linear::new(LinearConfig::new(2, 2)).unwrap())
-        .branch("a", Linear::new(LinearConfig::new(2, 2)).unwrap());
+    // A container of the user's own that names its children alike (here one that lists its
+    // child twice) is caught when saving.
+    let block = ListsTwice(Linear::<f32>::new(LinearConfig::new(2, 2)).unwrap());
     let dir = tmp_dir("dups");
     let path = dir.join("dup.safetensors");
     let err = save_weights(&block, &path).unwrap_err().to_string();

@@ -390,7 +390,8 @@ fn containers_infer_what_eval_forward_computes() {
         .add(bn(3));
     let mut block = Residual::new(body)
         .shortcut("downsample", shortcut)
-        .post(ReLU::new());
+        .and_then(|b| b.post(ReLU::new()))
+        .unwrap();
     randomise_batch_norms(&mut block, 7);
     let x3 = random_tensor(&[2, 3, 5, 5], 2);
     let err = infer_vs_eval_forward(&mut block, &x3);
@@ -405,13 +406,15 @@ fn containers_infer_what_eval_forward_computes() {
 
     let mut inception = Inception::new()
         .branch("a", conv(Conv2dConfig::new(3, 2, 1), 10))
+        .unwrap()
         .branch(
             "b",
             Sequential::new()
                 .add(conv(Conv2dConfig::new(3, 4, 3).padding(1), 11))
                 .add(bn(4))
                 .add(ReLU::new()),
-        );
+        )
+        .unwrap();
     randomise_batch_norms(&mut inception, 12);
     let err = infer_vs_eval_forward(&mut inception, &x3);
     assert!(err <= 1e-12, "inception: {err}");

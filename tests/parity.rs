@@ -130,3 +130,100 @@ fn a_case_without_expected_tensors_or_with_unknown_names_fails() {
     assert!(runner::run_case(&src).passed());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The folder of the shared public cases the project was given (`../shared/parity` beside the
+/// checkout, or `CONVNET_SHARED_PARITY`), when it exists on this machine.
+fn shared_parity_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CONVNET_SHARED_PARITY") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/parity"),
+    };
+    dir.join("index.json").exists().then_some(dir)
+}
+
+#[test]
+fn the_index_lists_every_case_on_disk_and_the_runner_runs_each() {
+    let dir = parity_dir();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let listed: Vec<String> = index["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap().to_string())
+        .collect();
+    let mut run: Vec<String> = runner::run_dir(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    run.sort();
+    assert_eq!(run, sorted, "the runner must run exactly the indexed cases");
+    for opt in ["sgd_002", "sgd_003", "sgd_004", "adam_001", "adam_002"] {
+        assert!(listed.contains(&format!("{opt}.safetensors")), "{opt}");
+    }
+
+    // A folder whose index and files disagree is an error, not a shorter run.
+    let tmp = std::env::temp_dir().join(format!("convnet-parity-index-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::copy(dir.join("index.json"), tmp.join("index.json")).unwrap();
+    for file in &listed {
+        std::fs::copy(dir.join(file), tmp.join(file)).unwrap();
+    }
+    assert!(runner::run_dir(&tmp).is_ok());
+    std::fs::remove_file(tmp.join("sgd_003.safetensors")).unwrap();
+    let err = runner::run_dir(&tmp).unwrap_err();
+    assert!(err.contains("sgd_003.safetensors"), "{err}");
+    std::fs::copy(
+        dir.join("sgd_003.safetensors"),
+        tmp.join("sgd_003.safetensors"),
+    )
+    .unwrap();
+    std::fs::copy(
+        dir.join("relu_000.safetensors"),
+        tmp.join("relu_999.safetensors"),
+    )
+    .unwrap();
+    let err = runner::run_dir(&tmp).unwrap_err();
+    assert!(err.contains("relu_999.safetensors"), "{err}");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn every_case_in_the_shared_parity_folder_is_run_and_passes() {
+    let Some(shared) = shared_parity_dir() else {
+        eprintln!("no ../shared/parity on this machine (set CONVNET_SHARED_PARITY): skipped");
+        return;
+    };
+    let shared_cases = runner::case_files(&shared).unwrap();
+    assert!(!shared_cases.is_empty());
+    // Each shared case is in tests/parity, byte for byte, so `every_public_case_passes` runs it.
+    let ours: Vec<String> = runner::run_dir(&parity_dir())
+        .unwrap()
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    let mut not_run = Vec::new();
+    for case in &shared_cases {
+        let same = std::fs::read(parity_dir().join(case)).ok()
+            == Some(std::fs::read(shared.join(case)).unwrap());
+        if !same || !ours.contains(case) {
+            not_run.push(case.clone());
+        }
+    }
+    assert!(
+        not_run.is_empty(),
+        "shared cases missing from (or different in) tests/parity: {not_run:?}"
+    );
+    // And the shared folder itself, run as it stands, passes (its index matches its files).
+    let results = runner::run_dir(&shared).unwrap();
+    assert_eq!(results.len(), shared_cases.len());
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|(_, o)| !o.passed())
+        .map(|(f, o)| runner::report_line(f, o))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

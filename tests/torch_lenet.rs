@@ -39,6 +39,7 @@ fn pytorch_trained_lenet_gives_pytorchs_predictions() {
     let mut ours = Vec::new();
     let mut correct = 0;
     for batch in loader.epoch::<f32>(0) {
+        let batch = batch.unwrap();
         let pred = predictions(&model.forward(&batch.images).unwrap());
         correct += pred
             .iter()

@@ -666,21 +666,91 @@ pub fn run_case(path: &Path) -> Outcome {
     }
 }
 
-/// Runs every `*.safetensors` case in `dir`, in name order.
-pub fn run_dir(dir: &Path) -> Result<Vec<(String, Outcome)>, String> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
+/// The `*.safetensors` case files in `dir`, by file name, in name order.
+pub fn case_files(dir: &Path) -> Result<Vec<String>, String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        if path.extension().is_some_and(|x| x == "safetensors") {
+            if let Some(name) = path.file_name() {
+                files.push(name.to_string_lossy().into_owned());
+            }
+        }
+    }
     files.sort();
-    Ok(files
+    Ok(files)
+}
+
+/// Checks `dir/index.json`, when there is one, against the case files in `dir`: every case the
+/// index lists must be on disk with the listed size, and every case on disk must be listed.
+/// A case lost from the folder (or a file the index does not know) is an error, so a run
+/// cannot quietly cover fewer cases than the index promises.
+pub fn check_index(dir: &Path) -> Result<(), String> {
+    let path = dir.join("index.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let index: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cases = index["cases"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no `cases` list", path.display()))?;
+    let mut listed = BTreeMap::new();
+    for case in cases {
+        let file = case["file"]
+            .as_str()
+            .ok_or_else(|| format!("{}: a case without a `file`", path.display()))?;
+        if listed
+            .insert(file.to_string(), case["bytes"].as_u64())
+            .is_some()
+        {
+            return Err(format!("{}: `{file}` is listed twice", path.display()));
+        }
+    }
+    if index["num_cases"].as_u64() != Some(listed.len() as u64) {
+        return Err(format!(
+            "{}: `num_cases` is {} but {} cases are listed",
+            path.display(),
+            index["num_cases"],
+            listed.len()
+        ));
+    }
+    let on_disk: BTreeSet<String> = case_files(dir)?.into_iter().collect();
+    let missing: Vec<&String> = listed.keys().filter(|f| !on_disk.contains(*f)).collect();
+    let unlisted: Vec<&String> = on_disk
         .iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                run_case(p),
-            )
+        .filter(|f| !listed.contains_key(*f))
+        .collect();
+    if !missing.is_empty() || !unlisted.is_empty() {
+        return Err(format!(
+            "{}: listed but not on disk: {missing:?}; on disk but not listed: {unlisted:?}",
+            path.display()
+        ));
+    }
+    for (file, bytes) in &listed {
+        let len = std::fs::metadata(dir.join(file))
+            .map_err(|e| format!("{file}: {e}"))?
+            .len();
+        if *bytes != Some(len) {
+            return Err(format!(
+                "{}: `{file}` is {len} bytes, the index says {bytes:?}",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every `*.safetensors` case in `dir`, in name order, after checking the folder's
+/// `index.json` (if any) lists exactly those cases ([`check_index`]).
+pub fn run_dir(dir: &Path) -> Result<Vec<(String, Outcome)>, String> {
+    check_index(dir)?;
+    Ok(case_files(dir)?
+        .into_iter()
+        .map(|file| {
+            let outcome = run_case(&dir.join(&file));
+            (file, outcome)
         })
         .collect())
 }

@@ -22,8 +22,8 @@ use crate::tensor::{Float, Tensor};
 /// use convnet::prelude::*;
 /// # fn main() -> convnet::Result<()> {
 /// let mut module = Inception::<f32>::new()
-///     .branch("branch1", Conv2d::new(Conv2dConfig::new(2, 4, 1))?)
-///     .branch("branch4", MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1))?);
+///     .branch("branch1", Conv2d::new(Conv2dConfig::new(2, 4, 1))?)?
+///     .branch("branch4", MaxPool2d::new(MaxPool2dConfig::new(3).stride(1).padding(1))?)?;
 /// let x = Tensor::<f32>::ones(ndarray::IxDyn(&[1, 2, 8, 8]));
 /// let y = module.forward(&x)?;
 /// assert_eq!(y.shape(), &[1, 6, 8, 8]);
@@ -60,9 +60,20 @@ impl<T: Float> Inception<T> {
     }
 
     /// Adds a branch named `name` (its parameters become `<name>.<param>`).
-    pub fn branch(mut self, name: &str, layer: impl Layer<T> + 'static) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `name` is empty, contains a `.`, or names an earlier
+    /// branch (their `state_dict` keys would collide, and a branch could not be found by name).
+    pub fn branch(mut self, name: &str, layer: impl Layer<T> + 'static) -> Result<Self> {
+        super::check_child_name("Inception::branch", name)?;
+        if self.branches.iter().any(|(n, _)| n == name) {
+            return Err(Error::config(
+                "Inception::branch",
+                format!("two branches named `{name}`: their state_dict keys would collide"),
+            ));
+        }
         self.branches.push((name.to_string(), Box::new(layer)));
-        self
+        Ok(self)
     }
 
     fn branch_shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
@@ -85,26 +96,35 @@ impl<T: Float> Inception<T> {
     }
 
     fn concat_shape(shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
-        let first = &shapes[0];
-        if first.len() < 2 {
+        let Some(first) = shapes.first() else {
+            return Err(Error::config("Inception", "no branches"));
+        };
+        let [n, _, rest @ ..] = first.as_slice() else {
             return Err(Error::shape(
                 "Inception",
                 "branch outputs [N, C, ...]",
                 first,
             ));
-        }
-        let mut out = first.clone();
-        out[1] = 0;
+        };
+        let mut channels = 0usize;
         for (i, s) in shapes.iter().enumerate() {
-            if s.len() != first.len() || s[0] != first[0] || s[2..] != first[2..] {
-                return Err(Error::shape(
-                    format!("Inception branch {}", i + 1),
-                    format!("[{}, C, {:?}] like branch 1", first[0], &first[2..]),
-                    s,
-                ));
+            match s.as_slice() {
+                [sn, c, srest @ ..] if sn == n && srest == rest => {
+                    channels = channels.checked_add(*c).ok_or_else(|| {
+                        Error::shape("Inception", "branch channels that add up", s)
+                    })?;
+                }
+                _ => {
+                    return Err(Error::shape(
+                        format!("Inception branch {}", i + 1),
+                        format!("[{n}, C, {rest:?}] like branch 1"),
+                        s,
+                    ))
+                }
             }
-            out[1] += s[1];
         }
+        let mut out = vec![*n, channels];
+        out.extend_from_slice(rest);
         Ok(out)
     }
 }
@@ -149,8 +169,9 @@ impl<T: Float> Layer<T> for Inception<T> {
             .join
             .cached_shapes()
             .ok_or_else(|| Error::no_cache("Inception"))?;
-        let total: usize = shapes.iter().map(|s| s[1]).sum();
-        if grad_output.ndim() < 2 || grad_output.shape()[1] != total {
+        // The join cached `[N, C, ...]` shapes (`concat_shape` checked them in forward).
+        let total: usize = shapes.iter().filter_map(|s| s.get(1)).sum();
+        if grad_output.shape().get(1) != Some(&total) {
             return Err(Error::shape(
                 "Inception (backward)",
                 format!("[N, {total}, ...]"),

@@ -3,6 +3,7 @@ use crate::layer::{Layer, Mode, Slot, SlotMut};
 use crate::model::SummaryRow;
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
+use std::collections::BTreeSet;
 
 /// A residual block (He et al. 2015): `y = post(body(x) + shortcut(x))`.
 ///
@@ -61,15 +62,45 @@ impl<T: Float> Residual<T> {
 
     /// Replaces the identity shortcut with a projection (e.g. 1x1 conv + BN), whose
     /// parameters are named `<name>.<param>`.
-    pub fn shortcut(mut self, name: &str, shortcut: impl Layer<T> + 'static) -> Self {
-        self.shortcut = Some((name.to_string(), Box::new(shortcut)));
-        self
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `name` is empty or contains a `.`, or if a `state_dict`
+    /// key of the shortcut would also be a key of the body or of `post` (a body child
+    /// named like the shortcut).
+    pub fn shortcut(mut self, name: &str, shortcut: impl Layer<T> + 'static) -> Result<Self> {
+        super::check_child_name("Residual::shortcut", name)?;
+        let mut shortcut: Box<dyn Layer<T>> = Box::new(shortcut);
+        let keys = super::state_keys(shortcut.as_mut(), Some(name));
+        super::check_disjoint("Residual::shortcut", &self.unprefixed_keys(), &keys)?;
+        self.shortcut = Some((name.to_string(), shortcut));
+        Ok(self)
     }
 
-    /// Applies `post` (typically ReLU) after the sum.
-    pub fn post(mut self, post: impl Layer<T> + 'static) -> Self {
-        self.post = Some(Box::new(post));
-        self
+    /// Applies `post` (typically ReLU) after the sum. Its parameters, if any, keep their own
+    /// names, as the body's do.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if a `state_dict` key of `post` is also one of the body's or
+    /// the shortcut's.
+    pub fn post(mut self, post: impl Layer<T> + 'static) -> Result<Self> {
+        let mut post: Box<dyn Layer<T>> = Box::new(post);
+        let keys = super::state_keys(post.as_mut(), None);
+        let mut others = super::state_keys(self.body.as_mut(), None);
+        if let Some((name, s)) = &mut self.shortcut {
+            others.extend(super::state_keys(s.as_mut(), Some(name)));
+        }
+        super::check_disjoint("Residual::post", &others, &keys)?;
+        self.post = Some(post);
+        Ok(self)
+    }
+
+    /// The keys of the parts named without a prefix: the body and `post`.
+    fn unprefixed_keys(&mut self) -> BTreeSet<String> {
+        let mut keys = super::state_keys(self.body.as_mut(), None);
+        if let Some(p) = &mut self.post {
+            keys.extend(super::state_keys(p.as_mut(), None));
+        }
+        keys
     }
 
     fn check_sum(body: &[usize], short: &[usize]) -> Result<()> {

@@ -70,12 +70,11 @@ fn read_idx_from(mut source: impl Read) -> std::result::Result<IdxArray, String>
     let io = |e: std::io::Error| format!("corrupt or unreadable data: {e}");
     let mut head = [0u8; 4];
     let got = read_up_to(&mut source, &mut head).map_err(io)?;
-    let mut header = head[..got].to_vec();
-    if got == 4 {
-        let ndim = head[3] as usize;
-        let mut dims = vec![0u8; 4 * ndim];
+    let mut header: Vec<u8> = head.iter().take(got).copied().collect();
+    if let [_, _, _, ndim] = header[..] {
+        let mut dims = vec![0u8; 4 * ndim as usize];
         let got = read_up_to(&mut source, &mut dims).map_err(io)?;
-        header.extend_from_slice(&dims[..got]);
+        header.extend(dims.iter().take(got));
     }
     // Validate the header alone first (magic, type, dims, size limit).
     let count = parse_header(&header)?.1;
@@ -93,8 +92,8 @@ fn read_idx_from(mut source: impl Read) -> std::result::Result<IdxArray, String>
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.
 fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
-    while filled < buf.len() {
-        match source.read(&mut buf[filled..]) {
+    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        match source.read(rest) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -132,7 +131,7 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<(Vec<usize>, usize), String
     };
     let dims: Vec<usize> = dim_bytes
         .chunks_exact(4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .map(|b| u32::from_be_bytes(crate::io::byte_array(b)) as usize)
         .collect();
     let count = dims
         .iter()

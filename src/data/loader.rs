@@ -124,6 +124,11 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
                 format!("samples of shape {shape:?} hold no values"),
             ));
         }
+        // The largest batch must fit the tensor size limit (its buffer is allocated per batch).
+        let largest = config.batch_size.min(data.len());
+        let mut batch_shape = vec![largest];
+        batch_shape.extend_from_slice(&shape);
+        crate::tensor::checked_numel("DataLoader (one batch)", &batch_shape)?;
         if let Some((rank, world)) = config.shard {
             if world == 0 || rank >= world {
                 return Err(Error::config(
@@ -229,8 +234,9 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
 
     /// Runs `f` on every batch of `epoch`, in order, while a helper thread prepares the next
     /// batch (one batch ahead), so reading and decoding overlap the caller's work. The batches
-    /// are those of [`DataLoader::epoch`]. Stops at the first error `f` returns, and returns it.
-    pub fn for_each_batch<T: Float, E>(
+    /// are those of [`DataLoader::epoch`]. Stops at the first error, from `f` or from reading
+    /// a sample, and returns it.
+    pub fn for_each_batch<T: Float, E: From<Error>>(
         &self,
         epoch: usize,
         mut f: impl FnMut(Batch<T>) -> std::result::Result<(), E>,
@@ -238,7 +244,7 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
         // A channel of capacity 1: the helper holds at most the batch being built plus one
         // finished batch waiting. Dropping the receiver (an error in `f`) stops the helper at
         // its next send.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch<T>>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Batch<T>>>(1);
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 for batch in self.epoch::<T>(epoch) {
@@ -248,14 +254,15 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
                 }
             });
             for batch in rx {
-                f(batch)?;
+                f(batch?)?;
             }
             Ok(())
         })
     }
 }
 
-/// Iterator over the batches of one epoch.
+/// Iterator over the batches of one epoch. A sample that cannot be read (see
+/// [`Dataset::sample`]) makes its batch an error.
 pub struct Batches<'l, 'a, D: Dataset, T: Float> {
     loader: &'l DataLoader<'a, D>,
     order: Vec<usize>,
@@ -265,9 +272,9 @@ pub struct Batches<'l, 'a, D: Dataset, T: Float> {
 }
 
 impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
-    type Item = Batch<T>;
+    type Item = Result<Batch<T>>;
 
-    fn next(&mut self) -> Option<Batch<T>> {
+    fn next(&mut self) -> Option<Result<Batch<T>>> {
         let cfg = self.loader.config;
         let global = self.loader.shard_positions(self.batch);
         if global.is_empty() || (cfg.drop_last && global.len() < cfg.batch_size) {
@@ -277,32 +284,39 @@ impl<D: Dataset, T: Float> Iterator for Batches<'_, '_, D, T> {
         let (rank, world) = cfg.shard.unwrap_or((0, 1));
         let indices: Vec<usize> = global
             .filter(|p| p % world == rank)
-            .map(|p| self.order[p])
+            .filter_map(|p| self.order.get(p).copied())
             .collect();
         let size = indices.len();
         let data = self.loader.data;
         let shape = data.sample_shape();
         let per: usize = shape.iter().product();
         let (loader, epoch) = (self.loader, self.epoch);
+        // `DataLoader::new` checked that a batch of samples fits in the tensor size limit.
         let mut images = vec![T::zero(); size * per];
         let mut labels = vec![0usize; size];
-        images
+        let read = images
             .par_chunks_mut(per)
             .zip(labels.par_iter_mut())
             .zip(indices.par_iter())
-            .for_each_init(
+            .try_for_each_init(
                 || vec![0.0f32; per],
-                |scratch, ((out, label), &index)| {
-                    *label = data.sample(index, scratch);
+                |scratch, ((out, label), &index)| -> Result<()> {
+                    *label = data.sample(index, scratch)?;
                     let (dy, dx) = loader.shift_of(epoch, index);
                     write_shifted(scratch, &shape, dy, dx, cfg.normalize, out);
+                    Ok(())
                 },
             );
+        if let Err(e) = read {
+            return Some(Err(e));
+        }
         let mut batch_shape = vec![size];
         batch_shape.extend_from_slice(&shape);
-        let images = Tensor::from_shape_vec(IxDyn(&batch_shape), images)
-            .expect("batch length matches its shape");
-        Some(Batch { images, labels })
+        Some(
+            Tensor::from_shape_vec(IxDyn(&batch_shape), images)
+                .map_err(Error::from)
+                .map(|images| Batch { images, labels }),
+        )
     }
 }
 
@@ -318,27 +332,28 @@ fn write_shifted<T: Float>(
 ) {
     let (mean, std) = normalize.unwrap_or((0.0, 1.0));
     let norm = |v: f32| T::of((v as f64 - mean) / std);
-    if (dy, dx) == (0, 0) || shape.len() < 2 {
-        for (o, &v) in out.iter_mut().zip(sample) {
-            *o = norm(v);
+    let (h, w) = match shape {
+        [.., h, w] if (dy, dx) != (0, 0) && h * w > 0 => (*h as isize, *w as isize),
+        _ => {
+            for (o, &v) in out.iter_mut().zip(sample) {
+                *o = norm(v);
+            }
+            return;
         }
-        return;
-    }
-    let (h, w) = (
-        shape[shape.len() - 2] as isize,
-        shape[shape.len() - 1] as isize,
-    );
+    };
     let plane = (h * w) as usize;
     for (src, dst) in sample.chunks(plane).zip(out.chunks_mut(plane)) {
         for y in 0..h {
             for x in 0..w {
                 let (sy, sx) = (y - dy, x - dx);
                 let v = if (0..h).contains(&sy) && (0..w).contains(&sx) {
-                    src[(sy * w + sx) as usize]
+                    src.get((sy * w + sx) as usize).copied().unwrap_or(0.0)
                 } else {
                     0.0
                 };
-                dst[(y * w + x) as usize] = norm(v);
+                if let Some(d) = dst.get_mut((y * w + x) as usize) {
+                    *d = norm(v);
+                }
             }
         }
     }
@@ -356,7 +371,10 @@ mod tests {
     }
 
     fn epoch_labels(loader: &DataLoader<'_, ImageSet>, epoch: usize) -> Vec<Vec<usize>> {
-        loader.epoch::<f32>(epoch).map(|b| b.labels).collect()
+        loader
+            .epoch::<f32>(epoch)
+            .map(|b| b.unwrap().labels)
+            .collect()
     }
 
     #[test]
@@ -394,7 +412,7 @@ mod tests {
         let loader =
             DataLoader::new(&data, LoaderConfig::new(4).shuffle(9).drop_last(true)).unwrap();
         assert_eq!(loader.num_batches(), 2);
-        let batches: Vec<Batch<f64>> = loader.epoch(0).collect();
+        let batches: Vec<Batch<f64>> = loader.epoch(0).collect::<Result<_>>().unwrap();
         assert_eq!(batches.len(), 2);
         for b in &batches {
             assert_eq!(b.images.shape(), &[4, 1, 2, 2]);
@@ -430,9 +448,11 @@ mod tests {
                 .map(|r| whole.sharded(r, world).unwrap())
                 .collect();
             for epoch in 0..2 {
-                let single: Vec<Batch<f64>> = whole.epoch(epoch).collect();
-                let per_shard: Vec<Vec<Batch<f64>>> =
-                    shards.iter().map(|s| s.epoch(epoch).collect()).collect();
+                let single: Vec<Batch<f64>> = whole.epoch(epoch).collect::<Result<_>>().unwrap();
+                let per_shard: Vec<Vec<Batch<f64>>> = shards
+                    .iter()
+                    .map(|s| s.epoch(epoch).collect::<Result<_>>().unwrap())
+                    .collect();
                 let mut seen = Vec::new();
                 for (step, global) in single.iter().enumerate() {
                     let mut union: Vec<(usize, Vec<f64>)> = Vec::new();
@@ -473,7 +493,7 @@ mod tests {
 
     fn shards_first(loader: &DataLoader<'_, ImageSet>, rank: usize, world: usize) -> Vec<usize> {
         let shard = loader.sharded(rank, world).unwrap();
-        let batch: Batch<f32> = shard.epoch(0).next().unwrap();
+        let batch: Batch<f32> = shard.epoch(0).next().unwrap().unwrap();
         batch.labels
     }
 
@@ -533,7 +553,7 @@ mod tests {
         fn num_classes(&self) -> usize {
             self.n
         }
-        fn sample(&self, index: usize, out: &mut [f32]) -> usize {
+        fn sample(&self, index: usize, out: &mut [f32]) -> Result<usize> {
             use std::sync::atomic::Ordering::SeqCst;
             let now = self.in_flight.fetch_add(1, SeqCst) + 1;
             self.max_in_flight.fetch_max(now, SeqCst);
@@ -542,7 +562,7 @@ mod tests {
                 *o = (index * 100 + k) as f32;
             }
             self.in_flight.fetch_sub(1, SeqCst);
-            index
+            Ok(index)
         }
     }
 
@@ -564,7 +584,7 @@ mod tests {
             .normalize(0.5, 2.0);
         let loader = DataLoader::new(&data, cfg).unwrap();
         let run = |threads: usize| -> Vec<Batch<f64>> {
-            pool(threads).install(|| loader.epoch(2).collect())
+            pool(threads).install(|| loader.epoch(2).collect::<Result<_>>().unwrap())
         };
         let one = run(1);
         // The reference, written out sequentially: the epoch's order, each sample shifted by
@@ -573,7 +593,7 @@ mod tests {
         let mut scratch = vec![0f32; 18];
         let mut expected = Vec::new();
         for &index in &order {
-            assert_eq!(data.sample(index, &mut scratch), index);
+            assert_eq!(data.sample(index, &mut scratch).unwrap(), index);
             let (dy, dx) = loader.shift_of(2, index);
             assert!(dy.abs() <= 1 && dx.abs() <= 1);
             let mut out = vec![0f64; 18];
@@ -606,7 +626,7 @@ mod tests {
     fn samples_of_a_batch_are_read_in_parallel() {
         let data = Probe::new(8, 30);
         let loader = DataLoader::new(&data, LoaderConfig::new(8)).unwrap();
-        let batch: Batch<f32> = pool(2).install(|| loader.epoch(0).next().unwrap());
+        let batch: Batch<f32> = pool(2).install(|| loader.epoch(0).next().unwrap().unwrap());
         assert_eq!(batch.labels, (0..8).collect::<Vec<_>>());
         let most = data.max_in_flight.load(std::sync::atomic::Ordering::SeqCst);
         assert!(
@@ -621,22 +641,22 @@ mod tests {
         let loader = DataLoader::new(&data, LoaderConfig::new(3).shuffle(4)).unwrap();
         let mut seen = Vec::new();
         loader
-            .for_each_batch::<f32, ()>(1, |b| {
+            .for_each_batch::<f32, Error>(1, |b| {
                 seen.push(b.labels);
                 Ok(())
             })
             .unwrap();
         assert_eq!(seen, epoch_labels(&loader, 1));
         let mut calls = 0;
-        let result = loader.for_each_batch::<f32, String>(1, |_| {
+        let result = loader.for_each_batch::<f32, Error>(1, |_| {
             calls += 1;
             if calls == 2 {
-                Err("stop".into())
+                Err(Error::input("test", "stop"))
             } else {
                 Ok(())
             }
         });
-        assert_eq!(result, Err("stop".to_string()));
+        assert!(result.unwrap_err().to_string().contains("stop"));
         assert_eq!(calls, 2);
     }
 }

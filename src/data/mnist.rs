@@ -128,9 +128,15 @@ impl ImageSet {
     /// The first `n` samples (all of them if there are fewer).
     pub fn take(&self, n: usize) -> ImageSet {
         let n = n.min(self.labels.len());
+        // `new` checked that the images hold `labels.len() * rows * cols` bytes.
         ImageSet {
-            images: self.images[..n * self.rows * self.cols].to_vec(),
-            labels: self.labels[..n].to_vec(),
+            images: self
+                .images
+                .iter()
+                .take(n * self.rows * self.cols)
+                .copied()
+                .collect(),
+            labels: self.labels.iter().take(n).copied().collect(),
             ..*self
         }
     }
@@ -164,11 +170,16 @@ impl Dataset for ImageSet {
         self.num_classes
     }
 
-    fn sample(&self, index: usize, out: &mut [f32]) -> usize {
-        for (o, &p) in out.iter_mut().zip(self.pixels(index)) {
+    fn sample(&self, index: usize, out: &mut [f32]) -> Result<usize> {
+        let index = super::check_sample("ImageSet::sample", self, index, out)?;
+        // `new` checked that the images hold `len() * rows * cols` bytes, so both are found.
+        let (Some(&label), pixels) = (self.labels.get(index), self.pixels(index)) else {
+            return Err(Error::input("ImageSet::sample", format!("index {index}")));
+        };
+        for (o, &p) in out.iter_mut().zip(pixels) {
             *o = p as f32 / 255.0;
         }
-        self.labels[index] as usize
+        Ok(label as usize)
     }
 }
 
@@ -241,7 +252,7 @@ mod tests {
         let m = Mnist::load(&dir).unwrap();
         assert_eq!(m.train.len(), 3);
         let mut px = [0f32; 4];
-        assert_eq!(m.test.sample(0, &mut px), 9);
+        assert_eq!(m.test.sample(0, &mut px).unwrap(), 9);
         assert_eq!(px, [1.0, 0.0, 0.0, 0.0]);
 
         // Count mismatch names the labels file.

@@ -83,27 +83,31 @@ pub fn decode_tensors<T: Float>(bytes: &[u8], path: &str) -> Result<Vec<(String,
         let values: Vec<T> = match view.dtype() {
             Dtype::F32 => data
                 .chunks_exact(4)
-                .map(|b| T::of(f32::from_le_bytes(b.try_into().unwrap()) as f64))
+                .map(|b| T::of(f32::from_le_bytes(super::byte_array(b)) as f64))
                 .collect(),
             Dtype::F64 => data
                 .chunks_exact(8)
-                .map(|b| T::of(f64::from_le_bytes(b.try_into().unwrap())))
+                .map(|b| T::of(f64::from_le_bytes(super::byte_array(b))))
                 .collect(),
             Dtype::F16 => data
                 .chunks_exact(2)
-                .map(|b| T::of(super::half::f16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64))
+                .map(|b| {
+                    T::of(super::half::f16_to_f32(u16::from_le_bytes(super::byte_array(b))) as f64)
+                })
                 .collect(),
             Dtype::BF16 => data
                 .chunks_exact(2)
-                .map(|b| T::of(super::half::bf16_to_f32(u16::from_le_bytes([b[0], b[1]])) as f64))
+                .map(|b| {
+                    T::of(super::half::bf16_to_f32(u16::from_le_bytes(super::byte_array(b))) as f64)
+                })
                 .collect(),
             Dtype::I64 => data
                 .chunks_exact(8)
-                .map(|b| T::of(i64::from_le_bytes(b.try_into().unwrap()) as f64))
+                .map(|b| T::of(i64::from_le_bytes(super::byte_array(b)) as f64))
                 .collect(),
             Dtype::I32 => data
                 .chunks_exact(4)
-                .map(|b| T::of(i32::from_le_bytes(b.try_into().unwrap()) as f64))
+                .map(|b| T::of(i32::from_le_bytes(super::byte_array(b)) as f64))
                 .collect(),
             Dtype::U8 => data.iter().map(|&b| T::of(b as f64)).collect(),
             other => {

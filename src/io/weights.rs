@@ -100,7 +100,7 @@ pub fn load_pth_weights<T: Float>(
 
 /// A safetensors file starts with the length of its JSON header, then the header's `{`.
 fn looks_like_safetensors(bytes: &[u8]) -> bool {
-    bytes.len() > 8 && bytes[8] == b'{'
+    bytes.get(8) == Some(&b'{')
 }
 
 /// True for the key of BatchNorm's batch counter, which a `state_dict` may lack.

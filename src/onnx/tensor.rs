@@ -1,5 +1,6 @@
 //! Constant tensors: initializers and `Constant` nodes decoded from `TensorProto`, inline or
 //! from an external data file, and the small integer vectors of shape arithmetic.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::proto::TensorProto;
 use super::OnnxError;
@@ -193,9 +194,7 @@ pub(crate) fn decode(t: &TensorProto, dir: Option<&Path>) -> Result<Const, OnnxE
 
 fn from_raw(code: i64, bytes: &[u8]) -> Data {
     fn le<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        bytes
-            .chunks_exact(N)
-            .map(|c| c.try_into().expect("chunk of N bytes"))
+        bytes.chunks_exact(N).map(crate::io::byte_array::<N>)
     }
     let ints = |v: Vec<i64>| Data::Int(v.into_iter().map(Int::Known).collect());
     match code {

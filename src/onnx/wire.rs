@@ -10,6 +10,7 @@
 //!
 //! Nothing here allocates in proportion to a length read from the file: a length is first
 //! compared with the bytes left, so a corrupt length is an error, not an allocation.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::OnnxError;
 
@@ -100,10 +101,10 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], OnnxError> {
-        if self.buf.len() - self.pos < n {
+        let buf = self.buf;
+        let Some(bytes) = buf.get(self.pos..).and_then(|rest| rest.get(..n)) else {
             return Err(self.truncated(n));
-        }
-        let bytes = &self.buf[self.pos..self.pos + n];
+        };
         self.pos += n;
         Ok(bytes)
     }
@@ -123,17 +124,13 @@ impl<'a> Reader<'a> {
         }
         let value = match key & 7 {
             0 => Value::Varint(self.varint()?),
-            1 => Value::Fixed64(u64::from_le_bytes(
-                self.take(8)?.try_into().expect("8 bytes"),
-            )),
+            1 => Value::Fixed64(u64::from_le_bytes(crate::io::byte_array(self.take(8)?))),
             2 => {
                 let len = self.varint()?;
                 let len = usize::try_from(len).map_err(|_| self.truncated(usize::MAX))?;
                 Value::Len(self.take(len)?)
             }
-            5 => Value::Fixed32(u32::from_le_bytes(
-                self.take(4)?.try_into().expect("4 bytes"),
-            )),
+            5 => Value::Fixed32(u32::from_le_bytes(crate::io::byte_array(self.take(4)?))),
             w => {
                 return Err(OnnxError::Malformed(format!(
                     "{}: field {field} has wire type {w} (groups and unknown types are not \
@@ -220,7 +217,7 @@ impl<'a> Reader<'a> {
                 out.extend(
                     bytes
                         .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
+                        .map(|c| f32::from_le_bytes(crate::io::byte_array(c))),
                 );
             }
             _ => return Err(self.wrong(field, Wire::Fixed32, v)),
@@ -244,7 +241,7 @@ impl<'a> Reader<'a> {
                 out.extend(
                     bytes
                         .chunks_exact(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))),
+                        .map(|c| f64::from_le_bytes(crate::io::byte_array(c))),
                 );
             }
             _ => return Err(self.wrong(field, Wire::Fixed64, v)),

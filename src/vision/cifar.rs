@@ -98,8 +98,12 @@ impl Cifar {
             CifarKind::Ten | CifarKind::HundredCoarse => 0,
             CifarKind::HundredFine => 1,
         };
-        for (i, rec) in bytes.chunks(record).enumerate() {
-            let label = rec[label_at];
+        for (i, rec) in bytes.chunks_exact(record).enumerate() {
+            // A record is `lb` label bytes (1 or 2) and the image: `label_at < lb <= len`.
+            let (labels, image) = rec.split_at(lb.min(rec.len()));
+            let (Some(&label), Some(&first)) = (labels.get(label_at), labels.first()) else {
+                return Err(format!("record {i} is too short"));
+            };
             if label as usize >= self.kind.num_classes() {
                 return Err(format!(
                     "record {i}: label {label} is not below {} classes (is this a {:?} file?)",
@@ -107,14 +111,11 @@ impl Cifar {
                     self.kind
                 ));
             }
-            if lb == 2 && rec[0] >= 20 {
-                return Err(format!(
-                    "record {i}: coarse label {} is not below 20",
-                    rec[0]
-                ));
+            if lb == 2 && first >= 20 {
+                return Err(format!("record {i}: coarse label {first} is not below 20"));
             }
             self.labels.push(label);
-            self.pixels.extend_from_slice(&rec[lb..]);
+            self.pixels.extend_from_slice(image);
         }
         Ok(())
     }
@@ -159,11 +160,20 @@ impl Cifar {
                 format!("index {index} with {} samples", self.labels.len()),
             ));
         }
-        let planes = &self.pixels[index * CIFAR_IMAGE_BYTES..(index + 1) * CIFAR_IMAGE_BYTES];
+        let planes = index
+            .checked_mul(CIFAR_IMAGE_BYTES)
+            .and_then(|start| {
+                self.pixels
+                    .get(start..start.checked_add(CIFAR_IMAGE_BYTES)?)
+            })
+            .unwrap_or_default();
+        let (r, gb) = planes.split_at(planes.len() / 3);
+        let (g, b) = gb.split_at(gb.len() / 2);
         let mut rgb = Vec::with_capacity(CIFAR_IMAGE_BYTES);
-        for i in 0..1024 {
-            rgb.extend_from_slice(&[planes[i], planes[1024 + i], planes[2048 + i]]);
+        for ((&r, &g), &b) in r.iter().zip(g).zip(b) {
+            rgb.extend_from_slice(&[r, g, b]);
         }
+        // An image short of bytes (impossible after `append`) is an error from `from_rgb`.
         Image::from_rgb(32, 32, rgb)
     }
 }
@@ -181,12 +191,20 @@ impl Dataset for Cifar {
         self.kind.num_classes()
     }
 
-    fn sample(&self, index: usize, out: &mut [f32]) -> usize {
-        let planes = &self.pixels[index * CIFAR_IMAGE_BYTES..(index + 1) * CIFAR_IMAGE_BYTES];
+    fn sample(&self, index: usize, out: &mut [f32]) -> Result<usize> {
+        let index = crate::data::check_sample("Cifar::sample", self, index, out)?;
+        // The loader checked that the pixels hold `len()` whole images, so both are found.
+        let planes = index.checked_mul(CIFAR_IMAGE_BYTES).and_then(|start| {
+            self.pixels
+                .get(start..start.checked_add(CIFAR_IMAGE_BYTES)?)
+        });
+        let (Some(planes), Some(&label)) = (planes, self.labels.get(index)) else {
+            return Err(Error::input("Cifar::sample", format!("index {index}")));
+        };
         for (o, &b) in out.iter_mut().zip(planes) {
             *o = b as f32 / 255.0;
         }
-        self.labels[index] as usize
+        Ok(label as usize)
     }
 }
 
@@ -213,12 +231,17 @@ mod tests {
         assert_eq!(set.labels(), [3, 9]);
         assert_eq!(set.num_classes(), 10);
         let mut out = vec![0f32; 3072];
-        assert_eq!(set.sample(1, &mut out), 9);
+        assert_eq!(set.sample(1, &mut out).unwrap(), 9);
         // Plane 1 (green), position 33 = row 1, column 1: (1 + 7 + 33) % 256 = 41.
         assert_eq!(out[1024 + 33], 41.0 / 255.0);
         let img = set.image(1).unwrap();
-        assert_eq!(img.pixel(1, 1), [34, 41, 48]);
+        assert_eq!(img.pixel(1, 1).unwrap(), [34, 41, 48]);
         assert!(set.image(2).is_err());
+        // Past the end (it used to panic slicing the pixels), or a short buffer: errors.
+        let err = set.sample(2, &mut out).unwrap_err();
+        assert!(err.to_string().contains("past the end"), "{err}");
+        assert!(set.sample(usize::MAX, &mut out).is_err());
+        assert!(set.sample(0, &mut out[..3071]).is_err());
     }
 
     #[test]
@@ -230,7 +253,7 @@ mod tests {
         let coarse = Cifar::from_bytes(CifarKind::HundredCoarse, &bytes).unwrap();
         assert_eq!(coarse.labels(), [4, 19]);
         let mut out = vec![0f32; 3072];
-        fine.sample(0, &mut out);
+        fine.sample(0, &mut out).unwrap();
         assert_eq!(out[0], 0.0);
         assert_eq!(out[2048 + 5], 19.0 / 255.0);
     }

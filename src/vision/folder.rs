@@ -192,9 +192,9 @@ impl ImageFolder {
         Ok((x, *label))
     }
 
-    /// Samples that could not be loaded through [`Dataset::sample`] (which has no error
-    /// channel): their index and error message. Such a sample is given as zeros; check this
-    /// after an epoch, or call [`ImageFolder::get`] to see the error directly.
+    /// Samples that could not be loaded through [`Dataset::sample`]: their index and error
+    /// message. `sample` returns the error too (so a loader or trainer stops with it); this
+    /// list keeps every failure seen, for a caller that reads samples itself.
     pub fn failures(&self) -> Vec<(usize, String)> {
         self.failures.lock().map(|f| f.clone()).unwrap_or_default()
     }
@@ -213,20 +213,22 @@ impl Dataset for ImageFolder {
         self.classes.len()
     }
 
-    fn sample(&self, index: usize, out: &mut [f32]) -> usize {
+    /// [`ImageFolder::get`] into `out`. A file that fails to decode is an error (naming the
+    /// file), and is also recorded in [`ImageFolder::failures`].
+    fn sample(&self, index: usize, out: &mut [f32]) -> Result<usize> {
+        let index = crate::data::check_sample("ImageFolder::sample", self, index, out)?;
         match self.get(index) {
             Ok((x, label)) => {
                 for (o, v) in out.iter_mut().zip(x.iter()) {
                     *o = *v;
                 }
-                label
+                Ok(label)
             }
             Err(e) => {
-                out.fill(0.0);
                 if let Ok(mut f) = self.failures.lock() {
                     f.push((index, e.to_string()));
                 }
-                self.samples.get(index).map_or(0, |s| s.1)
+                Err(e)
             }
         }
     }
@@ -272,14 +274,17 @@ mod tests {
         // Sorted within a class: "b.PNG" before "sub/...".
         assert!(ds.samples()[0].0.ends_with("ant/b.PNG"));
         let mut out = vec![0f32; 48];
-        assert_eq!(ds.sample(5, &mut out), 2);
+        assert_eq!(ds.sample(5, &mut out).unwrap(), 2);
         // The red channel is the constant 200 for zebra.
         assert!(out[..16].iter().all(|&v| (v - 200.0 / 255.0).abs() < 1e-6));
         assert!(ds.failures().is_empty());
-        // A file that becomes corrupt after the scan: zeros, label kept, failure recorded.
+        // A file that becomes corrupt after the scan: an error naming it, failure recorded.
         std::fs::write(root.join("cat").join("b.PNG"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
-        assert_eq!(ds.sample(2, &mut out), 1);
-        assert!(out.iter().all(|&v| v == 0.0));
+        let err = ds.sample(2, &mut out).unwrap_err();
+        assert!(err.to_string().contains("b.PNG"), "{err}");
+        // Past the end, or a buffer of the wrong size: errors, not panics.
+        assert!(ds.sample(6, &mut out).is_err());
+        assert!(ds.sample(0, &mut out[..47]).is_err());
         let f = ds.failures();
         assert_eq!(f.len(), 1);
         assert!(f[0].1.contains("b.PNG"), "{}", f[0].1);
@@ -363,7 +368,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| loader.epoch(0).collect())
+                .install(|| loader.epoch(0).collect::<Result<_>>().unwrap())
         };
         let one = run(1);
         let order = loader.order(0);

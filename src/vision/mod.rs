@@ -29,6 +29,10 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Image files and dataset indices reach everything here: no `unwrap`, `expect` or
+//! unchecked indexing (the lints below keep it so; an `allow` names its invariant).
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod cifar;
 mod classes;

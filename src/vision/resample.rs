@@ -66,7 +66,10 @@ fn to_byte(acc: i64) -> u8 {
 }
 
 /// Resizes `img` to `width x height` with PIL's antialiased bilinear filter.
-pub(super) fn resize_bilinear(img: &Image, width: usize, height: usize) -> Image {
+// Indexing is in bounds: `taps(n, m)` gives taps `first + k < n` (`hi` is clamped to `n`), rows
+// are cut from an image of `w_in * h * 3` bytes, and `out` has `width * height * 3` bytes.
+#[allow(clippy::indexing_slicing)]
+pub(super) fn resize_bilinear(img: &Image, width: usize, height: usize) -> crate::Result<Image> {
     let mut current = img.clone();
     let half = 1i64 << (PRECISION_BITS - 1);
     if width != current.width() {
@@ -86,7 +89,7 @@ pub(super) fn resize_bilinear(img: &Image, width: usize, height: usize) -> Image
                 }
             }
         }
-        current = Image::from_rgb(width, h, out).expect("sizes are consistent");
+        current = Image::from_rgb(width, h, out)?;
     }
     if height != current.height() {
         let (w, h_in) = (current.width(), current.height());
@@ -102,9 +105,9 @@ pub(super) fn resize_bilinear(img: &Image, width: usize, height: usize) -> Image
                 out[y * w * 3 + i] = to_byte(acc);
             }
         }
-        current = Image::from_rgb(w, height, out).expect("sizes are consistent");
+        current = Image::from_rgb(w, height, out)?;
     }
-    current
+    Ok(current)
 }
 
 #[cfg(test)]
@@ -128,11 +131,11 @@ mod tests {
     #[test]
     fn constant_image_stays_constant_and_same_size_is_identity() {
         let img = Image::from_rgb(9, 7, [17u8, 200, 3].repeat(63)).unwrap();
-        let r = resize_bilinear(&img, 4, 13);
+        let r = resize_bilinear(&img, 4, 13).unwrap();
         assert!(r.as_bytes().chunks(3).all(|p| p == [17, 200, 3]));
         let ramp: Vec<u8> = (0..9 * 7 * 3).map(|i| (i * 7 % 256) as u8).collect();
         let img = Image::from_rgb(9, 7, ramp).unwrap();
-        assert_eq!(resize_bilinear(&img, 9, 7), img);
+        assert_eq!(resize_bilinear(&img, 9, 7).unwrap(), img);
     }
 
     #[test]
@@ -145,11 +148,11 @@ mod tests {
             [0, 0, 0, 70, 70, 70, 140, 140, 140, 210, 210, 210].to_vec(),
         )
         .unwrap();
-        let r = resize_bilinear(&img, 2, 1);
+        let r = resize_bilinear(&img, 2, 1).unwrap();
         let expect0: f64 = (3.0 * 0.0 + 3.0 * 70.0 + 140.0) / 7.0; // 50
-        assert_eq!(r.pixel(0, 0)[0], expect0.round() as u8);
+        assert_eq!(r.pixel(0, 0).unwrap()[0], expect0.round() as u8);
         // Output 1 centred at 3.0: taps 1..4 weights 0.25, 0.75, 0.75 -> (70 + 3*140 + 3*210)/7.
         let expect1: f64 = (70.0 + 3.0 * 140.0 + 3.0 * 210.0) / 7.0; // 160
-        assert_eq!(r.pixel(1, 0)[0], expect1.round() as u8);
+        assert_eq!(r.pixel(1, 0).unwrap()[0], expect1.round() as u8);
     }
 }

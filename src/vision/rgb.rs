@@ -49,9 +49,24 @@ impl Image {
     }
 
     /// The pixel at column `x`, row `y`.
-    pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
-        let i = (y * self.width + x) * 3;
-        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidInput`] for a position outside the image.
+    pub fn pixel(&self, x: usize, y: usize) -> crate::Result<[u8; 3]> {
+        let px = (x < self.width)
+            .then(|| y.checked_mul(self.width)?.checked_add(x)?.checked_mul(3))
+            .flatten()
+            .and_then(|i| self.data.get(i..i.checked_add(3)?));
+        match px {
+            Some(&[r, g, b]) => Ok([r, g, b]),
+            _ => Err(crate::Error::input(
+                "Image::pixel",
+                format!(
+                    "({x}, {y}) lies outside the {}x{} image",
+                    self.width, self.height
+                ),
+            )),
+        }
     }
 
     /// The `width x height` window whose top-left corner is at (`left`, `top`); pixels outside
@@ -70,7 +85,12 @@ impl Image {
                 }
                 let src = (sy as usize * self.width + sx as usize) * 3;
                 let dst = (y * width + x) * 3;
-                data[dst..dst + 3].copy_from_slice(&self.data[src..src + 3]);
+                // In bounds: (sx, sy) lies inside this image and (x, y) inside the crop.
+                if let (Some(d), Some(s)) =
+                    (data.get_mut(dst..dst + 3), self.data.get(src..src + 3))
+                {
+                    d.copy_from_slice(s);
+                }
             }
         }
         Image {
@@ -99,9 +119,11 @@ impl Image {
     pub fn to_tensor(&self) -> Tensor<f32> {
         let plane = self.width * self.height;
         let mut out = vec![0f32; 3 * plane];
-        for (i, px) in self.data.chunks(3).enumerate() {
-            for c in 0..3 {
-                out[c * plane + i] = px[c] as f32 / 255.0;
+        let (r, rest) = out.split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        for (((px, r), g), b) in self.data.chunks_exact(3).zip(r).zip(g).zip(b) {
+            if let &[pr, pg, pb] = px {
+                (*r, *g, *b) = (pr as f32 / 255.0, pg as f32 / 255.0, pb as f32 / 255.0);
             }
         }
         crate::tensor::from_vec(&[3, self.height, self.width], out)
@@ -124,23 +146,34 @@ mod tests {
     }
 
     #[test]
+    fn a_pixel_outside_the_image_is_an_error() {
+        let img = ramp(5, 4);
+        assert_eq!(img.pixel(4, 3).unwrap(), [57, 58, 59]);
+        // x past the width used to read the next row's pixel; y past the height panicked.
+        for (x, y) in [(5, 0), (0, 4), (usize::MAX, 0), (0, usize::MAX)] {
+            let err = img.pixel(x, y).unwrap_err();
+            assert!(err.to_string().contains("outside the 5x4 image"), "{err}");
+        }
+    }
+
+    #[test]
     fn crop_inside_and_padded() {
         let img = ramp(5, 4);
         let c = img.crop(1, 2, 3, 2);
         assert_eq!((c.width(), c.height()), (3, 2));
-        assert_eq!(c.pixel(0, 0), img.pixel(1, 2));
-        assert_eq!(c.pixel(2, 1), img.pixel(3, 3));
+        assert_eq!(c.pixel(0, 0).unwrap(), img.pixel(1, 2).unwrap());
+        assert_eq!(c.pixel(2, 1).unwrap(), img.pixel(3, 3).unwrap());
         let p = img.crop(-1, -1, 7, 6);
-        assert_eq!(p.pixel(0, 0), [0, 0, 0]);
-        assert_eq!(p.pixel(1, 1), img.pixel(0, 0));
-        assert_eq!(p.pixel(6, 5), [0, 0, 0]);
+        assert_eq!(p.pixel(0, 0).unwrap(), [0, 0, 0]);
+        assert_eq!(p.pixel(1, 1).unwrap(), img.pixel(0, 0).unwrap());
+        assert_eq!(p.pixel(6, 5).unwrap(), [0, 0, 0]);
     }
 
     #[test]
     fn flip_twice_is_identity_and_moves_columns() {
         let img = ramp(4, 3);
         let f = img.flip_horizontal();
-        assert_eq!(f.pixel(0, 1), img.pixel(3, 1));
+        assert_eq!(f.pixel(0, 1).unwrap(), img.pixel(3, 1).unwrap());
         assert_eq!(f.flip_horizontal(), img);
     }
 

@@ -171,26 +171,26 @@ pub fn inception_torchvision<T: Float>(
         pool_proj,
     ];
     check_channels("Inception (torchvision)", c)?;
-    Ok(Inception::new()
-        .branch("branch1", basic_conv(in_channels, ch1x1, 1, 1, 0)?)
+    Inception::new()
+        .branch("branch1", basic_conv(in_channels, ch1x1, 1, 1, 0)?)?
         .branch(
             "branch2",
             Sequential::new()
                 .add(basic_conv(in_channels, ch3x3red, 1, 1, 0)?)
                 .add(basic_conv(ch3x3red, ch3x3, 3, 1, 1)?),
-        )
+        )?
         .branch(
             "branch3",
             Sequential::new()
                 .add(basic_conv(in_channels, ch5x5red, 1, 1, 0)?)
                 .add(basic_conv(ch5x5red, ch5x5, 3, 1, 1)?),
-        )
+        )?
         .branch(
             "branch4",
             Sequential::new()
                 .add(branch_pool()?)
                 .add(basic_conv(in_channels, pool_proj, 1, 1, 0)?),
-        ))
+        )
 }
 
 /// The paper's Inception module: every conv has a bias and is followed by ReLU, no batch norm,
@@ -236,13 +236,13 @@ pub fn inception_v1_paper<T: Float>(
         pool_proj,
     ];
     check_channels("Inception (paper)", c)?;
-    Ok(Inception::new()
+    Inception::new()
         .branch(
             "branch1",
             Sequential::new()
                 .add(conv(in_channels, ch1x1, 1, 1, 0)?)
                 .add(ReLU::new()),
-        )
+        )?
         .branch(
             "branch2",
             Sequential::new()
@@ -250,7 +250,7 @@ pub fn inception_v1_paper<T: Float>(
                 .add(ReLU::new())
                 .add(conv(ch3x3red, ch3x3, 3, 1, 1)?)
                 .add(ReLU::new()),
-        )
+        )?
         .branch(
             "branch3",
             Sequential::new()
@@ -258,14 +258,14 @@ pub fn inception_v1_paper<T: Float>(
                 .add(ReLU::new())
                 .add(conv(ch5x5red, ch5x5, 5, 1, 2)?)
                 .add(ReLU::new()),
-        )
+        )?
         .branch(
             "branch4",
             Sequential::new()
                 .add(branch_pool()?)
                 .add(conv(in_channels, pool_proj, 1, 1, 0)?)
                 .add(ReLU::new()),
-        ))
+        )
 }
 
 /// An Inception constructor taking Table 1's seven channel numbers.

@@ -98,11 +98,11 @@ pub fn basic_block<T: Float>(
         .add_named("bn2", bn(planes)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.shortcut("downsample", projection(inplanes, planes, stride)?)
+        block.shortcut("downsample", projection(inplanes, planes, stride)?)?
     } else {
         block
     };
-    Ok(block.post(ReLU::new()))
+    block.post(ReLU::new())
 }
 
 /// torchvision's `Bottleneck` (ResNet-50/101/152, ResNeXt, Wide ResNet), expansion 4:
@@ -167,11 +167,11 @@ pub fn bottleneck<T: Float>(
         .add_named("bn3", bn(out)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.shortcut("downsample", projection(inplanes, out, stride)?)
+        block.shortcut("downsample", projection(inplanes, out, stride)?)?
     } else {
         block
     };
-    Ok(block.post(ReLU::new()))
+    block.post(ReLU::new())
 }
 
 /// Which block a ResNet stacks.

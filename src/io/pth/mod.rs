@@ -127,13 +127,17 @@ impl Dtype {
         }
     }
 
-    /// Element `i` of little-endian `bytes`, widened to `f64` (the caller checks the bounds).
+    /// Element `i` of little-endian `bytes`, widened to `f64` (the caller checks the bounds;
+    /// an element past the end would read as zero, never panic).
     fn read(self, bytes: &[u8], i: usize) -> f64 {
         let n = self.size();
-        let b = &bytes[i * n..i * n + n];
-        let a2 = || [b[0], b[1]];
-        let a4 = || [b[0], b[1], b[2], b[3]];
-        let a8 = || [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
+        let b = i
+            .checked_mul(n)
+            .and_then(|start| bytes.get(start..start.checked_add(n)?))
+            .unwrap_or_default();
+        let a2 = || crate::io::byte_array::<2>(b);
+        let a4 = || crate::io::byte_array::<4>(b);
+        let a8 = || crate::io::byte_array::<8>(b);
         match self {
             Dtype::F64 => f64::from_le_bytes(a8()),
             Dtype::F32 => f32::from_le_bytes(a4()) as f64,
@@ -142,8 +146,8 @@ impl Dtype {
             Dtype::I64 => i64::from_le_bytes(a8()) as f64,
             Dtype::I32 => i32::from_le_bytes(a4()) as f64,
             Dtype::I16 => i16::from_le_bytes(a2()) as f64,
-            Dtype::I8 => b[0] as i8 as f64,
-            Dtype::U8 | Dtype::Bool => b[0] as f64,
+            Dtype::I8 => crate::io::byte_array::<1>(b)[0] as i8 as f64,
+            Dtype::U8 | Dtype::Bool => crate::io::byte_array::<1>(b)[0] as f64,
         }
     }
 }
@@ -164,7 +168,7 @@ pub(crate) fn is_torch_file(bytes: &[u8]) -> bool {
 fn is_legacy(bytes: &[u8]) -> bool {
     // Legacy files pickle the magic number 0x1950a86a20f9469cfc6c first: PROTO 2, LONG1 10.
     const MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
-    let tar = bytes.len() > 262 && &bytes[257..262] == b"ustar";
+    let tar = bytes.get(257..262) == Some(b"ustar".as_slice());
     bytes.starts_with(MAGIC) || tar
 }
 
@@ -439,7 +443,8 @@ impl PthFile {
                     .map_err(|e| self.fail(e))?;
                 storages.insert(key, data);
             }
-            let t = gather(&storages[key], view).map_err(|message| {
+            let data = storages.get(key).map(|d| &d[..]).unwrap_or_default();
+            let t = gather(data, view).map_err(|message| {
                 self.fail(PthError::Tensor {
                     name: name.clone(),
                     message,
@@ -503,12 +508,13 @@ fn gather<T: Float>(bytes: &[u8], view: &TensorView) -> std::result::Result<Tens
     let read = |i: usize| T::of(dtype.read(bytes, i));
     let rank = view.size.len();
     let mut contiguous = true;
-    let mut expected = 1;
-    for d in (0..rank).rev() {
-        if view.size[d] != 1 && view.stride[d] != expected {
+    let mut expected = 1usize;
+    for (&size, &stride) in view.size.iter().zip(&view.stride).rev() {
+        if size != 1 && stride != expected {
             contiguous = false;
         }
-        expected *= view.size[d];
+        // `count` (the product of the sizes) did not overflow, so neither does this.
+        expected = expected.saturating_mul(size);
     }
     if count == 0 {
     } else if contiguous {
@@ -519,15 +525,16 @@ fn gather<T: Float>(bytes: &[u8], view: &TensorView) -> std::result::Result<Tens
         let mut pos = view.offset;
         for _ in 0..count {
             values.push(read(pos));
-            for d in (0..rank).rev() {
+            let dims = index.iter_mut().zip(&view.size).zip(&view.stride).rev();
+            for ((i, &size), &stride) in dims {
                 // Wrapping: a dimension of size 1 may carry any stride; the sum comes back.
-                index[d] += 1;
-                pos = pos.wrapping_add(view.stride[d]);
-                if index[d] < view.size[d] {
+                *i += 1;
+                pos = pos.wrapping_add(stride);
+                if *i < size {
                     break;
                 }
-                pos = pos.wrapping_sub(view.stride[d].wrapping_mul(view.size[d]));
-                index[d] = 0;
+                pos = pos.wrapping_sub(stride.wrapping_mul(size));
+                *i = 0;
             }
         }
     }

@@ -103,8 +103,12 @@ impl Dict {
             _ => None,
         };
         match k.as_ref().and_then(|k| self.index.get(k)) {
-            Some(&i) => self.entries[i].1 = value,
-            None => {
+            Some(&i) if i < self.entries.len() => {
+                if let Some(entry) = self.entries.get_mut(i) {
+                    entry.1 = value;
+                }
+            }
+            _ => {
                 if let Some(k) = k {
                     self.index.insert(k, self.entries.len());
                 }
@@ -130,6 +134,10 @@ pub(super) struct Unpickled {
 
 impl Unpickled {
     /// The dict behind `Value::Dict(id)`.
+    // Ids are made only by `Unpickler::new_object`, which pushes the object and never removes
+    // one, and a `Value::Dict` id is only ever made for a dict: the index is in bounds and the
+    // variant right, whatever the file holds.
+    #[allow(clippy::indexing_slicing)]
     pub(super) fn dict(&self, id: usize) -> &Dict {
         match &self.objects[id] {
             Object::Dict(d) => d,
@@ -287,19 +295,18 @@ impl Machine<'_> {
                 self.data.len()
             )));
         }
-        let s = &self.data[self.pos..self.pos + n];
+        let s = self.data.get(self.pos..).and_then(|rest| rest.get(..n));
+        let s = s.ok_or_else(|| self.err("reads past the end of the pickle"))?;
         self.pos += n;
         Ok(s)
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], PthError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
+        Ok(crate::io::byte_array(self.take(N)?))
     }
 
     fn u8(&mut self) -> Result<u8, PthError> {
-        Ok(self.array::<1>()?[0])
+        Ok(u8::from_le_bytes(self.array::<1>()?))
     }
 
     fn u32(&mut self) -> Result<u32, PthError> {
@@ -312,12 +319,14 @@ impl Machine<'_> {
     }
 
     fn line(&mut self) -> Result<String, PthError> {
-        let rest = &self.data[self.pos..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
+        let rest = self.data.get(self.pos..).unwrap_or_default();
+        let line = rest
+            .split(|&b| b == b'\n')
+            .next()
+            .filter(|line| line.len() < rest.len())
             .ok_or_else(|| self.err("a GLOBAL name is not terminated by a newline"))?;
-        let s = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let end = line.len();
+        let s = String::from_utf8_lossy(line).into_owned();
         self.pos += end + 1;
         Ok(s)
     }
@@ -350,10 +359,11 @@ impl Machine<'_> {
     }
 
     fn top(&mut self) -> Result<&mut Value, PthError> {
-        if self.stack.is_empty() {
-            return Err(self.err("the stack is empty"));
-        }
-        Ok(self.stack.last_mut().expect("not empty"))
+        let at = self.at;
+        self.stack.last_mut().ok_or(PthError::Pickle {
+            offset: at,
+            message: "the stack is empty".into(),
+        })
     }
 
     /// Everything pushed since the last MARK, removing the mark.
@@ -375,9 +385,12 @@ impl Machine<'_> {
 
     fn list_mut(&mut self, v: &Value) -> Result<&mut Vec<Value>, PthError> {
         match v {
-            Value::List(id) => match &mut self.objects[*id] {
-                Object::List(l) => Ok(l),
-                Object::Dict(_) => unreachable!("Value::List always indexes a list"),
+            Value::List(id) => match self.objects.get_mut(*id) {
+                Some(Object::List(l)) => Ok(l),
+                _ => Err(PthError::Pickle {
+                    offset: self.at,
+                    message: format!("list {id} is not a list"),
+                }),
             },
             other => Err(self.err(format!("APPEND to {}, not a list", other.kind()))),
         }
@@ -385,9 +398,12 @@ impl Machine<'_> {
 
     fn dict_mut(&mut self, v: &Value) -> Result<&mut Dict, PthError> {
         match v {
-            Value::Dict(id) => match &mut self.objects[*id] {
-                Object::Dict(d) => Ok(d),
-                Object::List(_) => unreachable!("Value::Dict always indexes a dict"),
+            Value::Dict(id) => match self.objects.get_mut(*id) {
+                Some(Object::Dict(d)) => Ok(d),
+                _ => Err(PthError::Pickle {
+                    offset: self.at,
+                    message: format!("dict {id} is not a dict"),
+                }),
             },
             other => Err(self.err(format!("SETITEM on {}, not a dict", other.kind()))),
         }
@@ -434,9 +450,9 @@ impl Machine<'_> {
     fn indices(&self, v: &Value, what: &str) -> Result<Vec<usize>, PthError> {
         let items: Vec<Value> = match v {
             Value::Tuple(t) => t.to_vec(),
-            Value::List(id) => match &self.objects[*id] {
-                Object::List(l) => l.clone(),
-                Object::Dict(_) => unreachable!("Value::List always indexes a list"),
+            Value::List(id) => match self.objects.get(*id) {
+                Some(Object::List(l)) => l.clone(),
+                _ => return Err(self.err(format!("list {id} is not a list"))),
             },
             other => {
                 return Err(self.err(format!("{what} should be a tuple, got {}", other.kind())))
@@ -447,8 +463,17 @@ impl Machine<'_> {
 
     /// `('storage', torch.XStorage, key, location, numel)`: a storage of the archive.
     fn persistent_load(&self, pid: Value) -> Result<Value, PthError> {
-        let t = match &pid {
-            Value::Tuple(t) if t.len() == 5 => t.clone(),
+        let (kind, dtype, key, numel) = match &pid {
+            Value::Tuple(t) => match &t[..] {
+                [kind, dtype, key, _location, numel] => (kind, dtype, key, numel),
+                _ => {
+                    return Err(self.err(format!(
+                        "a persistent id should be ('storage', type, key, location, numel), got \
+                         a tuple of {}",
+                        t.len()
+                    )))
+                }
+            },
             other => {
                 return Err(self.err(format!(
                     "a persistent id should be ('storage', type, key, location, numel), got {}",
@@ -456,11 +481,11 @@ impl Machine<'_> {
                 )))
             }
         };
-        match &t[0] {
+        match kind {
             Value::Str(s) if &**s == "storage" => {}
             _ => return Err(self.err("a persistent id that is not a 'storage'")),
         }
-        let dtype = match &t[1] {
+        let dtype = match dtype {
             Value::Global(Global::StorageType(d)) => *d,
             other => {
                 return Err(self.err(format!(
@@ -469,13 +494,13 @@ impl Machine<'_> {
                 )))
             }
         };
-        let key = match &t[2] {
+        let key = match key {
             Value::Str(s) if !s.is_empty() && !s.contains(['/', '\\']) && &**s != ".." => {
                 s.to_string()
             }
             _ => return Err(self.err("a storage key should be a plain name")),
         };
-        let numel = self.index(&t[4], "a storage's length")?;
+        let numel = self.index(numel, "a storage's length")?;
         Ok(Value::Storage(Arc::new(Storage { dtype, key, numel })))
     }
 
@@ -500,14 +525,16 @@ impl Machine<'_> {
                 match args.first() {
                     None => {}
                     Some(Value::List(id)) => {
-                        let pairs = match &self.objects[*id] {
-                            Object::List(l) => l.clone(),
-                            Object::Dict(_) => unreachable!("Value::List always indexes a list"),
+                        let pairs = match self.objects.get(*id) {
+                            Some(Object::List(l)) => l.clone(),
+                            _ => return Err(self.err(format!("list {id} is not a list"))),
                         };
                         for p in pairs {
                             match p {
                                 Value::Tuple(kv) if kv.len() == 2 => {
-                                    d.insert(kv[0].clone(), kv[1].clone())
+                                    if let [k, v] = &kv[..] {
+                                        d.insert(k.clone(), v.clone())
+                                    }
                                 }
                                 _ => return Err(self.err("OrderedDict items should be pairs")),
                             }
@@ -523,14 +550,14 @@ impl Machine<'_> {
                 Ok(Value::Dict(self.new_object(Object::Dict(d))))
             }
             Global::RebuildTensor => {
-                if args.len() < 4 {
+                let [storage, offset, size, stride, ..] = &args[..] else {
                     return Err(self.err(format!(
                         "_rebuild_tensor_v2 needs (storage, offset, size, stride, ...), got {} \
                          arguments",
                         args.len()
                     )));
-                }
-                let storage = match &args[0] {
+                };
+                let storage = match storage {
                     Value::Storage(s) => s.clone(),
                     other => {
                         return Err(self.err(format!(
@@ -539,9 +566,9 @@ impl Machine<'_> {
                         )))
                     }
                 };
-                let offset = self.index(&args[1], "a storage offset")?;
-                let size = self.indices(&args[2], "a tensor size")?;
-                let stride = self.indices(&args[3], "a tensor stride")?;
+                let offset = self.index(offset, "a storage offset")?;
+                let size = self.indices(size, "a tensor size")?;
+                let stride = self.indices(stride, "a tensor stride")?;
                 if size.len() != stride.len() {
                     return Err(self.err(format!(
                         "a tensor with {} sizes and {} strides",
@@ -639,7 +666,9 @@ impl Machine<'_> {
                         0
                     };
                     let mut a = [fill; 8];
-                    a[..n].copy_from_slice(&bytes);
+                    for (a, b) in a.iter_mut().zip(&bytes) {
+                        *a = *b;
+                    }
                     self.stack.push(Value::Int(i64::from_le_bytes(a)));
                 }
                 b'G' => {

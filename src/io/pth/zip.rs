@@ -45,10 +45,13 @@ struct Bytes<'a>(&'a [u8]);
 
 impl<'a> Bytes<'a> {
     fn slice(&self, at: u64, len: u64, what: &str) -> Result<&'a [u8], PthError> {
-        let end = at.checked_add(len);
-        match end {
-            Some(end) if end <= self.0.len() as u64 => Ok(&self.0[at as usize..end as usize]),
-            _ => Err(zip_err(format!(
+        let range = usize::try_from(at).ok().zip(
+            at.checked_add(len)
+                .and_then(|end| usize::try_from(end).ok()),
+        );
+        match range.and_then(|(at, end)| self.0.get(at..end)) {
+            Some(bytes) => Ok(bytes),
+            None => Err(zip_err(format!(
                 "{what} at byte {at} runs past the end of the file ({} bytes); the file is \
                  truncated or damaged",
                 self.0.len()
@@ -57,23 +60,21 @@ impl<'a> Bytes<'a> {
     }
     fn u16(&self, at: u64) -> Result<u16, PthError> {
         let b = self.slice(at, 2, "a field")?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        Ok(u16::from_le_bytes(crate::io::byte_array(b)))
     }
     fn u32(&self, at: u64) -> Result<u32, PthError> {
         let b = self.slice(at, 4, "a field")?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_le_bytes(crate::io::byte_array(b)))
     }
     fn u64(&self, at: u64) -> Result<u64, PthError> {
         let b = self.slice(at, 8, "a field")?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
+        Ok(u64::from_le_bytes(crate::io::byte_array(b)))
     }
 }
 
 /// True when `bytes` starts like a zip archive (a local file header).
 pub(super) fn is_zip(bytes: &[u8]) -> bool {
-    bytes.len() >= 4 && u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == LOCAL_HEADER
+    bytes.len() >= 4 && u32::from_le_bytes(crate::io::byte_array(bytes)) == LOCAL_HEADER
 }
 
 /// The position of the end-of-central-directory record: the last signature whose comment
