@@ -633,10 +633,7 @@ fn class7_duplicate_or_invalid_block_child_names_are_rejected_at_construction() 
             is_config(&err) && err.to_string().contains("no `.`"),
             "{err}"
         );
-        let err = Residual::new(lin())
-            .shortcut(bad, lin())
-            .err()
-            .unwrap();
+        let err = Residual::new(lin()).shortcut(bad, lin()).err().unwrap();
         assert!(
             is_config(&err) && err.to_string().contains("no `.`"),
             "{err}"

@@ -8,8 +8,8 @@
 //! (see docs/PERFORMANCE.md).
 
 use crate::kernels::simd::vectorized;
-use crate::tensor::Float;
 use crate::parallel::prelude::*;
+use crate::tensor::Float;
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
