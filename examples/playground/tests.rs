@@ -493,7 +493,12 @@ fn the_page_reads_a_drawn_mnist_digit_in_headless_chromium() {
 
     let png = browser.screenshot().unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let shot = manifest().join("target/playground-screenshot.png");
+    // Into the build's target directory (CARGO_TARGET_DIR when set, as cargo itself does).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| manifest().join("target"));
+    std::fs::create_dir_all(&target).unwrap();
+    let shot = target.join("playground-screenshot.png");
     std::fs::write(&shot, &png).unwrap();
     eprintln!("browser test: screenshot written to {}", shot.display());
 
