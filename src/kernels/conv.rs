@@ -256,7 +256,7 @@ fn split_mut<'a, T>(mut data: &'a mut [T], lens: &[usize], unit: usize) -> Vec<&
 /// # Panics
 /// If a slice is shorter than `geom` says (a bug in the caller).
 pub fn forward<T: Float>(geom: &ConvGeom, x: &[T], w: &[T], op: &ChannelOp<'_, T>, y: &mut [T]) {
-    forward_with(geom, x, w, None, op, y, WINOGRAD.load(Ordering::Relaxed));
+    forward_prepared(geom, x, w, None, op, y);
 }
 
 /// A weight prepared once for many calls of [`forward_prepared`] (inference): the Winograd

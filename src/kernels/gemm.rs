@@ -189,18 +189,16 @@ pub fn gemm_view<T: Float>(
         }
         return;
     }
-    if m <= SKINNY_ROWS
-        && k >= 32
-        && n * k >= SKINNY_MIN_WEIGHT
-        && a.col_stride == 1
-        && b.row_stride == 1
-    {
-        skinny(&a, &b, c, accumulate, threads);
-        return;
-    }
-    if m <= SKINNY_ROWS && k >= 32 && n * k >= SKINNY_MIN_WEIGHT && b.col_stride == 1 {
-        skinny_rows(&a, &b, c, accumulate, threads);
-        return;
+    // A few rows against a large B: bound by reading B once (see `skinny`).
+    if m <= SKINNY_ROWS && k >= 32 && n * k >= SKINNY_MIN_WEIGHT {
+        if a.col_stride == 1 && b.row_stride == 1 {
+            skinny(&a, &b, c, accumulate, threads);
+            return;
+        }
+        if b.col_stride == 1 {
+            skinny_rows(&a, &b, c, accumulate, threads);
+            return;
+        }
     }
     let parallelism = match threads {
         Threads::Pool => crate::parallel::GEMM_POOL,
