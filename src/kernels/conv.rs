@@ -18,7 +18,7 @@
 //! its column matrix.
 
 use super::gemm::{gemm_view, MatMut, MatRef, Threads};
-use super::im2col::{col2im_block, im2col_block, Block};
+use super::im2col::{col2im_block, im2col_block, wide_col2im, wide_im2col, Block, Wide};
 use super::norm::lane_sum;
 use super::winograd::{self, Weights, WinogradGeom};
 use super::workspace;
@@ -38,7 +38,23 @@ const BLOCK_ELEMS: usize = 1 << 20;
 /// this many input and output channels im2col + GEMM is as fast.
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
+static WIDE: AtomicBool = AtomicBool::new(true);
+
+/// Turns the wide layout for narrow stride-1 convolutions on (the default) or off (then
+/// im2col's row-by-row layout is used everywhere; the numbers are the same up to rounding).
+pub fn set_wide(enabled: bool) {
+    WIDE.store(enabled, Ordering::Relaxed);
+}
+
 static WINOGRAD: AtomicBool = AtomicBool::new(true);
+
+/// Output rows shorter than this make im2col a stream of short copies (one per output row and
+/// tap); stride-1 windows over such images use the wide layout of [`Wide`] instead.
+const WIDE_MAX_ROW: usize = 64;
+/// ... when the product is short enough (this many output channels per group or fewer) that
+/// building the columns costs as much as multiplying them; with more channels the wide
+/// layout's unused columns cost more in the product than they save in im2col.
+const WIDE_MAX_OUT_CHANNELS: usize = 32;
 
 /// Turns the Winograd path for 3x3 stride-1 convolutions on (the default) or off.
 ///
@@ -118,6 +134,50 @@ impl ConvGeom {
             && [(h, self.in_hw[0]), (w, self.in_hw[1])]
                 .iter()
                 .all(|(a, len)| a.kernel == *len && a.padding == 0 && a.dilation == 1)
+    }
+
+    /// The wide column layout (see [`Wide`]) for a stride-1 convolution with short output rows
+    /// and few output channels, where im2col's per-row copies cost as much as the product.
+    fn wide(&self) -> Option<Wide> {
+        if self.identity()
+            || self.out_hw[1] >= WIDE_MAX_ROW
+            || self.cout_g > WIDE_MAX_OUT_CHANNELS
+            || !WIDE.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        Wide::new(self.in_hw, &self.win, self.out_hw)
+            .filter(|wide| self.taps() * wide.len <= 4 * BLOCK_ELEMS)
+    }
+
+    /// The wide column matrix of group `g` for `images` consecutive images of `x`, side by
+    /// side: `[taps, images · wide.len]`.
+    fn wide_columns<T: Float>(
+        &self,
+        x: &[T],
+        images: usize,
+        g: usize,
+        wide: &Wide,
+    ) -> workspace::Workspace<T> {
+        let group_in = self.cin_g * self.in_hw[0] * self.in_hw[1];
+        let ld = images * wide.len;
+        let mut col = workspace::take::<T>(self.taps() * ld);
+        let mut scratch = workspace::take::<T>(self.cin_g * wide.plane());
+        for i in 0..images {
+            let x_i = &x[i * self.image_len() + g * group_in..][..group_in];
+            wide_im2col(
+                x_i,
+                self.cin_g,
+                self.in_hw,
+                &self.win,
+                wide,
+                &mut scratch,
+                &mut col,
+                i * wide.len,
+                ld,
+            );
+        }
+        col
     }
 
     /// The column matrix of group `g` for output rows `rows` of `images` consecutive images of
@@ -365,6 +425,10 @@ fn forward_task<T: Float>(
     y: &mut [T],
     threads: Threads,
 ) {
+    if let Some(wide) = geom.wide() {
+        wide_forward_task(geom, &wide, x, images, w, op, y, threads);
+        return;
+    }
     let (plane, taps, ow) = (geom.plane(), geom.taps(), geom.out_hw[1]);
     let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
     let group_out = geom.cout_g * plane;
@@ -414,6 +478,121 @@ fn forward_task<T: Float>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// [`forward_task`] in the wide layout: `Y'_g = W_g · col_g` over `images · wide.len`
+/// columns, then each output row's first `OW` columns go to `y` through the epilogue.
+#[allow(clippy::too_many_arguments)]
+fn wide_forward_task<T: Float>(
+    geom: &ConvGeom,
+    wide: &Wide,
+    x: &[T],
+    images: usize,
+    w: &[T],
+    op: &ChannelOp<'_, T>,
+    y: &mut [T],
+    threads: Threads,
+) {
+    let (plane, taps, ow, wp) = (geom.plane(), geom.taps(), geom.out_hw[1], wide.padded_hw[1]);
+    let ld = images * wide.len;
+    for g in 0..geom.groups {
+        let wg = MatRef::new(&w[g * geom.weight_len()..], geom.cout_g, taps, taps);
+        let col = geom.wide_columns(x, images, g, wide);
+        let mut out = workspace::take::<T>(geom.cout_g * ld);
+        gemm_view(
+            wg,
+            MatRef::new(&col, taps, ld, ld),
+            MatMut::new(&mut out, geom.cout_g, ld, ld),
+            false,
+            threads,
+        );
+        for i in 0..images {
+            for o in 0..geom.cout_g {
+                let channel = g * geom.cout_g + o;
+                let dst = &mut y[i * geom.out_len() + channel * plane..][..plane];
+                let src = &out[o * ld + i * wide.len..][..wide.len];
+                for (row, s) in dst.chunks_exact_mut(ow).zip(src.chunks(wp)) {
+                    row.copy_from_slice(&s[..ow]);
+                }
+                op.apply(channel, dst);
+            }
+        }
+    }
+}
+
+/// [`backward_task`] in the wide layout: the output gradient is spread to wide columns (zero
+/// in the unused ones), then `dW_g += dY'_g · col_gᵀ` and `dX = wide_col2im(W_gᵀ · dY'_g)`.
+#[allow(clippy::too_many_arguments)]
+fn wide_backward_task<T: Float>(
+    geom: &ConvGeom,
+    wide: &Wide,
+    x: &[T],
+    images: usize,
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    db: &mut [T],
+    threads: Threads,
+    want_dx: bool,
+) {
+    let (plane, taps, ow, wp) = (geom.plane(), geom.taps(), geom.out_hw[1], wide.padded_hw[1]);
+    let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
+    let ld = images * wide.len;
+    for g in 0..geom.groups {
+        let w_len = geom.weight_len();
+        let mut dyw = workspace::take::<T>(geom.cout_g * ld).zeroed();
+        for i in 0..images {
+            for o in 0..geom.cout_g {
+                let channel = g * geom.cout_g + o;
+                let src = &dy[i * geom.out_len() + channel * plane..][..plane];
+                if !db.is_empty() {
+                    db[channel] += lane_sum(src, src, |v, _| v);
+                }
+                let dst = &mut dyw[o * ld + i * wide.len..][..wide.len];
+                for (d, row) in dst.chunks_mut(wp).zip(src.chunks_exact(ow)) {
+                    d[..ow].copy_from_slice(row);
+                }
+            }
+        }
+        let dyw_m = MatRef::new(&dyw, geom.cout_g, ld, ld);
+        let col = geom.wide_columns(x, images, g, wide);
+        gemm_view(
+            dyw_m,
+            MatRef::new(&col, taps, ld, ld).t(),
+            MatMut::new(&mut dw[g * w_len..][..w_len], geom.cout_g, taps, taps),
+            true,
+            threads,
+        );
+        drop(col);
+        if !want_dx {
+            continue;
+        }
+        let wt = MatRef::new(&w[g * w_len..][..w_len], geom.cout_g, taps, taps).t();
+        let mut dcol = workspace::take::<T>(taps * ld);
+        gemm_view(
+            wt,
+            dyw_m,
+            MatMut::new(&mut dcol, taps, ld, ld),
+            false,
+            threads,
+        );
+        let mut scratch = workspace::take::<T>(geom.cin_g * wide.plane());
+        for i in 0..images {
+            let dx_i = &mut dx[i * geom.image_len() + g * group_in..][..group_in];
+            wide_col2im(
+                &dcol,
+                geom.cin_g,
+                geom.in_hw,
+                &geom.win,
+                wide,
+                &mut scratch,
+                dx_i,
+                i * wide.len,
+                ld,
+            );
         }
     }
 }
@@ -591,6 +770,10 @@ fn backward_task<T: Float>(
     let group_out = geom.cout_g * plane;
     if want_dx {
         dx.fill(T::zero());
+    }
+    if let Some(wide) = geom.wide() {
+        wide_backward_task(geom, &wide, x, images, w, dy, dx, dw, db, threads, want_dx);
+        return;
     }
     for g in 0..geom.groups {
         let w_g = &w[g * geom.weight_len()..][..geom.weight_len()];
@@ -811,6 +994,108 @@ mod tests {
                         .map(|o| dy[i * cout + o] * w[o * taps + t])
                         .sum();
                     assert!((dx[i * g.image_len() + gi * taps + t] - want).abs() < 1e-12);
+                }
+            }
+        }
+    }
+
+    /// The convolution and its gradients written out as sums over the window, with bounds
+    /// tests: `(y, dx, dw, db)` for output gradient `dy`.
+    fn direct(g: &ConvGeom, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 4] {
+        let ([h, wd], [oh, ow], win) = (g.in_hw, g.out_hw, g.win);
+        let cout = g.groups * g.cout_g;
+        let mut y = vec![0.0; g.n * g.out_len()];
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; cout]);
+        for n in 0..g.n {
+            for (o, db_o) in db.iter_mut().enumerate() {
+                let gi = o / g.cout_g;
+                for (oy, ox) in (0..oh).flat_map(|a| (0..ow).map(move |b| (a, b))) {
+                    let yi = n * g.out_len() + (o * oh + oy) * ow + ox;
+                    *db_o += dy[yi];
+                    for c in 0..g.cin_g {
+                        for (i, j) in
+                            (0..win.h.kernel).flat_map(|a| (0..win.w.kernel).map(move |b| (a, b)))
+                        {
+                            let iy = (oy * win.h.stride + i * win.h.dilation) as isize
+                                - win.h.padding as isize;
+                            let ix = (ox * win.w.stride + j * win.w.dilation) as isize
+                                - win.w.padding as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                continue;
+                            }
+                            let xi = n * g.image_len()
+                                + ((gi * g.cin_g + c) * h + iy as usize) * wd
+                                + ix as usize;
+                            let wi = ((o * g.cin_g + c) * win.h.kernel + i) * win.w.kernel + j;
+                            y[yi] += w[wi] * x[xi];
+                            dx[xi] += w[wi] * dy[yi];
+                            dw[wi] += x[xi] * dy[yi];
+                        }
+                    }
+                }
+            }
+        }
+        [y, dx, dw, db]
+    }
+
+    /// Every path (wide, row blocks, several images per product, dense, Winograd) against the
+    /// sums written out, forward and all three gradients.
+    #[test]
+    fn every_path_matches_the_direct_sums() {
+        let mut rng = Rng64::seed(33);
+        let cases = [
+            // (n, groups, cin_g, cout_g, in_hw, kernel, stride, padding, dilation)
+            (3, 1, 1, 6, [28, 28], [5, 5], [1, 1], [2, 2], [1, 1]), // LeNet C1: wide
+            (5, 1, 6, 16, [14, 14], [5, 5], [1, 1], [0, 0], [1, 1]), // LeNet C3: wide, batched
+            (2, 2, 3, 4, [9, 7], [3, 2], [1, 1], [1, 2], [2, 1]),   // wide, groups, dilation
+            (2, 1, 3, 40, [9, 9], [3, 3], [1, 1], [1, 1], [1, 1]),  // too many channels: im2col
+            (2, 1, 2, 3, [20, 70], [3, 3], [1, 1], [1, 1], [1, 1]), // long rows: im2col
+            (3, 1, 2, 5, [11, 11], [3, 3], [2, 2], [1, 1], [1, 1]), // stride 2: im2col
+            (4, 2, 3, 2, [5, 5], [5, 5], [1, 1], [0, 0], [1, 1]),   // dense
+            (2, 1, 16, 16, [8, 8], [3, 3], [1, 1], [1, 1], [1, 1]), // Winograd
+        ];
+        for (case, (n, groups, cin_g, cout_g, in_hw, k, st, pad, dil)) in
+            cases.into_iter().enumerate()
+        {
+            let win = Window2d::new(k, st, pad, dil);
+            let out_hw = win.output_hw("test", in_hw, false).unwrap();
+            let g = ConvGeom {
+                n,
+                groups,
+                cin_g,
+                cout_g,
+                in_hw,
+                out_hw,
+                win,
+            };
+            match case {
+                0..=2 => assert!(g.wide().is_some()),
+                3..=5 => assert!(g.wide().is_none()),
+                6 => assert!(g.dense()),
+                _ => assert!(g.winograd().is_some()),
+            }
+            let mut random =
+                |len: usize| -> Vec<f64> { (0..len).map(|_| rng.uniform() - 0.5).collect() };
+            let x = random(n * g.image_len());
+            let w = random(groups * g.weight_len());
+            let dy = random(n * g.out_len());
+            let [y_ref, dx_ref, dw_ref, db_ref] = direct(&g, &x, &w, &dy);
+            let mut y = vec![f64::NAN; y_ref.len()];
+            forward(&g, &x, &w, &ChannelOp::default(), &mut y);
+            let (mut dx, mut dw, mut db) = (
+                vec![f64::NAN; x.len()],
+                vec![0.0; w.len()],
+                vec![0.0; db_ref.len()],
+            );
+            backward(&g, &x, &w, &dy, &mut dx, &mut dw, Some(&mut db));
+            for (name, got, want) in [
+                ("y", &y, &y_ref),
+                ("dx", &dx, &dx_ref),
+                ("dw", &dw, &dw_ref),
+                ("db", &db, &db_ref),
+            ] {
+                for (a, b) in got.iter().zip(want.iter()) {
+                    assert!((a - b).abs() < 1e-9, "{name} of {g:?}: {a} vs {b}");
                 }
             }
         }

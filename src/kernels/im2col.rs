@@ -285,6 +285,158 @@ pub fn col2im_block<T: Float>(
     }
 }
 
+/// The *wide* column layout of a stride-1 window over a narrow image.
+///
+/// With the image zero-padded to `[Hp, Wp]` and flattened, output pixel `(oy, ox)` at
+/// position `p = oy·Wp + ox` reads tap `(c, i, j)` at `p + c·Hp·Wp + i·dh·Wp + j·dw`: every tap
+/// is the same image shifted by a constant. So a tap's row of the column matrix is *one*
+/// contiguous run of the padded image, `len = (OH - 1)·Wp + OW` long, instead of `OH` short
+/// runs; the price is `Wp - OW` unused columns per output row (positions with `ox >= OW`), which
+/// the caller skips when it reads the product and keeps at zero in output gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wide {
+    /// The padded image `[Hp, Wp]`.
+    pub padded_hw: [usize; 2],
+    /// Columns per image: `(OH - 1)·Wp + OW`.
+    pub len: usize,
+}
+
+impl Wide {
+    /// The wide layout of a stride-1 window, or `None` for other strides or an empty output.
+    pub fn new(in_hw: [usize; 2], win: &Window2d, out_hw: [usize; 2]) -> Option<Self> {
+        let (wh, ww) = (win.h, win.w);
+        if wh.stride != 1 || ww.stride != 1 || out_hw[0] == 0 || out_hw[1] == 0 {
+            return None;
+        }
+        let padded_hw = [in_hw[0] + 2 * wh.padding, in_hw[1] + 2 * ww.padding];
+        Some(Wide {
+            padded_hw,
+            len: (out_hw[0] - 1) * padded_hw[1] + out_hw[1],
+        })
+    }
+
+    /// Elements of one padded channel plane.
+    pub fn plane(&self) -> usize {
+        self.padded_hw[0] * self.padded_hw[1]
+    }
+
+    /// Offsets of every tap `(c, i, j)` in the padded image, in column-matrix row order.
+    fn tap_offsets(&self, channels: usize, win: &Window2d) -> impl Iterator<Item = usize> + '_ {
+        let (wh, ww, wp, plane) = (win.h, win.w, self.padded_hw[1], self.plane());
+        (0..channels).flat_map(move |c| {
+            (0..wh.kernel).flat_map(move |i| {
+                (0..ww.kernel).map(move |j| c * plane + i * wh.dilation * wp + j * ww.dilation)
+            })
+        })
+    }
+
+    /// Whether `(in_hw, win)` pads the image (else the image is its own padded image).
+    fn pads(win: &Window2d) -> bool {
+        win.h.padding > 0 || win.w.padding > 0
+    }
+}
+
+/// Copies `x[C, H, W]` into the middle of `padded[C, Hp, Wp]` whose border is zeroed.
+fn pad_image<T: Float>(
+    x: &[T],
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    wide: &Wide,
+    padded: &mut [T],
+) {
+    let [h, w] = in_hw;
+    let ([_, wp], (ph, pw)) = (wide.padded_hw, (win.h.padding, win.w.padding));
+    padded[..channels * wide.plane()].fill(T::zero());
+    for (xc, pc) in x
+        .chunks_exact(h * w)
+        .zip(padded.chunks_exact_mut(wide.plane()))
+        .take(channels)
+    {
+        for (row, dst) in xc.chunks_exact(w).zip(pc[ph * wp..].chunks_exact_mut(wp)) {
+            dst[pw..pw + w].copy_from_slice(row);
+        }
+    }
+}
+
+/// Writes image `x[C, H, W]`'s wide column matrix (see [`Wide`]) at column `offset` of `col`,
+/// a `[C·kh·kw, ld]` matrix. `scratch` holds the padded image when the window pads (at least
+/// `C·Hp·Wp` elements; unused otherwise).
+///
+/// # Panics
+/// If a slice is shorter than its shape (a bug in the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn wide_im2col<T: Float>(
+    x: &[T],
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    wide: &Wide,
+    scratch: &mut [T],
+    col: &mut [T],
+    offset: usize,
+    ld: usize,
+) {
+    let src: &[T] = if Wide::pads(win) {
+        pad_image(x, channels, in_hw, win, wide, scratch);
+        scratch
+    } else {
+        x
+    };
+    for (tap, off) in wide.tap_offsets(channels, win).enumerate() {
+        col[tap * ld + offset..][..wide.len].copy_from_slice(&src[off..off + wide.len]);
+    }
+}
+
+/// The adjoint of [`wide_im2col`]: adds the wide columns at `offset` of `col` (`ld` apart)
+/// back onto the pixels of `dx[C, H, W]` they were read from (padding dropped). Columns that
+/// are not output pixels must be zero in `col` (the caller's output gradient is zero there).
+/// `scratch` as for [`wide_im2col`].
+///
+/// # Panics
+/// If a slice is shorter than its shape (a bug in the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn wide_col2im<T: Float>(
+    col: &[T],
+    channels: usize,
+    in_hw: [usize; 2],
+    win: &Window2d,
+    wide: &Wide,
+    scratch: &mut [T],
+    dx: &mut [T],
+    offset: usize,
+    ld: usize,
+) {
+    let pads = Wide::pads(win);
+    let dst: &mut [T] = if pads {
+        scratch[..channels * wide.plane()].fill(T::zero());
+        scratch
+    } else {
+        dx
+    };
+    for (tap, off) in wide.tap_offsets(channels, win).enumerate() {
+        let src = &col[tap * ld + offset..][..wide.len];
+        for (d, s) in dst[off..off + wide.len].iter_mut().zip(src) {
+            *d += *s;
+        }
+    }
+    if pads {
+        let [h, w] = in_hw;
+        let ([_, wp], (ph, pw)) = (wide.padded_hw, (win.h.padding, win.w.padding));
+        for (dc, pc) in dx
+            .chunks_exact_mut(h * w)
+            .zip(scratch.chunks_exact(wide.plane()))
+            .take(channels)
+        {
+            for (row, src) in dc.chunks_exact_mut(w).zip(pc[ph * wp..].chunks_exact(wp)) {
+                row.iter_mut()
+                    .zip(&src[pw..pw + w])
+                    .for_each(|(d, s)| *d += *s);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +639,55 @@ mod tests {
                     assert!((a - b).abs() < 1e-12);
                 }
             }
+        }
+    }
+
+    /// The wide layout gives the definition's columns at every output pixel, and its
+    /// col2im is the adjoint of its im2col (with zeros in the unused columns).
+    #[test]
+    fn wide_layout_matches_the_definition_and_its_adjoint() {
+        let mut rng = Rng64::seed(5);
+        for (c, hw, k, pad, dil) in [
+            (1, [28, 28], [5, 5], [2, 2], [1, 1]),
+            (3, [10, 7], [5, 3], [0, 1], [1, 1]),
+            (2, [9, 11], [3, 3], [2, 1], [2, 1]),
+            (2, [4, 4], [1, 1], [1, 0], [1, 1]),
+        ] {
+            let win = Window2d::new(k, [1, 1], pad, dil);
+            let out = win.output_hw("test", hw, false).unwrap();
+            let wide = Wide::new(hw, &win, out).unwrap();
+            let taps = c * k[0] * k[1];
+            let x = random(c * hw[0] * hw[1], &mut rng);
+            let ld = wide.len + 3;
+            let mut col = vec![f64::NAN; taps * ld];
+            let mut scratch = vec![f64::NAN; c * wide.plane()];
+            wide_im2col(&x, c, hw, &win, &wide, &mut scratch, &mut col, 2, ld);
+            let reference = naive_im2col(&x, c, hw, &win, out);
+            let is_pixel = |p: usize| p % wide.padded_hw[1] < out[1];
+            for t in 0..taps {
+                for p in (0..wide.len).filter(|&p| is_pixel(p)) {
+                    let (oy, ox) = (p / wide.padded_hw[1], p % wide.padded_hw[1]);
+                    assert_eq!(
+                        col[t * ld + 2 + p],
+                        reference[t * out[0] * out[1] + oy * out[1] + ox]
+                    );
+                }
+            }
+            // <im2col(x), g> == <x, col2im(g)> with g zero off the output pixels.
+            let mut g = vec![0.0; taps * ld];
+            for t in 0..taps {
+                for p in (0..wide.len).filter(|&p| is_pixel(p)) {
+                    g[t * ld + 2 + p] = rng.uniform() - 0.5;
+                }
+            }
+            let mut dx = vec![0.0; x.len()];
+            wide_col2im(&g, c, hw, &win, &wide, &mut scratch, &mut dx, 2, ld);
+            let lhs: f64 = (0..taps)
+                .flat_map(|t| (0..wide.len).map(move |p| t * ld + 2 + p))
+                .map(|i| col[i] * g[i])
+                .sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-10, "{lhs} vs {rhs}");
         }
     }
 
