@@ -182,10 +182,20 @@ impl<T: Float> Layer<T> for Residual<T> {
             None => grad_output.clone(),
         };
         let mut grad_input = self.body.backward(&grad_sum)?;
-        match &mut self.shortcut {
-            Some((_, s)) => grad_input += &s.backward(&grad_sum)?,
-            None => grad_input += &grad_sum,
+        let short = match &mut self.shortcut {
+            Some((_, s)) => s.backward(&grad_sum)?,
+            None => grad_sum,
+        };
+        // Both reach the same input: a layer of the caller's own that returns a gradient of
+        // another shape is named here (the sum would panic or broadcast).
+        if short.shape() != grad_input.shape() {
+            return Err(Error::shape(
+                "Residual (backward: the shortcut's gradient)",
+                format!("{:?}, the shape of the body's gradient", grad_input.shape()),
+                short.shape(),
+            ));
         }
+        grad_input += &short;
         Ok(grad_input)
     }
 

@@ -47,7 +47,7 @@ impl<T: Float> Layer<T> for ReLU<T> {
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let x = contiguous(input);
         let mut y = zeros(input.shape());
-        let ys = y.as_slice_mut().expect("fresh tensor");
+        let ys = super::standard_mut(&mut y);
         elementwise::map(&x, ys, elementwise::relu);
         Ok(y)
     }
@@ -61,7 +61,7 @@ impl<T: Float> Layer<T> for ReLU<T> {
         expect_shape("ReLU", y.shape(), grad_output.shape())?;
         let (dy, y) = (contiguous(grad_output), contiguous(y));
         let mut dx = zeros(grad_output.shape());
-        let dxs = dx.as_slice_mut().expect("fresh tensor");
+        let dxs = super::standard_mut(&mut dx);
         elementwise::zip_map(
             &dy,
             &y,
