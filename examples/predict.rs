@@ -411,9 +411,23 @@ fn print_digits(ranked: &[(usize, f64)]) {
 
 /// Reads a PNG as grey values in `[0, 1]`, compositing any transparency over white.
 fn read_grey(path: &Path) -> Result<(Vec<f32>, usize, usize), String> {
-    let img = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| format!("{}: {e}", path.display()))?
+    let open = || {
+        image::ImageReader::open(path)
+            .and_then(|r| r.with_guessed_format())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    // A small PNG can declare billions of pixels: refuse more than the library decodes.
+    let (w, h) = open()?
+        .into_dimensions()
+        .map_err(|e| format!("{}: not a readable image ({e})", path.display()))?;
+    if u64::from(w) * u64::from(h) > convnet::vision::MAX_PIXELS as u64 {
+        return Err(format!(
+            "{}: {w}x{h} pixels are more than the limit of {}",
+            path.display(),
+            convnet::vision::MAX_PIXELS
+        ));
+    }
+    let img = open()?
         .decode()
         .map_err(|e| format!("{}: not a readable image ({e})", path.display()))?
         .to_luma_alpha8();

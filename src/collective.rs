@@ -7,6 +7,7 @@
 //! process 0 print and write checkpoints. A model trained by one process has no group and
 //! every trainer path is the single-process one. The trait lives here, below the layers and
 //! above nothing, so that the trainer needs no MPI to compile.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::Result;
 

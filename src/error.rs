@@ -1,4 +1,5 @@
 //! The crate's single error type.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
 use thiserror::Error as ThisError;

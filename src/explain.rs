@@ -39,6 +39,7 @@
 //!
 //! Every function here runs the model in [`Mode::Eval`] (and leaves it there), and sets the
 //! parameter gradients back to zero when done: explaining a prediction never changes it.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode};
@@ -99,7 +100,7 @@ impl<T: Float> Probe<T> for Sequential<T> {
     fn backward_probe(&mut self, grad_output: &Tensor<T>, at: &str) -> Result<Tensor<T>> {
         let i = child_index(self, at)?;
         let mut g = grad_output.clone();
-        for layer in self.layers_mut()[i + 1..].iter_mut().rev() {
+        for layer in self.layers_mut().iter_mut().skip(i + 1).rev() {
             g = layer.backward(&g)?;
         }
         Ok(g)
@@ -197,7 +198,9 @@ fn class_seed<T: Float>(what: &str, output: &Tensor<T>, class: usize) -> Result<
         ));
     }
     let mut seed = Tensor::zeros(IxDyn(&[1, classes]));
-    seed[[0, class]] = T::one();
+    if let Some(v) = seed.get_mut([0, class]) {
+        *v = T::one();
+    }
     Ok(seed)
 }
 
@@ -270,7 +273,9 @@ pub fn grad_cam<T: Float, M: Probe<T> + ?Sized>(
     let grad = model.backward_probe(&seed, at);
     model.zero_grad();
     let grad = grad?;
-    let [h, w] = [x.shape()[2], x.shape()[3]];
+    let &[_, _, h, w] = x.shape() else {
+        return Err(Error::shape("explain::grad_cam", "[1, C, H, W]", x.shape()));
+    };
     grad_cam_from(&activation, &grad, [h, w])
 }
 
@@ -307,7 +312,9 @@ pub fn grad_cam_from<T: Float>(
         .outer_iter()
         .map(|gk| gk.mean().unwrap_or_else(T::zero))
         .collect();
-    let (h, w) = (a.shape()[1], a.shape()[2]);
+    let &[_, h, w] = a.shape() else {
+        return Err(Error::shape(what, "feature maps [K, h, w]", a.shape()));
+    };
     let mut coarse = Tensor::<T>::zeros(IxDyn(&[h, w]));
     for (ak, &alpha) in a.outer_iter().zip(&weights) {
         coarse.scaled_add(alpha, &ak);
@@ -347,6 +354,8 @@ fn bilinear_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f64)> {
 /// let up = upsample_bilinear(&map, [1, 4]).unwrap();
 /// assert_eq!(up.iter().copied().collect::<Vec<_>>(), vec![0.0, 0.25, 0.75, 1.0]);
 /// ```
+// Indexing: the taps are below `h` and `w` (clamped to `n_in - 1`), and `r`, `c` run over `size`.
+#[allow(clippy::indexing_slicing)]
 pub fn upsample_bilinear<T: Float>(map: &Tensor<T>, size: [usize; 2]) -> Result<Tensor<T>> {
     let (h, w) = match map.shape() {
         [h, w] if *h > 0 && *w > 0 => (*h, *w),

@@ -10,6 +10,7 @@
 //! with PyTorch's refinements: a dilated window covers `F = d(k - 1) + 1` cells, the division
 //! floors (or ceils with `ceil_mode`), and with `ceil_mode` the last window must start inside
 //! the input or its left padding.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::{Error, Result};
 use crate::tensor::MAX_ELEMENTS;
@@ -215,15 +216,20 @@ impl Window2d {
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> Self {
-        let axis = |i: usize| Window {
-            kernel: kernel[i],
-            stride: stride[i],
-            padding: padding[i],
-            dilation: dilation[i],
-        };
+        let ([kh, kw], [sh, sw], [ph, pw], [dh, dw]) = (kernel, stride, padding, dilation);
         Window2d {
-            h: axis(0),
-            w: axis(1),
+            h: Window {
+                kernel: kh,
+                stride: sh,
+                padding: ph,
+                dilation: dh,
+            },
+            w: Window {
+                kernel: kw,
+                stride: sw,
+                padding: pw,
+                dilation: dw,
+            },
         }
     }
 

@@ -5,6 +5,7 @@
 //! (parameters); its numeric gradients are the central differences
 //! `(L(v + ε) - L(v - ε)) / 2ε`, one coordinate `v` at a time. The same tool serves users who
 //! write their own layers.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::layer::{Layer, Merge, Slot, SlotMut};
 use crate::rng::Rng64;
@@ -90,6 +91,19 @@ fn coords(len: usize, max: usize, rng: &mut Rng64) -> Vec<usize> {
     }
 }
 
+/// Element `i` of `t` in row-major order, whatever its memory layout (a caller's input or a
+/// layer's parameter may be, say, transposed); NaN past the end, which fails the check.
+fn at(t: &Tensor<f64>, i: usize) -> f64 {
+    t.iter().nth(i).copied().unwrap_or(f64::NAN)
+}
+
+/// Sets element `i` (row-major order) of `t` to `f(old)`.
+fn update(t: &mut Tensor<f64>, i: usize, f: impl FnOnce(f64) -> f64) {
+    if let Some(v) = t.iter_mut().nth(i) {
+        *v = f(*v);
+    }
+}
+
 fn dot(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
     a.iter().zip(b.iter()).map(|(x, y)| x * y).sum()
 }
@@ -136,27 +150,22 @@ pub fn check_layer(
 
     let mut x = input.clone();
     for i in coords(x.len(), opts.max_coords, &mut rng) {
-        let orig = x.as_slice_mut().expect("standard layout")[i];
-        x.as_slice_mut().unwrap()[i] = orig + opts.eps;
+        let orig = at(&x, i);
+        update(&mut x, i, |_| orig + opts.eps);
         let up = loss(layer, &x)?;
-        x.as_slice_mut().unwrap()[i] = orig - opts.eps;
+        update(&mut x, i, |_| orig - opts.eps);
         let down = loss(layer, &x)?;
-        x.as_slice_mut().unwrap()[i] = orig;
-        report.record(
-            "input",
-            grad_input.as_slice().expect("standard")[i],
-            (up - down) / (2.0 * opts.eps),
-        );
+        update(&mut x, i, |_| orig);
+        report.record("input", at(&grad_input, i), (up - down) / (2.0 * opts.eps));
     }
 
     for (name, analytic) in &analytic_params {
-        let analytic = analytic.as_standard_layout();
         for i in coords(analytic.len(), opts.max_coords, &mut rng) {
             let nudge = |layer: &mut dyn Layer<f64>, delta: f64| {
                 layer.visit_mut(&mut |n, slot| {
                     if let SlotMut::Param(p) = slot {
                         if n == name {
-                            p.value.as_slice_mut().expect("standard layout")[i] += delta;
+                            update(&mut p.value, i, |v| v + delta);
                         }
                     }
                 })
@@ -166,11 +175,7 @@ pub fn check_layer(
             nudge(layer, -2.0 * opts.eps);
             let down = loss(layer, input)?;
             nudge(layer, opts.eps);
-            report.record(
-                name,
-                analytic.as_slice().unwrap()[i],
-                (up - down) / (2.0 * opts.eps),
-            );
+            report.record(name, at(analytic, i), (up - down) / (2.0 * opts.eps));
         }
     }
     report.within(opts.tol)
@@ -196,28 +201,36 @@ pub fn check_merge(
     }
     let mut report = GradReport::new();
     let mut xs: Vec<Tensor<f64>> = inputs.to_vec();
-    for k in 0..xs.len() {
-        if grads[k].shape() != xs[k].shape() {
-            return Err(format!(
-                "grad {k} shape {:?} != input shape {:?}",
-                grads[k].shape(),
-                xs[k].shape()
-            ));
-        }
-        for i in coords(xs[k].len(), opts.max_coords, &mut rng) {
+    for (k, grad) in grads.iter().enumerate() {
+        let len = match xs.get(k) {
+            Some(x) if x.shape() == grad.shape() => x.len(),
+            other => {
+                return Err(format!(
+                    "grad {k} shape {:?} != input shape {:?}",
+                    grad.shape(),
+                    other.map(|x| x.shape())
+                ))
+            }
+        };
+        for i in coords(len, opts.max_coords, &mut rng) {
             let mut eval = |xs: &[Tensor<f64>]| -> Result<f64, String> {
                 let refs: Vec<&Tensor<f64>> = xs.iter().collect();
                 Ok(dot(&g, &merge.forward(&refs).map_err(|e| e.to_string())?))
             };
-            let orig = xs[k].as_slice().expect("standard layout")[i];
-            xs[k].as_slice_mut().unwrap()[i] = orig + opts.eps;
+            let nudge = |xs: &mut [Tensor<f64>], f: &dyn Fn(f64) -> f64| {
+                if let Some(x) = xs.get_mut(k) {
+                    update(x, i, f);
+                }
+            };
+            let orig = xs.get(k).map_or(f64::NAN, |x| at(x, i));
+            nudge(&mut xs, &|_| orig + opts.eps);
             let up = eval(&xs)?;
-            xs[k].as_slice_mut().unwrap()[i] = orig - opts.eps;
+            nudge(&mut xs, &|_| orig - opts.eps);
             let down = eval(&xs)?;
-            xs[k].as_slice_mut().unwrap()[i] = orig;
+            nudge(&mut xs, &|_| orig);
             report.record(
                 &format!("input{k}"),
-                grads[k].as_slice().expect("standard")[i],
+                at(grad, i),
                 (up - down) / (2.0 * opts.eps),
             );
         }

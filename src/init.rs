@@ -2,6 +2,7 @@
 //!
 //! `fan_in` of a conv weight `[out, in/groups, kh, kw]` is `in/groups * kh * kw`, and
 //! `fan_out` is `out * kh * kw`, as PyTorch computes them.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::{Error, Result};
 use crate::rng::Rng64;

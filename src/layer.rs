@@ -11,6 +11,7 @@
 //! names (`weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`); containers
 //! prefix their children's names (`0.weight`, `layer1.0.conv1.weight`). Optimizers, weight files
 //! and summaries all walk that one visitor.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::collective::Collective;
 use crate::error::{Error, Result};

@@ -5,6 +5,7 @@
 //! `par_iter`, `par_iter_mut`, `into_par_iter`, `for_each_init`) give std's sequential
 //! iterators, so a kernel's code is the same in both builds and visits the same items in the
 //! same order on one thread.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 /// Rayon's parallel iterators.
 #[cfg(feature = "rayon")]

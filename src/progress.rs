@@ -4,6 +4,7 @@
 //! Progress goes to **stderr**, never stdout: the library writes nothing to stdout by itself,
 //! so a program's own output (results, CSV, JSON) stays clean when piped. A program that
 //! wants progress elsewhere passes [`ProgressStyle::Callback`].
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;

@@ -4,6 +4,7 @@
 //! initialisation and data shuffling all draw from [`Rng64`], and a checkpoint stores its
 //! four state words so that a resumed run continues exactly where it stopped.
 //! The algorithm is xoshiro256++ (Blackman and Vigna), seeded through SplitMix64.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::convert::Infallible;
 
@@ -96,7 +97,7 @@ impl rand::TryRng for Rng64 {
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
         for chunk in dst.chunks_mut(8) {
             let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
+            chunk.iter_mut().zip(bytes).for_each(|(d, b)| *d = b);
         }
         Ok(())
     }

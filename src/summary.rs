@@ -3,6 +3,7 @@
 //! The row type sits at the bottom of the crate, beside the [`crate::Layer`] trait whose
 //! `summary_rows` fills it, so that module dependencies point one way (layers never import
 //! `model`); `convnet::model` re-exports everything here.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::fmt;
 

@@ -3,6 +3,7 @@
 //! Activations, parameters and gradients are all `ndarray` arrays with a dynamic number of
 //! axes ([`Tensor`]); images are laid out NCHW. Layers check shapes at their boundary and hand
 //! contiguous slices to the kernels, so no inner loop indexes an `ArrayD`.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::{Error, Result};
 use ndarray::{ArrayD, IxDyn, LinalgScalar, ScalarOperand};
@@ -143,8 +144,9 @@ pub fn try_zeros<T: Float>(what: &str, shape: &[usize]) -> Result<Tensor<T>> {
     ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| Error::config(what, e.to_string()))
 }
 
-/// A zero tensor of the given shape.
-pub fn zeros<T: Float>(shape: &[usize]) -> Tensor<T> {
+/// A zero tensor of the given shape, which the caller has checked against the size limit
+/// (user code has [`try_zeros`]).
+pub(crate) fn zeros<T: Float>(shape: &[usize]) -> Tensor<T> {
     ArrayD::zeros(IxDyn(shape))
 }
 
@@ -176,9 +178,11 @@ pub fn slice_mut<T: Float>(t: &mut Tensor<T>) -> Result<&mut [T]> {
 
 /// Builds a tensor from a shape and a row-major vector of exactly `shape.product()` elements.
 ///
-/// # Panics
-/// If the length does not match the shape; kernels call it with lengths they computed.
-pub fn from_vec<T: Float>(shape: &[usize], data: Vec<T>) -> Tensor<T> {
+/// Crate-internal: every caller builds `data` from the shape it passes (user code has
+/// `Tensor::from_shape_vec`, which returns a `Result`).
+// The one `expect` of the crate's tensor plumbing: a mismatch is a bug in the caller.
+#[allow(clippy::expect_used)]
+pub(crate) fn from_vec<T: Float>(shape: &[usize], data: Vec<T>) -> Tensor<T> {
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("from_vec: length matches shape")
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Built without the `rayon` feature (`default-features = false`) the crate runs every loop on
 //! the calling thread: [`num_threads`] is 1 and [`set_num_threads`] accepts only 1.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::{Error, Result};
 

@@ -1,5 +1,6 @@
 //! The training loop: epochs over a [`DataLoader`], evaluation, NaN detection, learning-rate
 //! schedules and atomic checkpoints that resume a run exactly.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::collective::Collective;
 use crate::data::{DataLoader, Dataset};

@@ -42,6 +42,7 @@ const RUNS: &[(&str, usize, bool)] = &[
     ("loader", 3, true),
     ("trainer", 2, true),
     ("threads", 2, true),
+    ("reshaped", 1, true),
     ("skip", 2, false),
     ("crash", 2, false),
 ];
@@ -177,6 +178,7 @@ fn worker(scenario: &str) {
         "syncbn" => syncbn(&world),
         "trainer" => trainer(&world),
         "threads" => threads(&world),
+        "reshaped" => reshaped(&world),
         "skip" => skip(&world),
         "crash" => crash(&world),
         other => Err(format!("unknown scenario {other}")),
@@ -365,6 +367,52 @@ fn equivalence(world: &impl mpi::traits::Communicator) -> Check {
 /// Synchronised batch norm: a data-parallel model with `SyncBatchNorm2d` computes what one
 /// process computes with `BatchNorm2d` on the whole batch (weights, running statistics, loss),
 /// while the default per-process `BatchNorm2d` does not.
+/// Parameters reshaped behind the wrapper's back (`inner_mut`, `visit_mut`) are an error, not a
+/// panic while cutting the flat buffers: DataParallel's `synchronize` and `broadcast_state`,
+/// and SyncBatchNorm2d's forward, backward and inference (docs/ERRORS.md, class 14).
+fn reshaped(world: &impl mpi::traits::Communicator) -> Check {
+    let comm = Arc::new(Communicator::new(world).map_err(e)?);
+    let reshape = |layer: &mut dyn Layer<f64>, key: &str, len: usize| {
+        layer.visit_mut(&mut |name, slot| {
+            if let (true, convnet::SlotMut::Param(p)) = (name.ends_with(key), slot) {
+                p.value = Tensor::zeros(ndarray::IxDyn(&[len]));
+                p.grad = Tensor::zeros(ndarray::IxDyn(&[len]));
+            }
+        })
+    };
+    let linear = Linear::<f64>::new(LinearConfig::new(4, 3)).map_err(e)?;
+    let mut dp = DataParallel::with_communicator(linear, comm.clone()).map_err(e)?;
+    let x = Tensor::<f64>::ones(ndarray::IxDyn(&[2, 4]));
+    let y = dp.forward(&x).map_err(e)?;
+    dp.backward(&Tensor::ones(y.raw_dim())).map_err(e)?;
+    reshape(dp.inner_mut(), "bias", 7);
+    for (what, result) in [
+        ("synchronize", dp.synchronize()),
+        ("broadcast_state", dp.broadcast_state()),
+    ] {
+        match result {
+            Err(Error::Distributed(m)) if m.contains("changed shape") => {}
+            other => return Err(format!("{what} after a reshape: {other:?}")),
+        }
+    }
+    let mut bn = SyncBatchNorm2d::<f64>::new(BatchNorm2dConfig::new(3), comm).map_err(e)?;
+    let x = Tensor::<f64>::ones(ndarray::IxDyn(&[2, 3, 2, 2]));
+    let y = bn.forward(&x).map_err(e)?;
+    reshape(&mut bn, "weight", 2);
+    let results = [
+        ("forward", bn.forward(&x).map(|_| ())),
+        ("backward", bn.backward(&y).map(|_| ())),
+        ("infer", bn.infer(&x).map(|_| ())),
+    ];
+    for (what, result) in results {
+        match result {
+            Err(Error::ShapeMismatch { layer, .. }) if layer.contains("weight") => {}
+            other => return Err(format!("SyncBatchNorm2d {what} after a reshape: {other:?}")),
+        }
+    }
+    Ok(())
+}
+
 fn syncbn(world: &impl mpi::traits::Communicator) -> Check {
     let comm = Arc::new(Communicator::new(world).map_err(e)?);
     let model = |sync: bool| -> Sequential<f64> {

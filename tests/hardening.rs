@@ -9,6 +9,7 @@ use convnet::optim::{Adam, AdamConfig, Sgd, SgdConfig};
 use convnet::prelude::*;
 use convnet::progress::ProgressStyle;
 use convnet::train::{top_k_hits, Trainer, MAX_COUNTER};
+use convnet::SlotMut;
 use ndarray::IxDyn;
 use std::path::{Path, PathBuf};
 
@@ -749,4 +750,216 @@ fn progress_can_go_to_a_callback() {
         .with_progress(ProgressStyle::Callback(count));
     t.train_epoch(&loader).unwrap();
     assert_eq!(CALLS.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Class 14: panics found by the unwrap/expect/indexing pass (docs/ERRORS.md, class 14).
+
+/// Replaces the parameter (or buffer) named `key` of `layer` by zeros of shape `shape`, as a
+/// caller can through `visit_mut`; `grad` replaces the parameter's gradient instead.
+fn replace(layer: &mut dyn Layer<f64>, key: &str, shape: &[usize], grad: bool) {
+    layer.visit_mut(&mut |name, slot| {
+        if name != key {
+            return;
+        }
+        let fresh = Tensor::zeros(IxDyn(shape));
+        match slot {
+            SlotMut::Param(p) if grad => p.grad = fresh,
+            SlotMut::Param(p) => p.value = fresh,
+            SlotMut::Buffer(b) => *b = fresh,
+        }
+    });
+}
+
+fn is_shape_of(e: &Error, what: &str) -> bool {
+    matches!(e, Error::ShapeMismatch { layer, .. } if layer.contains(what))
+}
+
+#[test]
+fn class14_batch_norm_with_mis_shaped_parameters_is_a_shape_error() {
+    // The per-channel loops read weight, bias and the running statistics at every channel:
+    // one shorter than C was read past its end (a panic).
+    let x = Tensor::<f64>::ones(IxDyn(&[2, 3, 2, 2]));
+    for (key, grad) in [
+        ("weight", false),
+        ("bias", false),
+        ("running_mean", false),
+        ("running_var", false),
+        ("weight", true),
+    ] {
+        let mut bn = BatchNorm2d::<f64>::new(BatchNorm2dConfig::new(3)).unwrap();
+        let y = bn.forward(&x).unwrap();
+        replace(&mut bn, key, &[2], grad);
+        let err = bn.backward(&y).unwrap_err();
+        assert!(is_shape_of(&err, key), "{key} backward: {err}");
+        let err = bn.forward(&x).unwrap_err();
+        assert!(is_shape_of(&err, key), "{key} forward: {err}");
+        bn.set_mode(Mode::Eval);
+        let err = bn.infer(&x).unwrap_err();
+        assert!(is_shape_of(&err, key), "{key} infer: {err}");
+        // Fused inference declines and reports the same error.
+        let mut seq = Sequential::new()
+            .add(Conv2d::new(Conv2dConfig::new(3, 3, 1)).unwrap())
+            .add(bn);
+        seq.set_mode(Mode::Eval);
+        assert!(seq.infer(&x).is_err(), "{key}: fused inference");
+    }
+}
+
+#[test]
+fn class14_conv_gradient_of_the_wrong_shape_or_layout() {
+    let x = Tensor::<f64>::ones(IxDyn(&[1, 2, 4, 4]));
+    let cfg = Conv2dConfig::new(2, 3, 3).seed(4);
+    // A weight gradient of another shape was handed to the kernel, whose length assert
+    // panicked; now it is named.
+    for (key, shape) in [("weight", vec![3, 2, 3]), ("bias", vec![2])] {
+        let mut conv = Conv2d::<f64>::new(cfg).unwrap();
+        let y = conv.forward(&x).unwrap();
+        replace(&mut conv, key, &shape, true);
+        let err = conv.backward(&y).unwrap_err();
+        assert!(is_shape_of(&err, &format!("{key} gradient")), "{err}");
+    }
+    // A gradient of the right shape in another memory layout (a transposed copy) was an
+    // `expect` failure; it is re-laid out and accumulates as a standard one does.
+    let mut plain = Conv2d::<f64>::new(cfg).unwrap();
+    let mut odd = Conv2d::<f64>::new(cfg).unwrap();
+    let y = plain.forward(&x).unwrap();
+    odd.forward(&x).unwrap();
+    odd.visit_mut(&mut |name, slot| {
+        if let ("weight", SlotMut::Param(p)) = (name, slot) {
+            p.grad = Tensor::zeros(IxDyn(&[3, 3, 2, 3])).reversed_axes();
+            assert!(!p.grad.is_standard_layout() && p.grad.shape() == [3, 2, 3, 3]);
+        }
+    });
+    plain.backward(&y).unwrap();
+    odd.backward(&y).unwrap();
+    assert_eq!(plain.weight().grad, odd.weight().grad);
+}
+
+/// Identity forward; its backward sends a gradient of shape `shape`, whatever came in.
+struct WrongGrad(Vec<usize>);
+
+impl Layer<f64> for WrongGrad {
+    fn kind(&self) -> &'static str {
+        "WrongGrad"
+    }
+    fn output_shape(&self, input: &[usize]) -> convnet::Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+    fn forward(&mut self, input: &Tensor<f64>) -> convnet::Result<Tensor<f64>> {
+        Ok(input.clone())
+    }
+    fn infer(&self, input: &Tensor<f64>) -> convnet::Result<Tensor<f64>> {
+        Ok(input.clone())
+    }
+    fn backward(&mut self, _: &Tensor<f64>) -> convnet::Result<Tensor<f64>> {
+        Ok(Tensor::ones(IxDyn(&self.0)))
+    }
+}
+
+/// Adds its inputs forward; its backward sends one gradient only.
+struct OneGrad;
+
+impl Merge<f64> for OneGrad {
+    fn kind(&self) -> &'static str {
+        "OneGrad"
+    }
+    fn output_shape(&self, inputs: &[&[usize]]) -> convnet::Result<Vec<usize>> {
+        Ok(inputs[0].to_vec())
+    }
+    fn forward(&mut self, inputs: &[&Tensor<f64>]) -> convnet::Result<Tensor<f64>> {
+        self.infer(inputs)
+    }
+    fn infer(&self, inputs: &[&Tensor<f64>]) -> convnet::Result<Tensor<f64>> {
+        Ok(inputs[0] + inputs[1])
+    }
+    fn backward(&mut self, g: &Tensor<f64>) -> convnet::Result<Vec<Tensor<f64>>> {
+        Ok(vec![g.clone()])
+    }
+}
+
+#[test]
+fn class14_graph_checks_the_gradients_its_nodes_send_back() {
+    let x = Tensor::<f64>::ones(IxDyn(&[1, 4]));
+    // x feeds `bad` and `relu`: the two gradients for x are summed. One of shape [1, 3] made
+    // the sum panic; one of shape [1, 1] was broadcast into a silently wrong gradient.
+    for shape in [vec![1, 3], vec![1, 1]] {
+        let mut g = GraphBuilder::<f64>::new("x")
+            .layer("bad", "x", WrongGrad(shape.clone()))
+            .layer("relu", "x", ReLU::new())
+            .merge("add", &["bad", "relu"], Add::new())
+            .output("add")
+            .build(&[1, 4])
+            .unwrap();
+        let y = g.forward(&x).unwrap();
+        let err = g.backward(&y).unwrap_err();
+        assert!(is_shape_of(&err, "`bad`"), "{shape:?}: {err}");
+    }
+    // The same in the blocks: Residual sums body and shortcut, Inception its branches.
+    use convnet::blocks::{Inception, Residual};
+    let mut res = Residual::new(WrongGrad(vec![1, 3]));
+    let y = res.forward(&x).unwrap();
+    let err = res.backward(&y).unwrap_err();
+    assert!(is_shape_of(&err, "Residual"), "{err}");
+    let mut inc = Inception::new()
+        .branch("a", ReLU::new())
+        .and_then(|b| b.branch("b", WrongGrad(vec![1, 1])))
+        .unwrap();
+    let x4 = Tensor::<f64>::ones(IxDyn(&[1, 2, 2, 2]));
+    let y = inc.forward(&x4).unwrap();
+    let err = inc.backward(&y).unwrap_err();
+    assert!(is_shape_of(&err, "Inception"), "{err}");
+    // A merge that sends back fewer gradients than it has inputs (they were dropped).
+    let mut g = GraphBuilder::<f64>::new("x")
+        .layer("relu", "x", ReLU::new())
+        .merge("sum", &["x", "relu"], OneGrad)
+        .output("sum")
+        .build(&[1, 4])
+        .unwrap();
+    let y = g.forward(&x).unwrap();
+    let err = g.backward(&y).unwrap_err().to_string();
+    assert!(
+        err.contains("returned 1 gradients for its 2 inputs"),
+        "{err}"
+    );
+    // A forward pass that fails part-way leaves nothing for backward to mix with the last
+    // pass's values.
+    let mut g = GraphBuilder::<f64>::new("x")
+        .layer("relu", "x", ReLU::new())
+        .layer("fc", "relu", Linear::new(LinearConfig::new(4, 2)).unwrap())
+        .output("fc")
+        .build(&[1, 4])
+        .unwrap();
+    let y = g.forward(&x).unwrap();
+    assert!(g.forward(&Tensor::ones(IxDyn(&[1, 5]))).is_err());
+    let err = g.backward(&y).unwrap_err();
+    assert!(matches!(err, Error::BackwardBeforeForward { .. }), "{err}");
+}
+
+#[test]
+fn class14_gradcheck_takes_tensors_in_any_memory_layout() {
+    // `check_layer` took `as_slice` of the input and gradients (an `expect` that failed on a
+    // transposed input); it now reads them in row-major order whatever their layout.
+    let x = ndarray::Array::from_shape_fn((3, 2), |(i, j)| i as f64 * 0.3 - j as f64)
+        .into_dyn()
+        .reversed_axes();
+    assert!(!x.is_standard_layout());
+    let report = convnet::gradcheck::check_layer(
+        &mut Linear::new(LinearConfig::new(3, 2).seed(2)).unwrap(),
+        &x,
+        convnet::gradcheck::GradCheck::default(),
+    )
+    .unwrap();
+    assert!(
+        report.max_err < 1e-6 && report.coords == 6 + 8,
+        "{report:?}"
+    );
+    let ys = [x.clone(), x.mapv(|v| v * 2.0)];
+    let report = convnet::gradcheck::check_merge(
+        &mut Add::new(),
+        &ys,
+        convnet::gradcheck::GradCheck::default(),
+    )
+    .unwrap();
+    assert_eq!(report.coords, 12);
 }

@@ -190,6 +190,18 @@ impl<T: Float> Layer<T> for Inception<T> {
         for ((_, branch), part) in self.branches.iter_mut().zip(parts) {
             let g = branch.backward_owned(part)?;
             match &mut grad_input {
+                // Every branch reads the same input; a gradient of another shape (from a layer
+                // of the caller's own) would panic or broadcast in the sum.
+                Some(acc) if acc.shape() != g.shape() => {
+                    return Err(Error::shape(
+                        "Inception (backward: a branch's gradient)",
+                        format!(
+                            "{:?}, the shape of the first branch's gradient",
+                            acc.shape()
+                        ),
+                        g.shape(),
+                    ))
+                }
                 Some(acc) => *acc += &g,
                 None => grad_input = Some(g),
             }

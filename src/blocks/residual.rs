@@ -195,19 +195,25 @@ impl<T: Float> Layer<T> for Residual<T> {
             Some(p) => p.backward_owned(grad_output)?,
             None => grad_output,
         };
-        match &mut self.shortcut {
+        let (grad_input, short) = match &mut self.shortcut {
             Some((_, s)) => {
-                let grad_short = s.backward(&grad_sum)?;
-                let mut grad_input = self.body.backward_owned(grad_sum)?;
-                grad_input += &grad_short;
-                Ok(grad_input)
+                let short = s.backward(&grad_sum)?;
+                (self.body.backward_owned(grad_sum)?, short)
             }
-            None => {
-                let mut grad_input = self.body.backward(&grad_sum)?;
-                grad_input += &grad_sum;
-                Ok(grad_input)
-            }
+            None => (self.body.backward(&grad_sum)?, grad_sum),
+        };
+        // Both reach the same input: a layer of the caller's own that returns a gradient of
+        // another shape is named here (the sum would panic or broadcast).
+        if short.shape() != grad_input.shape() {
+            return Err(Error::shape(
+                "Residual (backward: the shortcut's gradient)",
+                format!("{:?}, the shape of the body's gradient", grad_input.shape()),
+                short.shape(),
+            ));
         }
+        let mut grad_input = grad_input;
+        grad_input += &short;
+        Ok(grad_input)
     }
 
     /// Lists the body's layers one by one (so convolutions are numbered by depth, as in the

@@ -353,8 +353,9 @@ impl Collective for Communicator {
 
     fn broadcast_bytes(&self, bytes: Vec<u8>, root: usize) -> Result<Vec<u8>> {
         let len = self.broadcast_raw(vec![bytes.len() as u64], root, raw_type::<u64>())?;
-        let len = usize::try_from(len[0])
-            .map_err(|_| Error::Distributed(format!("broadcast of {} bytes", len[0])))?;
+        let len = len.first().copied().unwrap_or_default();
+        let len = usize::try_from(len)
+            .map_err(|_| Error::Distributed(format!("broadcast of {len} bytes")))?;
         let buffer = if self.rank == root {
             bytes
         } else {
@@ -414,7 +415,8 @@ fn check(rc: c_int, what: &str) -> Result<()> {
     // MPI writes at most that and its length into `len`.
     let ok = unsafe { ffi::MPI_Error_string(rc, text.as_mut_ptr() as *mut _, &mut len) } == 0;
     let message = if ok {
-        String::from_utf8_lossy(&text[..(len.max(0) as usize).min(text.len())]).into_owned()
+        let written = text.get(..len.max(0) as usize).unwrap_or(&text);
+        String::from_utf8_lossy(written).into_owned()
     } else {
         format!("error code {rc}")
     };

@@ -163,8 +163,32 @@ impl<T: Float, L: Layer<T>> DataParallel<T, L> {
         )
     }
 
+    /// Fails unless the wrapped model still has the parameters and buffers (names and sizes)
+    /// it had at construction, each gradient the size of its parameter: the flat buffers are
+    /// cut by that layout. [`DataParallel::inner_mut`] or `visit_mut` can change it.
+    fn check_layout(&self) -> Result<()> {
+        let mut grads_fit = true;
+        self.inner.visit(&mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                grads_fit &= p.grad.len() == p.value.len();
+            }
+        });
+        if !grads_fit || Layout::of(&self.inner) != self.layout {
+            return Err(Error::Distributed(format!(
+                "rank {}: the model's parameters or buffers changed shape since \
+                 DataParallel was built (or a gradient is not the size of its parameter)",
+                self.comm.rank()
+            )));
+        }
+        Ok(())
+    }
+
     /// Copies process 0's parameters and buffers to every process. Collective.
+    // Indexing: `flat` holds every value of the checked layout (process 0's has the same
+    // layout, `check_same_model`), and `at` walks that layout.
+    #[allow(clippy::indexing_slicing)]
     pub fn broadcast_state(&mut self) -> Result<()> {
+        self.check_layout()?;
         let mut flat = Vec::with_capacity(self.layout.param_len() + self.layout.buffer_len());
         self.inner.visit(&mut |_, slot| match slot {
             Slot::Param(p) => flat.extend(contiguous(&p.value).iter().copied()),
@@ -209,8 +233,16 @@ impl<T: Float, L: Layer<T>> DataParallel<T, L> {
 
     /// Averages the gradients (weighted by each process's batch size) and sets the buffers to
     /// process 0's, in one set of bucketed all-reduces. Collective.
+    // Indexing: `send` and `recv` hold `np + nb + 1` values and the layout is checked first,
+    // so every parameter and buffer range computed from it lies inside them.
+    #[allow(clippy::indexing_slicing)]
     pub fn synchronize(&mut self) -> Result<()> {
-        let local = self.last.as_ref().map_or(0, |s| s[0]);
+        self.check_layout()?;
+        let local = self
+            .last
+            .as_ref()
+            .and_then(|s| s.first().copied())
+            .unwrap_or(0);
         let (np, nb) = (self.layout.param_len(), self.layout.buffer_len());
         let mut send = std::mem::take(&mut self.send);
         send.clear();
@@ -297,7 +329,7 @@ fn buckets(params: usize, tail: usize, per_bucket: usize) -> Vec<Range<usize>> {
 
 /// Writes `values` (row-major) into `t`.
 fn fill<T: Float>(t: &mut Tensor<T>, values: &[T]) {
-    if let Some(slice) = t.as_slice_mut() {
+    if let Some(slice) = t.as_slice_mut().filter(|s| s.len() == values.len()) {
         slice.copy_from_slice(values);
     } else {
         for (dst, &v) in t.iter_mut().zip(values) {

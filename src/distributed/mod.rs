@@ -22,6 +22,7 @@
 //! accuracy over the processes, and lets process 0 alone print and write checkpoints.
 //! Run with `mpirun -np 2 target/release/examples/mnist --distributed`; see
 //! `docs/DISTRIBUTED.md`.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod comm;
 mod data_parallel;

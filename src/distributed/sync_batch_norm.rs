@@ -4,7 +4,9 @@ use super::comm::Communicator;
 use crate::error::{Error, Result};
 use crate::kernels::norm;
 use crate::layer::{Layer, Mode, Param, Slot, SlotMut};
-use crate::layers::BatchNorm2dConfig;
+use crate::layers::{
+    accumulate_affine_grads, check_channel_vectors, update_running, BatchNorm2dConfig,
+};
 use crate::tensor::{contiguous, from_vec, Float, Tensor};
 use ndarray::IxDyn;
 use std::sync::Arc;
@@ -81,9 +83,23 @@ impl<T: Float> SyncBatchNorm2d<T> {
     }
 
     fn istd(&self, var: &[T]) -> Vec<T> {
-        var.iter()
-            .map(|&v| T::one() / (v + T::of(self.cfg.eps)).sqrt())
-            .collect()
+        norm::inverse_std(var, self.cfg.eps)
+    }
+
+    /// Weight, bias, their gradients and the running statistics all have shape `[C]`.
+    fn check_params(&self) -> Result<()> {
+        check_channel_vectors(
+            &self.name(),
+            self.cfg.num_features,
+            [
+                ("weight", &self.weight.value),
+                ("weight gradient", &self.weight.grad),
+                ("bias", &self.bias.value),
+                ("bias gradient", &self.bias.grad),
+                ("running_mean", &self.running_mean),
+                ("running_var", &self.running_var),
+            ],
+        )
     }
 
     fn values(t: &Tensor<T>) -> Vec<T> {
@@ -117,6 +133,7 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
             return self.infer(input);
         }
         let [n, c, h, w] = self.dims(input.shape())?;
+        self.check_params()?;
         let dims = [n, c, h * w];
         let x = contiguous(input);
         let m_local = (n * h * w) as f64;
@@ -125,7 +142,8 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
         let mut s: Vec<T> = sum;
         s.push(T::of(m_local));
         self.comm.all_reduce_sum(&mut s)?;
-        let m_global = s[c].as_f64();
+        let (sums, count) = s.split_at_checked(c).unwrap_or((&s, &[]));
+        let m_global = count.first().map_or(0.0, |m| m.as_f64());
         if m_global <= 1.0 {
             return Err(Error::shape(
                 self.name(),
@@ -133,27 +151,26 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
                 input.shape(),
             ));
         }
-        let mean: Vec<T> = s[..c].iter().map(|&v| v / T::of(m_global)).collect();
+        let mean: Vec<T> = sums.iter().map(|&v| v / T::of(m_global)).collect();
         // Pass 2: the global biased variance, Σ (x - μ)² / M.
         let hw = h * w;
         let dev: Vec<T> = x
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v - mean[(i / hw.max(1)) % c])
+            .chunks(hw.max(1))
+            .zip(mean.iter().cycle())
+            .flat_map(|(plane, &m)| plane.iter().map(move |&v| v - m))
             .collect();
         let (_, mut sq) = norm::sum_and_dot(&dev, &dev, dims);
         self.comm.all_reduce_sum(&mut sq)?;
         let var: Vec<T> = sq.iter().map(|&v| v / T::of(m_global)).collect();
         // Running statistics, as BatchNorm2d with the global batch.
-        let mom = T::of(self.cfg.momentum);
-        let unbiased = T::of(m_global / (m_global - 1.0));
-        for (r, &b) in self.running_mean.iter_mut().zip(&mean) {
-            *r = (T::one() - mom) * *r + mom * b;
-        }
-        for (r, &b) in self.running_var.iter_mut().zip(&var) {
-            *r = (T::one() - mom) * *r + mom * b * unbiased;
-        }
-        self.num_batches_tracked.mapv_inplace(|t| t + T::one());
+        update_running(
+            &mut self.running_mean,
+            &mut self.running_var,
+            &mut self.num_batches_tracked,
+            (&mean, &var),
+            self.cfg.momentum,
+            m_global,
+        );
         let istd = self.istd(&var);
         let (weight, bias) = (
             Self::values(&self.weight.value),
@@ -168,6 +185,7 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let [_, c, h, w] = self.dims(input.shape())?;
+        self.check_params()?;
         let x = contiguous(input);
         let istd = self.istd(&Self::values(&self.running_var));
         let mut y = vec![T::zero(); x.len()];
@@ -200,6 +218,7 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
             ));
         }
         let [n, c, h, w] = self.dims(grad_output.shape())?;
+        self.check_params()?;
         let dims = [n, c, h * w];
         let (xh, dy) = (contiguous(xhat), contiguous(grad_output));
         let (sum_dy, sum_dy_xhat) = norm::sum_and_dot(&dy, &xh, dims);
@@ -210,19 +229,11 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
             .map(|&v| v * share)
             .collect();
         self.comm.all_reduce_sum(&mut ab)?;
+        let (sum_all, dot_all) = ab.split_at_checked(c).unwrap_or((&ab, &[]));
         let weight = Self::values(&self.weight.value);
-        let ml = T::of(*m_local);
-        let a: Vec<T> = (0..c).map(|ch| weight[ch] * istd[ch]).collect();
-        let b: Vec<T> = (0..c).map(|ch| -a[ch] * ab[c + ch] / ml).collect();
-        let k: Vec<T> = (0..c).map(|ch| -a[ch] * ab[ch] / ml).collect();
-        let mut dx = vec![T::zero(); dy.len()];
-        norm::affine_grad(&dy, &xh, &a, &b, &k, c, h * w, &mut dx);
-        self.weight
-            .grad
-            .zip_mut_with(&from_vec(&[c], sum_dy_xhat), |g, &s| *g += s);
-        self.bias
-            .grad
-            .zip_mut_with(&from_vec(&[c], sum_dy), |g, &s| *g += s);
+        let batch = Some((sum_all, dot_all, T::of(*m_local)));
+        let dx = norm::batch_norm_input_grad(&dy, &xh, &weight, istd, batch, h * w);
+        accumulate_affine_grads(&mut self.weight, &mut self.bias, &sum_dy_xhat, &sum_dy);
         Ok(from_vec(grad_output.shape(), dx))
     }
 

@@ -69,6 +69,42 @@ pub fn sum_and_dot<T: Float>(dy: &[T], xhat: &[T], dims: [usize; 3]) -> (Vec<T>,
     (sum, dot)
 }
 
+/// `1 / sqrt(var + eps)` per channel.
+pub fn inverse_std<T: Float>(var: &[T], eps: f64) -> Vec<T> {
+    var.iter()
+        .map(|&v| T::one() / (v + T::of(eps)).sqrt())
+        .collect()
+}
+
+/// The input gradient of batch normalisation, `dx = a·dy + b·x̂ + k` per channel with
+/// `a = weight·istd`. With batch statistics, `batch = Some((Σdy, Σdy·x̂, m))` over the `m`
+/// values the statistics were taken from, and the terms through `μ` and `σ²` are
+/// `b = -a·Σdy·x̂ / m`, `k = -a·Σdy / m`; with running statistics (`None`) both are zero.
+/// [`BatchNorm2d`](crate::layers::BatchNorm2d) passes its own sums,
+/// `SyncBatchNorm2d` the all-reduced shares of every process's sums.
+pub fn batch_norm_input_grad<T: Float>(
+    dy: &[T],
+    xhat: &[T],
+    weight: &[T],
+    istd: &[T],
+    batch: Option<(&[T], &[T], T)>,
+    hw: usize,
+) -> Vec<T> {
+    let c = weight.len();
+    let a: Vec<T> = weight.iter().zip(istd).map(|(&w, &s)| w * s).collect();
+    let (b, k): (Vec<T>, Vec<T>) = match batch {
+        Some((sum_dy, sum_dy_xhat, m)) => a
+            .iter()
+            .zip(sum_dy.iter().zip(sum_dy_xhat))
+            .map(|(&a, (&s, &d))| (-a * d / m, -a * s / m))
+            .unzip(),
+        None => (vec![T::zero(); c], vec![T::zero(); c]),
+    };
+    let mut dx = vec![T::zero(); dy.len()];
+    affine_grad(dy, xhat, &a, &b, &k, c, hw, &mut dx);
+    dx
+}
+
 /// Forward: `x̂ = (x - mean)·istd` and `y = weight·x̂ + bias`, plane by plane.
 #[allow(clippy::too_many_arguments)]
 pub fn normalize<T: Float>(

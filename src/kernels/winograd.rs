@@ -141,7 +141,15 @@ pub fn transform_weights<T: Float>(w: &[T], cout: usize, cin: usize) -> Vec<T> {
 }
 
 /// The kernel of the data gradient: `w'[c][o][i][j] = w[o][c][2 - i][2 - j]`.
+///
+/// # Panics
+/// If `w` or `out` holds fewer than `C_out·C_in·9` values (a bug in the caller).
 pub fn flip_kernel<T: Float>(w: &[T], cout: usize, cin: usize, out: &mut [T]) {
+    let len = cout * cin * 9;
+    assert!(
+        w.len() >= len && out.len() >= len,
+        "winograd: flip_kernel needs {len} values"
+    );
     for o in 0..cout {
         for c in 0..cin {
             let src = &w[(o * cin + c) * 9..][..9];

@@ -88,7 +88,8 @@ impl<T: Float> Layer<T> for AdaptiveAvgPool2d<T> {
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let out_shape = self.output_shape(input.shape())?;
-        let plan = PoolPlan::adaptive([input.shape()[2], input.shape()[3]], self.output);
+        let [_, _, h, w] = expect_planes(&self.name(), input.shape())?;
+        let plan = PoolPlan::adaptive([h, w], self.output);
         let (y, cache) = AvgPoolCache::forward(plan, Divisor::InBounds, input, out_shape);
         self.cache = Some(cache);
         Ok(y)
@@ -96,7 +97,8 @@ impl<T: Float> Layer<T> for AdaptiveAvgPool2d<T> {
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let out_shape = self.output_shape(input.shape())?;
-        let plan = PoolPlan::adaptive([input.shape()[2], input.shape()[3]], self.output);
+        let [_, _, h, w] = expect_planes(&self.name(), input.shape())?;
+        let plan = PoolPlan::adaptive([h, w], self.output);
         Ok(AvgPoolCache::forward(plan, Divisor::InBounds, input, out_shape).0)
     }
 

@@ -61,8 +61,12 @@ impl<T: Float> Merge<T> for Add<T> {
     fn infer(&self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
         self.output_shape(&shapes)?;
-        let mut y = inputs[0].to_owned();
-        for x in &inputs[1..] {
+        // `output_shape` checked that there is an input and that all shapes agree.
+        let Some((first, rest)) = inputs.split_first() else {
+            return Err(Error::input("Add", "needs at least one input"));
+        };
+        let mut y = (*first).to_owned();
+        for x in rest {
             y += *x;
         }
         Ok(y)

@@ -171,9 +171,10 @@ impl<T: Float> AvgPool2d<T> {
     /// The window plan and output shape for an input of shape `shape`.
     fn plan(&self, shape: &[usize]) -> Result<(PoolPlan, Vec<usize>)> {
         let out_shape = self.output_shape(shape)?;
-        let plan = self
-            .cfg
-            .plan([shape[2], shape[3]], [out_shape[2], out_shape[3]]);
+        let (&[_, _, h, w], &[_, _, oh, ow]) = (shape, out_shape.as_slice()) else {
+            return Err(Error::shape(self.name(), "[N, C, H, W]", shape));
+        };
+        let plan = self.cfg.plan([h, w], [oh, ow]);
         Ok((plan, out_shape))
     }
 }

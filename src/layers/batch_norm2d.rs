@@ -198,6 +198,7 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let [n, c, h, w] = expect_nchw(&self.name(), input.shape(), Some(self.cfg.num_features))?;
+        self.check_params()?;
         let dims = [n, c, h * w];
         let m = n * h * w;
         let x = contiguous(input);
@@ -213,15 +214,14 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
             }
         };
         if let (Mode::Train, Some(r)) = (self.mode, self.running.as_mut()) {
-            let mom = T::of(self.cfg.momentum);
-            let unbiased = T::of(m as f64 / (m - 1) as f64);
-            for (r, &b) in r.mean.iter_mut().zip(&mean) {
-                *r = (T::one() - mom) * *r + mom * b;
-            }
-            for (r, &b) in r.var.iter_mut().zip(&var) {
-                *r = (T::one() - mom) * *r + mom * b * unbiased;
-            }
-            r.num_batches_tracked.mapv_inplace(|t| t + T::one());
+            update_running(
+                &mut r.mean,
+                &mut r.var,
+                &mut r.num_batches_tracked,
+                (&mean, &var),
+                self.cfg.momentum,
+                m as f64,
+            );
         }
         let istd = self.istd(&var);
         let (weight, bias) = self.weight_bias();
@@ -250,6 +250,7 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
     /// `forward` in eval mode.
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let [n, c, h, w] = expect_nchw(&self.name(), input.shape(), Some(self.cfg.num_features))?;
+        self.check_params()?;
         let x = contiguous(input);
         let (mean, var) = match &self.running {
             Some(r) => (
@@ -267,6 +268,8 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
 
     /// With running statistics: `scale = weight·istd`, `shift = bias - running_mean·scale`.
     fn epilogue(&self) -> Option<Epilogue<T>> {
+        // Mis-shaped parameters: no fusion, so that `infer` reports them.
+        self.check_params().ok()?;
         let r = self.running.as_ref()?;
         let var: Vec<T> = r.var.iter().copied().collect();
         let (weight, bias) = self.weight_bias();
@@ -288,31 +291,18 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
         let cache = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
         expect_shape(&name, cache.xhat.shape(), grad_output.shape())?;
         let [n, c, h, w] = expect_nchw(&name, grad_output.shape(), None)?;
+        self.check_params()?;
         let dims = [n, c, h * w];
-        let mf = T::of((n * h * w) as f64);
         let (xhat, dy) = (contiguous(&cache.xhat), contiguous(grad_output));
         let (sum_dy, sum_dy_xhat) = norm::sum_and_dot(&dy, &xhat, dims);
         let (weight, _) = self.weight_bias();
-        let istd = &cache.istd;
-        // dx = a·dy + b·x̂ + k per channel, with a = weight·istd and, for batch statistics,
-        // b = -a·mean(dy·x̂), k = -a·mean(dy) (the two terms through μ and σ²).
-        let a: Vec<T> = (0..c).map(|ch| weight[ch] * istd[ch]).collect();
-        let (b, k): (Vec<T>, Vec<T>) = if cache.batch_stats {
-            (0..c)
-                .map(|ch| (-a[ch] * sum_dy_xhat[ch] / mf, -a[ch] * sum_dy[ch] / mf))
-                .unzip()
-        } else {
-            (vec![T::zero(); c], vec![T::zero(); c])
-        };
-        let mut dx = vec![T::zero(); dy.len()];
-        norm::affine_grad(&dy, &xhat, &a, &b, &k, c, h * w, &mut dx);
+        let m = T::of((n * h * w) as f64);
+        let batch = cache
+            .batch_stats
+            .then_some((sum_dy.as_slice(), sum_dy_xhat.as_slice(), m));
+        let dx = norm::batch_norm_input_grad(&dy, &xhat, &weight, &cache.istd, batch, h * w);
         if let Some(a) = self.affine.as_mut() {
-            a.weight
-                .grad
-                .zip_mut_with(&from_vec(&[c], sum_dy_xhat), |g, &s| *g += s);
-            a.bias
-                .grad
-                .zip_mut_with(&from_vec(&[c], sum_dy), |g, &s| *g += s);
+            accumulate_affine_grads(&mut a.weight, &mut a.bias, &sum_dy_xhat, &sum_dy);
         }
         Ok(from_vec(grad_output.shape(), dx))
     }
@@ -361,11 +351,26 @@ impl<T: Float> BatchNorm2d<T> {
         Ok(norm::mean_var(x, dims))
     }
 
+    /// Every per-channel tensor has shape `[C]` (see [`check_channel_vectors`]).
+    fn check_params(&self) -> Result<()> {
+        let mut vectors: Vec<(&str, &Tensor<T>)> = Vec::new();
+        if let Some(a) = &self.affine {
+            vectors.extend([
+                ("weight", &a.weight.value),
+                ("weight gradient", &a.weight.grad),
+                ("bias", &a.bias.value),
+                ("bias gradient", &a.bias.grad),
+            ]);
+        }
+        if let Some(r) = &self.running {
+            vectors.extend([("running_mean", &r.mean), ("running_var", &r.var)]);
+        }
+        check_channel_vectors(&self.name(), self.cfg.num_features, vectors)
+    }
+
     /// `1 / sqrt(var + eps)` per channel.
     fn istd(&self, var: &[T]) -> Vec<T> {
-        var.iter()
-            .map(|&v| T::one() / (v + T::of(self.cfg.eps)).sqrt())
-            .collect()
+        norm::inverse_std(var, self.cfg.eps)
     }
 
     /// Per-channel weight and bias (`1` and `0` without affine).
@@ -381,6 +386,66 @@ impl<T: Float> BatchNorm2d<T> {
             ),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The steps BatchNorm2d and SyncBatchNorm2d share (the sync layer only adds the all-reduces).
+
+/// `running = (1 - momentum)·running + momentum·batch` for the mean, and for the variance with
+/// the batch's biased `σ²` made unbiased by `m / (m - 1)` over the `m` values it came from;
+/// `num_batches_tracked += 1`.
+pub(crate) fn update_running<T: Float>(
+    running_mean: &mut Tensor<T>,
+    running_var: &mut Tensor<T>,
+    num_batches_tracked: &mut Tensor<T>,
+    (mean, var): (&[T], &[T]),
+    momentum: f64,
+    m: f64,
+) {
+    let mom = T::of(momentum);
+    let unbiased = T::of(m / (m - 1.0));
+    for (r, &b) in running_mean.iter_mut().zip(mean) {
+        *r = (T::one() - mom) * *r + mom * b;
+    }
+    for (r, &b) in running_var.iter_mut().zip(var) {
+        *r = (T::one() - mom) * *r + mom * b * unbiased;
+    }
+    num_batches_tracked.mapv_inplace(|t| t + T::one());
+}
+
+/// `dweight += Σ dy·x̂`, `dbias += Σ dy`, per channel.
+pub(crate) fn accumulate_affine_grads<T: Float>(
+    weight: &mut Param<T>,
+    bias: &mut Param<T>,
+    sum_dy_xhat: &[T],
+    sum_dy: &[T],
+) {
+    for (g, &s) in weight.grad.iter_mut().zip(sum_dy_xhat) {
+        *g += s;
+    }
+    for (g, &s) in bias.grad.iter_mut().zip(sum_dy) {
+        *g += s;
+    }
+}
+
+/// Checks that every per-channel tensor (weight, bias, their gradients, running statistics)
+/// still has shape `[C]`: they are public through [`Layer::visit_mut`], and one of another
+/// length would otherwise be read past its end by the per-channel loops.
+pub(crate) fn check_channel_vectors<'a, T: Float + 'a>(
+    layer: &str,
+    c: usize,
+    vectors: impl IntoIterator<Item = (&'a str, &'a Tensor<T>)>,
+) -> Result<()> {
+    for (what, t) in vectors {
+        if t.shape() != [c] {
+            return Err(Error::shape(
+                format!("{layer} {what}"),
+                format!("[{c}]"),
+                t.shape(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -55,12 +55,14 @@ impl<T: Float> Concat<T> {
 
     /// Elements before `dim` (outer) and each input's block length.
     fn blocks(&self, shapes: &[Vec<usize>]) -> (usize, Vec<usize>) {
-        let outer = shapes[0][..self.dim].iter().product();
+        let outer = shapes
+            .first()
+            .map_or(1, |s| s.iter().take(self.dim).product());
         (
             outer,
             shapes
                 .iter()
-                .map(|s| s[self.dim..].iter().product())
+                .map(|s| s.iter().skip(self.dim).product())
                 .collect(),
         )
     }
@@ -80,22 +82,33 @@ impl<T: Float> Merge<T> for Concat<T> {
             let expected = format!("a tensor with more than {d} dims (joining along dim {d})");
             return Err(Error::shape("Concat (input 0)", expected, first));
         }
-        let mut out = first.to_vec();
-        out[d] = 0;
+        // `first` has a dim `d` (checked above), and so has every input that fits.
+        let mut joined = 0usize;
         for (i, shape) in inputs.iter().enumerate() {
             let fits = shape.len() == first.len()
-                && (0..shape.len()).all(|a| a == d || shape[a] == first[a]);
+                && (shape.iter().zip(first.iter()).enumerate()).all(|(a, (s, f))| a == d || s == f);
             if !fits {
-                let mut want: Vec<String> = first.iter().map(|n| n.to_string()).collect();
-                want[d] = "*".to_string();
+                let want: Vec<String> = first
+                    .iter()
+                    .enumerate()
+                    .map(|(a, n)| match a == d {
+                        true => "*".to_string(),
+                        false => n.to_string(),
+                    })
+                    .collect();
                 let expected = format!(
                     "[{}] (input 0's shape except along dim {d})",
                     want.join(", ")
                 );
                 return Err(Error::shape(format!("Concat (input {i})"), expected, shape));
             }
-            out[d] = out[d].saturating_add(shape[d]);
+            joined = joined.saturating_add(shape.get(d).copied().unwrap_or(0));
         }
+        let out = first
+            .iter()
+            .enumerate()
+            .map(|(a, &n)| if a == d { joined } else { n })
+            .collect();
         super::check_output("Concat", out)
     }
 
@@ -112,9 +125,15 @@ impl<T: Float> Merge<T> for Concat<T> {
         let (outer, block) = self.blocks(&shapes);
         let xs: Vec<_> = inputs.iter().map(|t| contiguous(t)).collect();
         let mut y = Vec::with_capacity(out_shape.iter().product());
-        for o in 0..outer {
-            for (x, &b) in xs.iter().zip(&block) {
-                y.extend_from_slice(&x[o * b..(o + 1) * b]);
+        // Each input is `outer` blocks of its own length `b`, taken in turn.
+        let mut rows: Vec<_> = xs
+            .iter()
+            .zip(&block)
+            .map(|(x, &b)| x.chunks(b.max(1)))
+            .collect();
+        for _ in 0..outer {
+            for row in rows.iter_mut() {
+                y.extend_from_slice(row.next().unwrap_or_default());
             }
         }
         Ok(from_vec(&out_shape, y))
@@ -133,11 +152,13 @@ impl<T: Float> Merge<T> for Concat<T> {
             .iter()
             .map(|b| Vec::with_capacity(outer * b))
             .collect();
-        let mut at = 0;
+        // The gradient has the output's shape (checked above): `outer` runs of every block.
+        let mut rest: &[T] = &dy;
         for _ in 0..outer {
             for (dx, &b) in dxs.iter_mut().zip(&block) {
-                dx.extend_from_slice(&dy[at..at + b]);
-                at += b;
+                let (run, after) = rest.split_at_checked(b).unwrap_or((rest, &[]));
+                dx.extend_from_slice(run);
+                rest = after;
             }
         }
         Ok(dxs

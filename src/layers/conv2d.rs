@@ -348,24 +348,24 @@ impl<T: Float> Conv2d<T> {
                 shape,
             ));
         }
-        if self.weight.value.shape() != self.cfg.weight_shape() {
-            let expected = format!("{:?}", self.cfg.weight_shape());
-            return Err(Error::shape(
-                format!("{name} weight"),
-                expected,
-                self.weight.value.shape(),
-            ));
+        // Parameters and their gradients are public (`visit_mut`): check their shapes too.
+        let weight_shape = self.cfg.weight_shape();
+        for (what, t) in [
+            ("weight", &self.weight.value),
+            ("weight gradient", &self.weight.grad),
+        ] {
+            if t.shape() != weight_shape {
+                let expected = format!("{weight_shape:?}");
+                return Err(Error::shape(format!("{name} {what}"), expected, t.shape()));
+            }
         }
-        if let Some(b) = self
-            .bias
-            .as_ref()
-            .filter(|b| b.value.shape() != [self.cfg.out_channels])
-        {
-            return Err(Error::shape(
-                format!("{name} bias"),
-                format!("[{}]", self.cfg.out_channels),
-                b.value.shape(),
-            ));
+        if let Some(b) = &self.bias {
+            for (what, t) in [("bias", &b.value), ("bias gradient", &b.grad)] {
+                if t.shape() != [self.cfg.out_channels] {
+                    let expected = format!("[{}]", self.cfg.out_channels);
+                    return Err(Error::shape(format!("{name} {what}"), expected, t.shape()));
+                }
+            }
         }
         let win = self.cfg.window();
         let out_hw = win.output_hw(&name, [h, w], false)?;
@@ -446,7 +446,7 @@ impl<T: Float> Conv2d<T> {
             relu,
         };
         let mut y = zeros(&plan.output_shape());
-        let ys = y.as_slice_mut().expect("fresh tensor");
+        let ys = super::standard_mut(&mut y);
         let prepared = reuse
             .then(|| {
                 self.prepared
@@ -455,7 +455,7 @@ impl<T: Float> Conv2d<T> {
             })
             .flatten();
         conv::forward_prepared(plan, x, &w, prepared, &op, ys);
-        for e in &epilogues[fused..] {
+        for e in epilogues.get(fused..).unwrap_or_default() {
             e.apply(ys, plan.plane())?;
         }
         Ok(y)
@@ -541,22 +541,17 @@ impl<T: Float> Layer<T> for Conv2d<T> {
         let x = cached(&self.input, &name)?;
         let plan = self.plan(x.shape())?;
         expect_shape(&name, &plan.output_shape(), grad_output.shape())?;
-        let dy = grad_output.as_standard_layout();
+        let dy = contiguous(grad_output);
         let w = contiguous(&self.weight.value);
         let mut dx = zeros(x.shape());
         conv::backward(
             &plan,
-            x.as_slice().expect("cached standard"),
+            &contiguous(x),
             &w,
-            dy.as_slice().expect("standard"),
-            dx.as_slice_mut().expect("fresh tensor"),
-            self.weight
-                .grad
-                .as_slice_mut()
-                .expect("weight grad is standard"),
-            self.bias
-                .as_mut()
-                .map(|b| b.grad.as_slice_mut().expect("bias grad is standard")),
+            &dy,
+            super::standard_mut(&mut dx),
+            super::standard_mut(&mut self.weight.grad),
+            self.bias.as_mut().map(|b| super::standard_mut(&mut b.grad)),
         );
         Ok(dx)
     }

@@ -123,9 +123,10 @@ impl<T: Float> Layer<T> for Flatten<T> {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let (start, end) = self.dims(input)?;
         expect_numel("Flatten", input)?;
-        let mut out = input[..start].to_vec();
-        out.push(input[start..=end].iter().product());
-        out.extend_from_slice(&input[end + 1..]);
+        // `dims` checked `start <= end < rank`.
+        let mut out: Vec<usize> = input.iter().take(start).copied().collect();
+        out.push(input.iter().take(end + 1).skip(start).product());
+        out.extend(input.iter().skip(end + 1));
         Ok(out)
     }
 

@@ -234,6 +234,20 @@ impl<T: Float> Linear<T> {
     }
 }
 
+impl<T: Float> Linear<T> {
+    /// `[N, out_features]` for an input `[N, in_features]` (checked by `output_shape`).
+    fn rows(&self, input: &[usize]) -> Result<[usize; 2]> {
+        match self.output_shape(input)?.as_slice() {
+            &[n, o] => Ok([n, o]),
+            _ => Err(Error::shape(
+                self.name(),
+                format!("[N, {}]", self.in_features),
+                input,
+            )),
+        }
+    }
+}
+
 fn expect_param<T: Float>(layer: &str, which: &str, shape: &[usize], p: &Param<T>) -> Result<()> {
     for t in [&p.value, &p.grad] {
         if t.shape() != shape {
@@ -245,14 +259,6 @@ fn expect_param<T: Float>(layer: &str, which: &str, shape: &[usize], p: &Param<T
         }
     }
     Ok(())
-}
-
-/// The elements of a tensor as a mutable row-major slice (re-laying it out if needed).
-fn slice_mut<T: Float>(t: &mut Tensor<T>) -> &mut [T] {
-    if !t.is_standard_layout() {
-        *t = t.as_standard_layout().into_owned();
-    }
-    t.as_slice_mut().expect("standard layout")
 }
 
 impl<T: Float> Layer<T> for Linear<T> {
@@ -280,16 +286,16 @@ impl<T: Float> Layer<T> for Linear<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let n = self.output_shape(input.shape())?[0];
+        let [n, _] = self.rows(input.shape())?;
         self.check_params()?;
         let x = input.as_standard_layout().into_owned();
-        let y = self.compute(n, x.as_slice().expect("standard"), false);
+        let y = self.compute(n, &contiguous(&x), false);
         self.input = Some(x);
         Ok(y)
     }
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let n = self.output_shape(input.shape())?[0];
+        let [n, _] = self.rows(input.shape())?;
         self.check_params()?;
         Ok(self.compute(n, &contiguous(input), false))
     }
@@ -303,7 +309,7 @@ impl<T: Float> Layer<T> for Linear<T> {
         if !epilogues.iter().all(|e| *e == Epilogue::Relu) {
             return Ok(None);
         }
-        let n = self.output_shape(input.shape())?[0];
+        let [n, _] = self.rows(input.shape())?;
         self.check_params()?;
         Ok(Some(self.compute(n, &contiguous(input), true)))
     }
@@ -311,11 +317,12 @@ impl<T: Float> Layer<T> for Linear<T> {
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let layer = self.name();
         let x = cached(&self.input, &layer)?;
-        let (n, i, o) = (x.shape()[0], self.in_features, self.out_features);
+        let [n, _] = self.rows(x.shape())?;
+        let (i, o) = (self.in_features, self.out_features);
         expect_shape(&layer, &[n, o], grad_output.shape())?;
         self.check_params()?;
         let dy = contiguous(grad_output);
-        let x = x.as_slice().expect("cached input is standard layout");
+        let x = contiguous(x);
 
         let mut dx = zeros::<T>(&[n, i]);
         let w = contiguous(&self.weight.value);
@@ -327,14 +334,14 @@ impl<T: Float> Layer<T> for Linear<T> {
             Op::N,
             &w,
             Op::N,
-            slice_mut(&mut dx),
+            super::standard_mut(&mut dx),
             false,
             Threads::Pool,
         );
-        let dw = slice_mut(&mut self.weight.grad);
-        gemm(o, i, n, &dy, Op::T, x, Op::N, dw, true, Threads::Pool);
+        let dw = super::standard_mut(&mut self.weight.grad);
+        gemm(o, i, n, &dy, Op::T, &x, Op::N, dw, true, Threads::Pool);
         if let Some(b) = &mut self.bias {
-            let db = slice_mut(&mut b.grad);
+            let db = super::standard_mut(&mut b.grad);
             for row in dy.chunks_exact(o) {
                 db.iter_mut().zip(row).for_each(|(db, &g)| *db += g);
             }

@@ -194,14 +194,20 @@ impl<T: Float> Layer<T> for LocalResponseNorm<T> {
         let dims = Self::dims(input.shape())?;
         let (n, beta) = (self.size, T::of(self.beta));
         let (a, db) = (contiguous(input), contiguous(grad_output));
-        let t: Vec<T> = (0..a.len())
-            .map(|j| db[j] * a[j] * s[j].powf(-beta - T::one()))
+        let t: Vec<T> = db
+            .iter()
+            .zip(a.iter())
+            .zip(s)
+            .map(|((&db, &a), &s)| db * a * s.powf(-beta - T::one()))
             .collect();
         let mut acc = vec![T::zero(); a.len()];
         window_sum(&t, dims, (n - 1) / 2, n / 2, T::one(), &mut acc);
         let coef = T::of(2.0 * self.alpha * self.beta / n as f64);
-        let da = (0..a.len())
-            .map(|j| db[j] * s[j].powf(-beta) - coef * a[j] * acc[j])
+        let da = db
+            .iter()
+            .zip(a.iter())
+            .zip(s.iter().zip(&acc))
+            .map(|((&db, &a), (&s, &acc))| db * s.powf(-beta) - coef * a * acc)
             .collect();
         Ok(from_vec(input.shape(), da))
     }
@@ -230,6 +236,9 @@ impl<T: Float> LocalResponseNorm<T> {
 
 /// `out[c] += coef · Σ_{c' = c-before}^{c+after} v[c']` over the channels of `[N, C, inner]`
 /// slices, treating channels outside `[0, C)` as zero. Each term adds a whole contiguous row.
+// Indexing: `dims` is the validated shape of the tensor `v` and `out` were made from (both
+// hold `N·C·inner` values), and every row read or written is a channel in `[0, C)`.
+#[allow(clippy::indexing_slicing)]
 fn window_sum<T: Float>(
     v: &[T],
     dims: [usize; 3],

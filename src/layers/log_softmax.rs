@@ -43,6 +43,10 @@ impl<T: Float> Layer<T> for LogSoftmax<T> {
         Ok(y)
     }
 
+    // Indexing: `dims` comes from `dim1_blocks` of the tensor's own shape, so every element
+    // index `j` is below `N·C·inner` (the tensor's length) and every slot `r` below `N·inner`
+    // (the length of the per-slot vectors).
+    #[allow(clippy::indexing_slicing)]
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let dims = dim1_blocks("LogSoftmax", input.shape())?;
         let x = contiguous(input);
@@ -52,6 +56,10 @@ impl<T: Float> Layer<T> for LogSoftmax<T> {
         Ok(from_vec(input.shape(), y))
     }
 
+    // Indexing: `dims` comes from `dim1_blocks` of the tensor's own shape, so every element
+    // index `j` is below `N·C·inner` (the tensor's length) and every slot `r` below `N·inner`
+    // (the length of the per-slot vectors).
+    #[allow(clippy::indexing_slicing)]
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let y = cached(&self.output, "LogSoftmax")?;
         expect_shape("LogSoftmax", y.shape(), grad_output.shape())?;

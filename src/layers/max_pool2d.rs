@@ -130,8 +130,10 @@ impl<T: Float> MaxPool2d<T> {
     /// The window plan over this input and the output shape.
     fn plan(&self, input: &Tensor<T>) -> Result<(PoolPlan, Vec<usize>)> {
         let out_shape = self.output_shape(input.shape())?;
-        let in_hw = [input.shape()[2], input.shape()[3]];
-        let plan = self.cfg.plan(in_hw, [out_shape[2], out_shape[3]]);
+        let (&[_, _, h, w], &[_, _, oh, ow]) = (input.shape(), out_shape.as_slice()) else {
+            return Err(Error::shape(self.name(), "[N, C, H, W]", input.shape()));
+        };
+        let plan = self.cfg.plan([h, w], [oh, ow]);
         Ok((plan, out_shape))
     }
 

@@ -1,5 +1,6 @@
 //! The layers, one per file. Each file states its math once, then gives `forward` and
 //! `backward` side by side.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod adaptive_avg_pool2d;
 mod add;
@@ -41,6 +42,17 @@ pub use tanh::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::{checked_numel, Float, Tensor};
+
+/// The elements of a tensor as a mutable row-major slice, re-laid out first when it is not in
+/// standard layout (a parameter or gradient the caller set through `visit_mut` may be, say, a
+/// transposed copy).
+pub(crate) fn standard_mut<T: Float>(t: &mut Tensor<T>) -> &mut [T] {
+    if !t.is_standard_layout() {
+        *t = t.as_standard_layout().into_owned();
+    }
+    // A standard-layout array is always one slice: the empty fallback is never taken.
+    t.as_slice_mut().unwrap_or_default()
+}
 
 /// Takes the cached tensor of a layer for `backward`, or reports that `forward` never ran.
 pub(crate) fn cached<'a, T: Float>(

@@ -42,6 +42,10 @@ impl<T: Float> Layer<T> for Softmax<T> {
         Ok(y)
     }
 
+    // Indexing: `dims` comes from `dim1_blocks` of the tensor's own shape, so every element
+    // index `j` is below `N·C·inner` (the tensor's length) and every slot `r` below `N·inner`
+    // (the length of the per-slot vectors).
+    #[allow(clippy::indexing_slicing)]
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let dims = dim1_blocks("Softmax", input.shape())?;
         let x = contiguous(input);
@@ -51,6 +55,10 @@ impl<T: Float> Layer<T> for Softmax<T> {
         Ok(from_vec(input.shape(), y))
     }
 
+    // Indexing: `dims` comes from `dim1_blocks` of the tensor's own shape, so every element
+    // index `j` is below `N·C·inner` (the tensor's length) and every slot `r` below `N·inner`
+    // (the length of the per-slot vectors).
+    #[allow(clippy::indexing_slicing)]
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let y = cached(&self.output, "Softmax")?;
         expect_shape("Softmax", y.shape(), grad_output.shape())?;
@@ -94,6 +102,10 @@ pub(crate) fn for_each_dim1(dims: [usize; 3], mut f: impl FnMut(usize, usize)) {
     }
 }
 
+// Indexing in the two helpers below: callers pass `dims` from `dim1_blocks` of the tensor
+// they read, so `r < N·inner`, the length of the vectors made here, and `j` is below the
+// tensor's length.
+#[allow(clippy::indexing_slicing)]
 /// `s[r] = Σ_c f(j, r)` over the elements `j` of each reduction slot `r`.
 pub(crate) fn sum_dim1<T: Float>(dims: [usize; 3], f: impl Fn(usize, usize) -> T) -> Vec<T> {
     let mut s = vec![T::zero(); dims[0] * dims[2]];
@@ -103,6 +115,7 @@ pub(crate) fn sum_dim1<T: Float>(dims: [usize; 3], f: impl Fn(usize, usize) -> T
 
 /// Per reduction slot: the max `m` over channels and `s = Σ_c exp(x_c - m)`, so that
 /// `softmax = exp(x - m) / s` and `log_softmax = (x - m) - ln s` never overflow.
+#[allow(clippy::indexing_slicing)] // as `sum_dim1` above
 pub(crate) fn max_and_sum_exp_dim1<T: Float>(x: &[T], dims: [usize; 3]) -> (Vec<T>, Vec<T>) {
     let mut m = vec![T::neg_infinity(); dims[0] * dims[2]];
     for_each_dim1(dims, |j, r| m[r] = m[r].max(x[j]));

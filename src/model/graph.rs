@@ -97,6 +97,9 @@ impl<T: Float> GraphBuilder<T> {
     /// Checks the graph and fixes its evaluation order: every node name is unique, every
     /// referenced node exists, there is no cycle, and shapes agree for an input of shape
     /// `input_shape`. Each error names the node at fault.
+    // Indexing: node ids are `0..n`, handed out here (`index`); `inputs_of`, `consumers`,
+    // `pending_inputs`, `position` and `slots` all have one entry per id.
+    #[allow(clippy::indexing_slicing)]
     pub fn build(self, input_shape: &[usize]) -> Result<Graph<T>> {
         let err = |message: String| Error::config("Graph", message);
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -165,11 +168,8 @@ impl<T: Float> GraphBuilder<T> {
         if order.len() < n {
             let stuck = (1..n)
                 .find(|&v| pending_inputs[v] > 0)
-                .expect("an unordered node exists");
-            return Err(err(format!(
-                "node `{}` is part of a cycle",
-                self.pending[stuck - 1].0
-            )));
+                .map_or("?", |v| self.pending[v - 1].0.as_str());
+            return Err(err(format!("node `{stuck}` is part of a cycle")));
         }
         // Renumber nodes in topological order so forward is a single sweep.
         let mut position = vec![0; n];
@@ -186,11 +186,13 @@ impl<T: Float> GraphBuilder<T> {
             let inputs = inputs_of[i + 1].iter().map(|&u| position[u]).collect();
             slots[position[i + 1]] = Some(Node { name, op, inputs });
         }
+        // `position` is a permutation of `0..n`, so every slot is filled.
+        let nodes = slots
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| err("a node was not placed in the evaluation order".into()))?;
         let graph = Graph {
-            nodes: slots
-                .into_iter()
-                .map(|s| s.expect("every node placed"))
-                .collect(),
+            nodes,
             outputs: outputs.iter().map(|&o| position[o]).collect(),
             values: Vec::new(),
         };
@@ -234,6 +236,10 @@ impl<T: Float> GraphBuilder<T> {
 /// # Ok(())
 /// # }
 /// ```
+// Invariants, set up by `GraphBuilder::build` and never changed: `nodes` is in topological
+// order, node 0 is the input, every `inputs` entry of node `v` is a node before `v`, a layer
+// node has exactly one input, and `outputs` is non-empty and names nodes. The methods below
+// index by node id under these invariants (each `allow(clippy::indexing_slicing)` refers here).
 pub struct Graph<T: Float> {
     nodes: Vec<Node<T>>,
     outputs: Vec<usize>,
@@ -242,6 +248,8 @@ pub struct Graph<T: Float> {
 
 impl<T: Float> Graph<T> {
     /// Every node's output shape for an input of shape `input`; errors name the node.
+    // Indexing: node inputs come before the node (the invariants above `Graph`).
+    #[allow(clippy::indexing_slicing)]
     fn shapes(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
         let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
@@ -261,6 +269,8 @@ impl<T: Float> Graph<T> {
     }
 
     /// Names of the output nodes, primary first.
+    // Indexing: outputs name nodes (the invariants above `Graph`).
+    #[allow(clippy::indexing_slicing)]
     pub fn output_names(&self) -> Vec<&str> {
         self.outputs
             .iter()
@@ -269,30 +279,28 @@ impl<T: Float> Graph<T> {
     }
 
     /// Runs the graph and returns every output, in the order they were marked.
+    ///
+    /// A forward pass that fails part-way leaves no values behind: `backward` then reports
+    /// [`Error::BackwardBeforeForward`] instead of mixing this pass's caches with the last.
+    // Indexing: node inputs come before the node and outputs name nodes (the invariants
+    // above `Graph`), so every index is a value already pushed.
+    #[allow(clippy::indexing_slicing)]
     pub fn forward_all(&mut self, input: &Tensor<T>) -> Result<Vec<Tensor<T>>> {
-        let mut values: Vec<Option<Tensor<T>>> = Vec::with_capacity(self.nodes.len());
+        self.values.clear();
+        let mut values: Vec<Tensor<T>> = Vec::with_capacity(self.nodes.len());
         for node in self.nodes.iter_mut() {
             let out = match &mut node.op {
                 Op::Input => input.clone(),
-                Op::Layer(l) => {
-                    l.forward(values[node.inputs[0]].as_ref().expect("inputs come first"))?
-                }
+                Op::Layer(l) => l.forward(&values[node.inputs[0]])?,
                 Op::Merge(m) => {
-                    let ins: Vec<&Tensor<T>> = node
-                        .inputs
-                        .iter()
-                        .map(|&u| values[u].as_ref().expect("inputs come first"))
-                        .collect();
+                    let ins: Vec<&Tensor<T>> = node.inputs.iter().map(|&u| &values[u]).collect();
                     m.forward(&ins)?
                 }
             };
-            values.push(Some(out));
+            values.push(out);
         }
-        let outs = self
-            .outputs
-            .iter()
-            .map(|&o| values[o].clone().expect("computed"))
-            .collect();
+        let outs = self.outputs.iter().map(|&o| values[o].clone()).collect();
+        let values = values.into_iter().map(Some).collect();
         // Output shapes are kept for backward's shape checks and for outputs given no gradient.
         self.values = values;
         Ok(outs)
@@ -305,6 +313,9 @@ impl<T: Float> Graph<T> {
 
     /// Evaluates only the nodes that `wanted` depend on, dropping each intermediate value
     /// after its last reader, and returns the `wanted` values in order.
+    // Indexing: `wanted` holds output ids and node inputs come before the node (the
+    // invariants above `Graph`); `readers`, `needed` and `values` have one entry per node.
+    #[allow(clippy::indexing_slicing)]
     fn infer_nodes(&self, input: &Tensor<T>, wanted: &[usize]) -> Result<Vec<Tensor<T>>> {
         let n = self.nodes.len();
         // Nodes are in topological order, so one backward sweep finds every ancestor and
@@ -327,10 +338,9 @@ impl<T: Float> Graph<T> {
         let mut values: Vec<Option<Tensor<T>>> = (0..n).map(|_| None).collect();
         for v in (0..n).filter(|&v| needed[v]) {
             let node = &self.nodes[v];
-            let value = |u: usize| match &self.nodes[u].op {
-                Op::Input => input,
-                _ => values[u].as_ref().expect("inputs come first"),
-            };
+            // A needed node's inputs were evaluated before it and are kept until their last
+            // reader, so `None` only stands for the input node's value.
+            let value = |u: usize| values[u].as_ref().unwrap_or(input);
             let out = match &node.op {
                 Op::Input => None,
                 Op::Layer(l) => Some(l.infer(value(node.inputs[0]))?),
@@ -350,11 +360,12 @@ impl<T: Float> Graph<T> {
         let mut outs = Vec::with_capacity(wanted.len());
         for &o in wanted {
             readers[o] -= 1;
-            outs.push(match (&self.nodes[o].op, readers[o]) {
-                (Op::Input, _) => input.clone(),
-                (_, 0) => values[o].take().expect("computed"),
-                _ => values[o].clone().expect("computed"),
-            });
+            let kept = match readers[o] {
+                0 => values[o].take(),
+                _ => values[o].clone(),
+            };
+            // Only the input node has no kept value.
+            outs.push(kept.unwrap_or_else(|| input.clone()));
         }
         Ok(outs)
     }
@@ -408,6 +419,13 @@ impl<T: Float> Graph<T> {
     /// The backward sweep; with `capture = Some(v)`, also hands back the complete gradient of
     /// node `v` (complete when the reverse sweep reaches it: every reader comes later in
     /// topological order, so has already sent its share).
+    ///
+    /// A gradient a node sends back must have the shape of the value it goes to, and a merge
+    /// must send one per input: a layer of the caller's own that breaks this is an error
+    /// naming the node, not a panic in the sum.
+    // Indexing: `values` (a completed forward) and `grads` have one entry per node; node
+    // inputs and outputs are node ids (the invariants above `Graph`).
+    #[allow(clippy::indexing_slicing)]
     fn backward_capture(
         &mut self,
         grad_outputs: &[Option<&Tensor<T>>],
@@ -440,7 +458,7 @@ impl<T: Float> Graph<T> {
                         g.shape(),
                     ));
                 }
-                accumulate(&mut grads[o], (*g).clone());
+                grads[o] = Some((*g).clone());
             }
         }
         let mut captured = None;
@@ -449,34 +467,50 @@ impl<T: Float> Graph<T> {
             if capture == Some(v) {
                 captured = Some(g.clone());
             }
-            let node = &mut self.nodes[v];
-            match &mut node.op {
-                Op::Input => {}
-                Op::Layer(l) => {
-                    let gi = l.backward(&g)?;
-                    accumulate(&mut grads[node.inputs[0]], gi);
+            let sent: Vec<Tensor<T>> = match &mut self.nodes[v].op {
+                Op::Input => Vec::new(),
+                Op::Layer(l) => vec![l.backward(&g)?],
+                Op::Merge(m) => m.backward(&g)?,
+            };
+            let node = &self.nodes[v];
+            if sent.len() != node.inputs.len() {
+                return Err(Error::input(
+                    "Graph::backward_all",
+                    format!(
+                        "node `{}` returned {} gradients for its {} inputs",
+                        node.name,
+                        sent.len(),
+                        node.inputs.len()
+                    ),
+                ));
+            }
+            for (&u, gi) in node.inputs.iter().zip(sent) {
+                let want = self.values[u].as_ref().map_or(&[][..], |t| t.shape());
+                if gi.shape() != want {
+                    return Err(Error::shape(
+                        format!(
+                            "Graph node `{}` (the gradient it sends to `{}`)",
+                            node.name, self.nodes[u].name
+                        ),
+                        format!("{want:?}, the shape of `{}`", self.nodes[u].name),
+                        gi.shape(),
+                    ));
                 }
-                Op::Merge(m) => {
-                    for (&u, gi) in node.inputs.iter().zip(m.backward(&g)?) {
-                        accumulate(&mut grads[u], gi);
-                    }
+                match &mut grads[u] {
+                    Some(acc) => *acc += &gi,
+                    slot => *slot = Some(gi),
                 }
             }
         }
         if capture == Some(0) {
             captured = grads[0].clone();
         }
-        let dx = grads[0].take().unwrap_or_else(|| {
-            Tensor::zeros(self.values[0].as_ref().expect("input kept").raw_dim())
-        });
+        let dx = match (grads[0].take(), &self.values[0]) {
+            (Some(dx), _) => dx,
+            (None, Some(x)) => Tensor::zeros(x.raw_dim()),
+            (None, None) => return Err(Error::no_cache("Graph")),
+        };
         Ok((dx, captured))
-    }
-}
-
-fn accumulate<T: Float>(slot: &mut Option<Tensor<T>>, g: Tensor<T>) {
-    match slot {
-        Some(acc) => *acc += &g,
-        None => *slot = Some(g),
     }
 }
 
@@ -489,6 +523,8 @@ impl<T: Float> Layer<T> for Graph<T> {
         format!("{} nodes", self.nodes.len() - 1)
     }
 
+    // Indexing: outputs are non-empty and name nodes (the invariants above `Graph`).
+    #[allow(clippy::indexing_slicing)]
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(self.shapes(input)?.swap_remove(self.outputs[0]))
     }
@@ -499,14 +535,18 @@ impl<T: Float> Layer<T> for Graph<T> {
 
     /// The first output, evaluating only the nodes it depends on (so the auxiliary heads of
     /// a GoogLeNet do not run).
+    // Indexing: outputs are non-empty (the invariants above `Graph`), so one output comes
+    // back.
+    #[allow(clippy::indexing_slicing)]
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let mut outs = self.infer_nodes(input, &self.outputs[..1])?;
         Ok(outs.swap_remove(0))
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let mut grads: Vec<Option<&Tensor<T>>> = vec![None; self.outputs.len()];
-        grads[0] = Some(grad_output);
+        let grads: Vec<Option<&Tensor<T>>> = (0..self.outputs.len())
+            .map(|i| (i == 0).then_some(grad_output))
+            .collect();
         self.backward_all(&grads)
     }
 
@@ -544,6 +584,8 @@ impl<T: Float> Layer<T> for Graph<T> {
         }
     }
 
+    // Indexing: node inputs and outputs are node ids (the invariants above `Graph`).
+    #[allow(clippy::indexing_slicing)]
     fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
         let shapes = self.shapes(input)?;
         for (node, shape) in self.nodes.iter().zip(&shapes) {

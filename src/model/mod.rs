@@ -1,4 +1,5 @@
 //! Ways of composing layers into models, and their summaries.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod graph;
 mod sequential;

@@ -70,7 +70,11 @@ impl<T: Float> Sequential<T> {
         }
         let taken = self.names.iter().position(|n| n == name);
         if let Some(i) = taken {
-            if has_state(&mut layer) || has_state(self.layers[i].as_mut()) {
+            let other_has_state = self
+                .layers
+                .get_mut(i)
+                .is_some_and(|other| has_state(other.as_mut()));
+            if has_state(&mut layer) || other_has_state {
                 return fail(format!(
                     "two children named `{name}`: their state_dict keys would collide"
                 ));
@@ -231,21 +235,20 @@ impl<T: Float> Layer<T> for Sequential<T> {
 /// batch norm and the ReLU. An empty chain is the identity.
 pub fn infer_chain<T: Float>(layers: &[Box<dyn Layer<T>>], input: &Tensor<T>) -> Result<Tensor<T>> {
     let mut x: Option<Tensor<T>> = None;
-    let mut i = 0;
-    while i < layers.len() {
+    let mut rest = layers;
+    while let Some((layer, after)) = rest.split_first() {
         let current = x.as_ref().unwrap_or(input);
-        let epilogues: Vec<Epilogue<T>> =
-            layers[i + 1..].iter().map_while(|l| l.epilogue()).collect();
+        let epilogues: Vec<Epilogue<T>> = after.iter().map_while(|l| l.epilogue()).collect();
         let fused = match epilogues.is_empty() {
             true => None,
-            false => layers[i].infer_fused(current, &epilogues)?,
+            false => layer.infer_fused(current, &epilogues)?,
         };
         let (y, absorbed) = match fused {
             Some(y) => (y, epilogues.len()),
-            None => (layers[i].infer(current)?, 0),
+            None => (layer.infer(current)?, 0),
         };
         x = Some(y);
-        i += 1 + absorbed;
+        rest = after.get(absorbed..).unwrap_or_default();
     }
     Ok(x.unwrap_or_else(|| input.clone()))
 }

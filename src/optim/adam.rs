@@ -158,17 +158,15 @@ impl<T: Float> Core<T> {
             param,
             moments.as_ref().map_or(&[][..], |m| &m[..]),
         )?;
-        if old.is_none() {
+        let s = self.state.entry(name.to_string()).or_insert_with(|| {
             let zeros = || Tensor::zeros(param.value.raw_dim());
-            let fresh = Moments {
+            Moments {
                 steps: 0,
                 step: Tensor::zeros(ndarray::IxDyn(&[])),
                 exp_avg: zeros(),
                 exp_avg_sq: zeros(),
-            };
-            self.state.insert(name.to_string(), fresh);
-        }
-        let s = self.state.get_mut(name).expect("inserted above");
+            }
+        });
         s.steps += 1;
         s.step.fill(T::of(s.steps as f64));
 
@@ -220,8 +218,8 @@ impl<T: Float> Core<T> {
                 "step" => 2,
                 _ => return Err(Error::input(what, format!("unknown state entry `{entry}`"))),
             };
-            let e = &mut parts.entry(param.to_string()).or_default()[slot];
-            if e.replace(tensor).is_some() {
+            let e = parts.entry(param.to_string()).or_default().get_mut(slot);
+            if e.and_then(|e| e.replace(tensor)).is_some() {
                 return Err(Error::input(
                     what,
                     format!("state entry `{entry}` given twice"),

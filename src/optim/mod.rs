@@ -20,6 +20,7 @@
 //! typically from an [`LrSchedule`].
 //!
 //! The update rules are PyTorch's (`torch.optim.SGD`, `Adam`, `AdamW`, single-tensor path).
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod adam;
 pub mod schedule;

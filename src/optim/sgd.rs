@@ -132,11 +132,10 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let keep = T::one() - T::of(self.cfg.dampening);
         let nesterov = self.cfg.nesterov;
         let first = buf.is_none();
-        if first {
-            self.momentum_buffer
-                .insert(name.to_string(), Tensor::zeros(param.value.raw_dim()));
-        }
-        let buf = self.momentum_buffer.get_mut(name).expect("inserted above");
+        let buf = self
+            .momentum_buffer
+            .entry(name.to_string())
+            .or_insert_with(|| Tensor::zeros(param.value.raw_dim()));
         Zip::from(&mut param.value)
             .and(&param.grad)
             .and(buf)

@@ -4,11 +4,17 @@ use super::Image;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// The most pixels a decoded image may have: `2^28 / 3`, so that its RGB bytes stay within
+/// the tensor size limit ([`crate::tensor::MAX_ELEMENTS`]). PIL refuses the same count as a
+/// decompression bomb: a PNG of a few hundred KiB can declare 20000x20000 pixels.
+pub const MAX_PIXELS: usize = crate::tensor::MAX_ELEMENTS / 3;
+
 /// Decodes a PNG or JPEG file (the format is read from the bytes, not the extension) into an
 /// RGB [`Image`]. Grey-scale, palette and alpha images become RGB, as torchvision's loader
 /// does with PIL's `convert("RGB")` (alpha is dropped, not blended).
 ///
-/// A missing, unreadable, truncated or non-image file is an [`Error::File`] naming the path.
+/// A missing, unreadable, truncated or non-image file is an [`Error::File`] naming the path,
+/// and so is an image of more than [`MAX_PIXELS`] pixels (refused before decoding).
 pub fn decode_file(path: impl AsRef<Path>) -> Result<Image> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read image", e))?;
@@ -32,8 +38,16 @@ fn decode_named(bytes: &[u8], name: &str) -> Result<Image> {
             "{format:?} images are not supported (PNG and JPEG are)"
         )));
     }
-    let decoded = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| err(format!("corrupt {format:?} image: {e}")))?;
+    let corrupt = |e: image::ImageError| err(format!("corrupt {format:?} image: {e}"));
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let (w, h) = reader().into_dimensions().map_err(corrupt)?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_PIXELS as u64 {
+        return Err(err(format!(
+            "{w}x{h} pixels ({pixels}) are more than the limit of {MAX_PIXELS} (2^28 / 3)"
+        )));
+    }
+    let decoded = reader().decode().map_err(corrupt)?;
     let rgb = decoded.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     Image::from_rgb(w, h, rgb.into_raw()).map_err(|e| err(e.to_string()))
@@ -56,6 +70,48 @@ mod tests {
         let img = decode_bytes(&png_bytes(5, 3)).unwrap();
         assert_eq!((img.width(), img.height()), (5, 3));
         assert_eq!(img.pixel(4, 2).unwrap(), [40, 40, 7]);
+    }
+
+    /// A PNG of `w x h` grey pixels with no pixel data (IHDR, an empty IDAT, IEND): enough for
+    /// the dimensions, which are all a bomb needs to declare.
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            let mut c = (data.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(data);
+            c.extend_from_slice(&crc.sum().to_be_bytes());
+            c
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"IDAT", &[]));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    #[test]
+    fn an_image_of_too_many_pixels_is_refused_before_decoding() {
+        // A 388 KB PNG of 20000x20000 grey pixels took 3 GB and more than a minute to decode;
+        // its header alone is now enough to refuse it.
+        let e = decode_bytes(&png_header(20_000, 20_000)).unwrap_err();
+        assert!(matches!(e, Error::File { .. }), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("20000x20000 pixels") && e.contains("limit"),
+            "{e}"
+        );
+        // One pixel past the limit is refused, the limit itself goes on to decoding (where this
+        // header-only file fails as corrupt).
+        let over = decode_bytes(&png_header(MAX_PIXELS as u32 + 1, 1)).unwrap_err();
+        assert!(over.to_string().contains("limit"), "{over}");
+        let at = decode_bytes(&png_header(MAX_PIXELS as u32, 1)).unwrap_err();
+        assert!(at.to_string().contains("corrupt"), "{at}");
     }
 
     #[test]

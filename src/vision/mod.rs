@@ -44,7 +44,7 @@ pub mod transforms;
 
 pub use cifar::{Cifar, CifarKind, CIFAR_IMAGE_BYTES};
 pub use classes::{imagenet_classes, IMAGENET_CLASSES_TXT};
-pub use decode::{decode_bytes, decode_file};
+pub use decode::{decode_bytes, decode_file, MAX_PIXELS};
 pub use folder::{ImageFolder, IMAGE_EXTENSIONS};
 pub use rgb::Image;
 pub use transforms::{IMAGENET_MEAN, IMAGENET_STD};

@@ -421,6 +421,8 @@ fn lrn<T: Float>() -> Result<LocalResponseNorm<T>> {
 /// # Ok(())
 /// # }
 /// ```
+// Indexing: `inc` is called with the literals 0..=8 below, and `MODULES` has nine entries.
+#[allow(clippy::indexing_slicing)]
 pub fn googlenet<T: Float>(num_classes: usize) -> Result<Graph<T>> {
     let inc = |i: usize| module::<T>(MODULES[i].1, inception_v1_paper);
     GraphBuilder::new("input")

@@ -1,6 +1,7 @@
 //! The model zoo: the case studies of the course (LeNet-5 → AlexNet → VGG → GoogLeNet →
 //! ResNet), built from the library's own layers, with PyTorch/torchvision parameter names so
 //! that torchvision `state_dict`s load unchanged. One family per file.
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod alexnet;
 mod googlenet;
