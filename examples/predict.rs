@@ -783,6 +783,66 @@ mod tests {
         assert!(weights_hint(DEFAULT_MODEL).contains("--example mnist"));
     }
 
+    /// `--explain` on a digit (LeNet-5 with its initial weights) and on a photo (ResNet-18 for
+    /// 10 classes): three panels side by side, the digit enlarged; bad requests are typed
+    /// errors.
+    #[test]
+    fn explain_writes_three_panels_and_rejects_bad_requests() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::env::temp_dir().join(format!("predict_explain_{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+
+        let digit = prepare_digit(&root.join("examples/data/digit_7.png"), 28, false).unwrap();
+        let mut lenet = zoo::build::<f32>("lenet5_modern", 10).unwrap();
+        let said = explain(lenet.as_mut(), &digit, 7, None, &out.join("d.png")).unwrap();
+        assert!(said.contains("layer `5` (5x5 maps, 16 channels)"), "{said}");
+        let png = image::open(out.join("d.png")).unwrap();
+        assert_eq!((png.width(), png.height()), (3 * 280 + 2 * 4, 280));
+
+        let info = zoo::info("resnet18").unwrap();
+        let photo = prepare_photo(&root.join("tests/fixtures/vision/photo.png"), &info).unwrap();
+        assert_eq!(photo.shown.shape(), &[3, 224, 224]);
+        let mut resnet = zoo::build::<f32>("resnet18", 10).unwrap();
+        let said = explain(
+            resnet.as_mut(),
+            &photo,
+            3,
+            Some("layer3"),
+            &out.join("p.png"),
+        )
+        .unwrap();
+        assert!(
+            said.contains("layer `layer3` (14x14 maps, 256 channels)"),
+            "{said}"
+        );
+        let png = image::open(out.join("p.png")).unwrap();
+        assert_eq!((png.width(), png.height()), (3 * 224 + 2 * 4, 224));
+
+        let p = out.join("x.png");
+        for (layer, class, needle) in [
+            (Some("layer9"), 3, "no layer named `layer9`"),
+            (Some("layer3.7"), 3, "no `7` there (`layer3` holds 0, 1)"),
+            (None, 10, "class 10 does not exist"),
+        ] {
+            let err = explain(resnet.as_mut(), &photo, class, layer, &p).unwrap_err();
+            assert!(matches!(err, convnet::Error::InvalidInput { .. }), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let not_an_image = root.join("Cargo.toml");
+        let err = match prepare_photo(&not_an_image, &info) {
+            Err(e) => e,
+            Ok(_) => panic!("Cargo.toml decoded as a photo"),
+        };
+        assert!(
+            matches!(
+                err.downcast_ref::<convnet::Error>(),
+                Some(convnet::Error::File { .. })
+            ),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
     /// predict's preprocessing against torchvision's (PIL Resize(256), CenterCrop(224),
     /// ToTensor, Normalize) on the PNG fixture of scripts/make_vision_fixtures.py: every
     /// 7th row and column of the output is stored there.
