@@ -910,6 +910,10 @@ mod tests {
             .contains("`block.conv2` holds no layers"));
         assert!(grad_cam(&mut net, "", &x, 0).is_err());
         assert_eq!(default_layer(&mut net, &x).unwrap(), "block");
+        // A Sequential child is also found by its index: `1` is `block`, `1.bn2` its bn2.
+        assert_eq!(net.child_mut("1").map(|l| l.kind()), Some("Residual"));
+        let by_index = grad_cam(&mut net, "1.bn2", &x, 2).unwrap();
+        assert_eq!(by_index, cam);
     }
 
     #[test]
