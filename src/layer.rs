@@ -161,6 +161,13 @@ pub trait Layer<T: Float>: Send + Sync {
     /// Computes the output, caching what `backward` needs.
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>>;
 
+    /// [`Layer::forward`] taking the input by value, with the same results. A layer that keeps
+    /// its input for `backward` (Conv2d) or can work in place (ReLU) then needs no copy;
+    /// containers hand each intermediate output on this way. Default: `forward(&input)`.
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        self.forward(&input)
+    }
+
     /// Evaluation-mode forward that takes `&self`, caches nothing, allocates only its output
     /// (and reusable workspaces). Same numbers as `forward` after `set_mode(Mode::Eval)`,
     /// whatever the current mode.
@@ -187,6 +194,13 @@ pub trait Layer<T: Float>: Send + Sync {
     /// Given dLoss/doutput of the last `forward`, returns dLoss/dinput and accumulates the
     /// parameter gradients.
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>>;
+
+    /// [`Layer::backward`] taking the gradient by value, with the same results: a layer whose
+    /// input gradient is its output gradient masked or scaled (ReLU) writes it in place.
+    /// Default: `backward(&grad_output)`.
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
+        self.backward(&grad_output)
+    }
 
     /// Switches between training and evaluation behaviour. Layers without a difference ignore it.
     fn set_mode(&mut self, _mode: Mode) {}
@@ -279,6 +293,9 @@ impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         (**self).forward(input)
     }
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        (**self).forward_owned(input)
+    }
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
         (**self).infer(input)
     }
@@ -294,6 +311,9 @@ impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
     }
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         (**self).backward(grad_output)
+    }
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
+        (**self).backward_owned(grad_output)
     }
     fn set_mode(&mut self, mode: Mode) {
         (**self).set_mode(mode)

@@ -157,6 +157,23 @@ pub fn contiguous<T: Float>(t: &Tensor<T>) -> std::borrow::Cow<'_, [T]> {
     }
 }
 
+/// The tensor itself when it is in standard (row-major, contiguous) layout, else a standard
+/// copy: no copy for the intermediate outputs layers hand each other.
+pub fn standard<T: Float>(t: Tensor<T>) -> Tensor<T> {
+    if t.is_standard_layout() {
+        t
+    } else {
+        t.as_standard_layout().into_owned()
+    }
+}
+
+/// The elements of a standard-layout tensor as one mutable slice (an internal error
+/// otherwise: callers pass tensors from [`standard`] or fresh ones).
+pub fn slice_mut<T: Float>(t: &mut Tensor<T>) -> Result<&mut [T]> {
+    t.as_slice_mut()
+        .ok_or_else(|| Error::input("tensor", "not in standard (row-major) layout"))
+}
+
 /// Builds a tensor from a shape and a row-major vector of exactly `shape.product()` elements.
 ///
 /// # Panics

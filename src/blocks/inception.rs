@@ -143,11 +143,18 @@ impl<T: Float> Layer<T> for Inception<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let outs = self
-            .branches
-            .iter_mut()
-            .map(|(_, b)| b.forward(input))
-            .collect::<Result<Vec<_>>>()?;
+        self.forward_owned(input.clone())
+    }
+
+    /// Every branch but the last reads the input; the last one takes it.
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        let mut outs = Vec::with_capacity(self.branches.len());
+        if let Some(((_, last), rest)) = self.branches.split_last_mut() {
+            for (_, b) in rest {
+                outs.push(b.forward(&input)?);
+            }
+            outs.push(last.forward_owned(input)?);
+        }
         Self::check_outputs(&outs)?;
         let refs: Vec<&Tensor<T>> = outs.iter().collect();
         self.join.forward(&refs)
@@ -180,8 +187,8 @@ impl<T: Float> Layer<T> for Inception<T> {
         }
         let parts = self.join.backward(grad_output)?;
         let mut grad_input: Option<Tensor<T>> = None;
-        for ((_, branch), part) in self.branches.iter_mut().zip(&parts) {
-            let g = branch.backward(part)?;
+        for ((_, branch), part) in self.branches.iter_mut().zip(parts) {
+            let g = branch.backward_owned(part)?;
             match &mut grad_input {
                 Some(acc) => *acc += &g,
                 None => grad_input = Some(g),

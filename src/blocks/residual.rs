@@ -142,15 +142,25 @@ impl<T: Float> Layer<T> for Residual<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let mut sum = self.body.forward(input)?;
-        let short = match &mut self.shortcut {
-            Some((_, s)) => s.forward(input)?,
-            None => input.clone(),
-        };
-        Self::check_sum(sum.shape(), short.shape())?;
-        sum += &short;
+        self.forward_owned(input.clone())
+    }
+
+    /// `post(body(x) + shortcut(x))`; the shortcut (or the sum, for an identity) takes `x`.
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        let mut sum = self.body.forward(&input)?;
+        match &mut self.shortcut {
+            Some((_, s)) => {
+                let short = s.forward_owned(input)?;
+                Self::check_sum(sum.shape(), short.shape())?;
+                sum += &short;
+            }
+            None => {
+                Self::check_sum(sum.shape(), input.shape())?;
+                sum += &input;
+            }
+        }
         match &mut self.post {
-            Some(p) => p.forward(&sum),
+            Some(p) => p.forward_owned(sum),
             None => Ok(sum),
         }
     }
@@ -177,16 +187,27 @@ impl<T: Float> Layer<T> for Residual<T> {
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        self.backward_owned(grad_output.clone())
+    }
+
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
         let grad_sum = match &mut self.post {
-            Some(p) => p.backward(grad_output)?,
-            None => grad_output.clone(),
+            Some(p) => p.backward_owned(grad_output)?,
+            None => grad_output,
         };
-        let mut grad_input = self.body.backward(&grad_sum)?;
         match &mut self.shortcut {
-            Some((_, s)) => grad_input += &s.backward(&grad_sum)?,
-            None => grad_input += &grad_sum,
+            Some((_, s)) => {
+                let grad_short = s.backward(&grad_sum)?;
+                let mut grad_input = self.body.backward_owned(grad_sum)?;
+                grad_input += &grad_short;
+                Ok(grad_input)
+            }
+            None => {
+                let mut grad_input = self.body.backward(&grad_sum)?;
+                grad_input += &grad_sum;
+                Ok(grad_input)
+            }
         }
-        Ok(grad_input)
     }
 
     /// Lists the body's layers one by one (so convolutions are numbered by depth, as in the

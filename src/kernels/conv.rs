@@ -109,6 +109,17 @@ impl ConvGeom {
             && w.padding == 0
     }
 
+    /// The window covers the whole unpadded input (one output pixel, undilated, like LeNet's
+    /// C5): an image's column matrix is the image itself, so the batch is one plain product
+    /// `Y[N, C_out] = X[N, C_in·H·W] · Wᵀ` (per group) with no im2col at all.
+    fn dense(&self) -> bool {
+        let (h, w) = (self.win.h, self.win.w);
+        self.out_hw == [1, 1]
+            && [(h, self.in_hw[0]), (w, self.in_hw[1])]
+                .iter()
+                .all(|(a, len)| a.kernel == *len && a.padding == 0 && a.dilation == 1)
+    }
+
     /// The column matrix of group `g` for output rows `rows` of `images` consecutive images of
     /// `x`, side by side (`[taps, images · rows · OW]`), in a scratch buffer.
     fn columns<T: Float>(
@@ -327,6 +338,10 @@ fn forward_with<T: Float>(
         winograd::forward(&wg, x, weights, op, y);
         return;
     }
+    if geom.dense() {
+        dense_forward(geom, x, w, op, y);
+        return;
+    }
     let tasks = geom.tasks();
     let threads = if tasks.len() == 1 {
         Threads::Pool
@@ -403,6 +418,53 @@ fn forward_task<T: Float>(
     }
 }
 
+/// The whole batch of a [`ConvGeom::dense`] convolution: per group
+/// `Y_g[N, C_out/G] = X_g[N, taps] · W_gᵀ`, read and written in place (rows of `X` are
+/// `C_in·H·W` apart, rows of `Y` are `C_out` apart), then the epilogue per channel.
+fn dense_forward<T: Float>(geom: &ConvGeom, x: &[T], w: &[T], op: &ChannelOp<'_, T>, y: &mut [T]) {
+    let (n, taps, cout) = (geom.n, geom.taps(), geom.groups * geom.cout_g);
+    for g in 0..geom.groups {
+        let x_g = MatRef::new(&x[g * taps..], n, taps, geom.image_len());
+        let w_g = MatRef::new(&w[g * geom.weight_len()..], geom.cout_g, taps, taps);
+        let y_g = MatMut::new(&mut y[g * geom.cout_g..], n, geom.cout_g, cout);
+        gemm_view(x_g, w_g.t(), y_g, false, Threads::Pool);
+    }
+    for row in y[..n * cout].chunks_exact_mut(cout) {
+        for (c, v) in row.iter_mut().enumerate() {
+            op.apply(c, std::slice::from_mut(v));
+        }
+    }
+}
+
+/// Gradients of [`dense_forward`]: per group `dW_g += dY_gᵀ · X_g`, `dX_g = dY_g · W_g`,
+/// `db += Σ_n dY`.
+fn dense_backward<T: Float>(
+    geom: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) {
+    let (n, taps, cout) = (geom.n, geom.taps(), geom.groups * geom.cout_g);
+    for g in 0..geom.groups {
+        let x_g = MatRef::new(&x[g * taps..], n, taps, geom.image_len());
+        let dy_g = MatRef::new(&dy[g * geom.cout_g..], n, geom.cout_g, cout);
+        let w_len = geom.weight_len();
+        let w_g = MatRef::new(&w[g * w_len..], geom.cout_g, taps, taps);
+        let dw_g = MatMut::new(&mut dw[g * w_len..], geom.cout_g, taps, taps);
+        gemm_view(dy_g.t(), x_g, dw_g, true, Threads::Pool);
+        let dx_g = MatMut::new(&mut dx[g * taps..], n, taps, geom.image_len());
+        gemm_view(dy_g, w_g, dx_g, false, Threads::Pool);
+    }
+    if let Some(db) = db {
+        for row in dy[..n * cout].chunks_exact(cout) {
+            db.iter_mut().zip(row).for_each(|(b, d)| *b += *d);
+        }
+    }
+}
+
 /// Gradients of [`forward`] without epilogue: `dw += Σ dY·colᵀ`, `db += Σ dY` (when given) and
 /// `dx = col2im(Wᵀ · dY)` (every element of `dx` written).
 ///
@@ -428,6 +490,10 @@ pub fn backward<T: Float>(
     );
     if n == 0 || out_len == 0 {
         dx[..n * image_len].fill(T::zero());
+        return;
+    }
+    if geom.dense() {
+        dense_backward(geom, x, w, dy, dx, dw, db);
         return;
     }
     let wino = geom.winograd().filter(|_| WINOGRAD.load(Ordering::Relaxed));
@@ -673,6 +739,80 @@ mod tests {
             let wrong = PreparedWeight::new(&other, &w_other).unwrap();
             forward_with(&g, &x, &w, Some(&wrong), &op, &mut c, true);
             assert_eq!(a, c);
+        }
+    }
+
+    /// A window covering the whole input (LeNet's C5) takes the plain-product path: checked
+    /// against the sums written out, with groups, bias, scale and ReLU, forward and backward.
+    #[test]
+    fn dense_window_is_a_plain_product() {
+        let mut rng = Rng64::seed(21);
+        let (n, groups, cin_g, cout_g, hw) = (5, 2, 3, 4, [5, 4]);
+        let win = Window2d::new(hw, [2, 3], [0, 0], [1, 1]);
+        let out_hw = win.output_hw("test", hw, false).unwrap();
+        let g = ConvGeom {
+            n,
+            groups,
+            cin_g,
+            cout_g,
+            in_hw: hw,
+            out_hw,
+            win,
+        };
+        assert!(g.dense() && !geom(2, 3, 4, 5, 0).dense());
+        let taps = g.taps();
+        let cout = groups * cout_g;
+        let mut random =
+            |len: usize| -> Vec<f64> { (0..len).map(|_| rng.uniform() - 0.5).collect() };
+        let x = random(n * g.image_len());
+        let w = random(cout * taps);
+        let (scale, shift) = (random(cout), random(cout));
+        let op = ChannelOp {
+            scale: Some(&scale),
+            shift: Some(&shift),
+            relu: true,
+        };
+        let mut y = vec![f64::NAN; n * cout];
+        forward(&g, &x, &w, &op, &mut y);
+        let pre = |i: usize, o: usize| -> f64 {
+            let gi = o / cout_g;
+            (0..taps)
+                .map(|t| x[i * g.image_len() + gi * taps + t] * w[o * taps + t])
+                .sum()
+        };
+        for i in 0..n {
+            for o in 0..cout {
+                let want = (pre(i, o) * scale[o] + shift[o]).max(0.0);
+                assert!((y[i * cout + o] - want).abs() < 1e-12);
+            }
+        }
+        assert!(y.contains(&0.0) && y.iter().any(|&v| v > 0.0));
+        let dy = random(n * cout);
+        let mut dx = vec![f64::NAN; x.len()];
+        let mut dw = vec![1.0; w.len()];
+        let mut db = vec![1.0; cout];
+        backward(&g, &x, &w, &dy, &mut dx, &mut dw, Some(&mut db));
+        for o in 0..cout {
+            let gi = o / cout_g;
+            let want_b: f64 = 1.0 + (0..n).map(|i| dy[i * cout + o]).sum::<f64>();
+            assert!((db[o] - want_b).abs() < 1e-12);
+            for t in 0..taps {
+                let want: f64 = 1.0
+                    + (0..n)
+                        .map(|i| dy[i * cout + o] * x[i * g.image_len() + gi * taps + t])
+                        .sum::<f64>();
+                assert!((dw[o * taps + t] - want).abs() < 1e-12);
+            }
+        }
+        for i in 0..n {
+            for gi in 0..groups {
+                for t in 0..taps {
+                    let want: f64 = (gi * cout_g..(gi + 1) * cout_g)
+                        .map(|o| dy[i * cout + o] * w[o * taps + t])
+                        .sum();
+                    assert!((dx[i * g.image_len() + gi * taps + t] - want).abs() < 1e-12);
+                }
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Element-wise loops over contiguous slices, split across rayon threads when large enough to
 //! pay for it.
 
+use super::simd::vectorized;
 use crate::parallel::prelude::*;
 use crate::tensor::Float;
 
@@ -57,6 +58,50 @@ pub fn map_inplace<T: Float>(x: &mut [T], f: impl Fn(T) -> T + Sync) {
     } else {
         x.par_chunks_mut(CHUNK)
             .for_each(|x| x.iter_mut().for_each(|v| *v = f(*v)));
+    }
+}
+
+/// ReLU in place, recording in `keep` where the gradient passes: `keep[i] = 1` unless the
+/// result is `<= 0` (so a NaN passes, as PyTorch's `threshold_backward`).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn relu_with_mask<T: Float>(y: &mut [T], keep: &mut [u8]) {
+    assert_eq!(y.len(), keep.len(), "relu_with_mask: lengths");
+    #[inline(always)]
+    fn run<T: Float>(y: &mut [T], keep: &mut [u8]) {
+        for (v, k) in y.iter_mut().zip(keep.iter_mut()) {
+            *v = relu(*v);
+            *k = u8::from(!(*v <= T::zero()));
+        }
+    }
+    if y.len() < PARALLEL_MIN {
+        vectorized(|| run(y, keep));
+    } else {
+        y.par_chunks_mut(CHUNK)
+            .zip(keep.par_chunks_mut(CHUNK))
+            .for_each(|(y, k)| vectorized(|| run(y, k)));
+    }
+}
+
+/// `g[i] = 0` where `keep[i] == 0`, in place (the backward of [`relu_with_mask`]).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn apply_mask<T: Float>(g: &mut [T], keep: &[u8]) {
+    assert_eq!(g.len(), keep.len(), "apply_mask: lengths");
+    #[inline(always)]
+    fn run<T: Float>(g: &mut [T], keep: &[u8]) {
+        for (v, &k) in g.iter_mut().zip(keep) {
+            *v = if k == 0 { T::zero() } else { *v };
+        }
+    }
+    if g.len() < PARALLEL_MIN {
+        vectorized(|| run(g, keep));
+    } else {
+        g.par_chunks_mut(CHUNK)
+            .zip(keep.par_chunks(CHUNK))
+            .for_each(|(g, k)| vectorized(|| run(g, k)));
     }
 }
 
@@ -122,6 +167,32 @@ mod tests {
                     (-1.0, 3.0)
                 };
                 assert_eq!(*o, s * v + t);
+            }
+        }
+    }
+
+    #[test]
+    fn relu_mask_matches_the_scalar_relu() {
+        for n in [0, 9, PARALLEL_MIN + 77] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| match i % 5 {
+                    0 => f32::NAN,
+                    1 => 0.0,
+                    2 => -1.5,
+                    _ => i as f32 * 0.25,
+                })
+                .collect();
+            let mut y = x.clone();
+            let mut keep = vec![7u8; n];
+            relu_with_mask(&mut y, &mut keep);
+            let mut g = vec![2.0f32; n];
+            apply_mask(&mut g, &keep);
+            for i in 0..n {
+                let want = relu(x[i]);
+                assert!(y[i] == want || (y[i].is_nan() && want.is_nan()));
+                let passes = x[i] > 0.0 || x[i].is_nan();
+                assert_eq!(keep[i], u8::from(passes));
+                assert_eq!(g[i], if passes { 2.0 } else { 0.0 });
             }
         }
     }

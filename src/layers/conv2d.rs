@@ -4,7 +4,7 @@ use crate::geometry::Window2d;
 use crate::init::{layer_rng, Init};
 use crate::kernels::conv::{self, ChannelOp, ConvGeom, PreparedWeight};
 use crate::layer::{Epilogue, Layer, Param, Slot, SlotMut};
-use crate::tensor::{checked_numel, contiguous, zeros, Float, Tensor};
+use crate::tensor::{checked_numel, contiguous, standard, zeros, Float, Tensor};
 use std::sync::OnceLock;
 
 /// How to build a [`Conv2d`]: channels, per-axis window, groups, bias and initialisation.
@@ -503,9 +503,15 @@ impl<T: Float> Layer<T> for Conv2d<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        self.forward_owned(input.as_standard_layout().into_owned())
+    }
+
+    /// Keeps the input it is handed for backward, with no copy.
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        self.input = None;
         let plan = self.plan(input.shape())?;
-        let x = input.as_standard_layout().into_owned();
-        let y = self.compute(&plan, x.as_slice().expect("standard layout"), &[], false)?;
+        let x = standard(input);
+        let y = self.compute(&plan, &contiguous(&x), &[], false)?;
         self.input = Some(x);
         Ok(y)
     }

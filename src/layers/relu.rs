@@ -1,8 +1,9 @@
-use super::{cached, expect_shape};
-use crate::error::Result;
+use super::expect_shape;
+use crate::error::{Error, Result};
 use crate::kernels::elementwise;
 use crate::layer::{Epilogue, Layer};
-use crate::tensor::{contiguous, zeros, Float, Tensor};
+use crate::tensor::{slice_mut, standard, try_filled, Float, Tensor};
+use std::marker::PhantomData;
 
 /// Rectified linear unit.
 ///
@@ -15,16 +16,22 @@ use crate::tensor::{contiguous, zeros, Float, Tensor};
 /// through (PyTorch's `threshold_backward` zeroes only where `y <= 0`), so a training run
 /// sees a NaN instead of a silently finite result.
 ///
-/// The output is cached: `y > 0` exactly where `x > 0`, and `y` is NaN exactly where `x` is.
+/// Backward needs only where the gradient passes: one byte per element is kept (not the
+/// output), and a ReLU handed its input by value ([`Layer::forward_owned`]) works in place.
 #[derive(Clone, Debug, Default)]
 pub struct ReLU<T: Float> {
-    output: Option<Tensor<T>>,
+    /// Shape of the last training input and `keep[i] = 1` where the gradient passes.
+    keep: Option<(Vec<usize>, Vec<u8>)>,
+    _values: PhantomData<T>,
 }
 
 impl<T: Float> ReLU<T> {
     /// A ReLU layer.
     pub fn new() -> Self {
-        ReLU { output: None }
+        ReLU {
+            keep: None,
+            _values: PhantomData,
+        }
     }
 }
 
@@ -39,16 +46,21 @@ impl<T: Float> Layer<T> for ReLU<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let y = self.infer(input)?;
-        self.output = Some(y.clone());
+        self.forward_owned(input.as_standard_layout().into_owned())
+    }
+
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        self.keep = None;
+        let mut y = standard(input);
+        let mut keep = try_filled("ReLU", y.len(), 0u8)?;
+        elementwise::relu_with_mask(slice_mut(&mut y)?, &mut keep);
+        self.keep = Some((y.shape().to_vec(), keep));
         Ok(y)
     }
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let x = contiguous(input);
-        let mut y = zeros(input.shape());
-        let ys = y.as_slice_mut().expect("fresh tensor");
-        elementwise::map(&x, ys, elementwise::relu);
+        let mut y = input.as_standard_layout().into_owned();
+        elementwise::map_inplace(slice_mut(&mut y)?, elementwise::relu);
         Ok(y)
     }
 
@@ -57,17 +69,14 @@ impl<T: Float> Layer<T> for ReLU<T> {
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let y = cached(&self.output, "ReLU")?;
-        expect_shape("ReLU", y.shape(), grad_output.shape())?;
-        let (dy, y) = (contiguous(grad_output), contiguous(y));
-        let mut dx = zeros(grad_output.shape());
-        let dxs = dx.as_slice_mut().expect("fresh tensor");
-        elementwise::zip_map(
-            &dy,
-            &y,
-            dxs,
-            |d, y| if y <= T::zero() { T::zero() } else { d },
-        );
+        self.backward_owned(grad_output.as_standard_layout().into_owned())
+    }
+
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
+        let (shape, keep) = self.keep.as_ref().ok_or_else(|| Error::no_cache("ReLU"))?;
+        expect_shape("ReLU", shape, grad_output.shape())?;
+        let mut dx = standard(grad_output);
+        elementwise::apply_mask(slice_mut(&mut dx)?, keep);
         Ok(dx)
     }
 }

@@ -150,7 +150,16 @@ impl<T: Float> Layer<T> for Sequential<T> {
         };
         let mut x = first.forward(input)?;
         for layer in layers {
-            x = layer.forward(&x)?;
+            x = layer.forward_owned(x)?;
+        }
+        Ok(x)
+    }
+
+    /// Like `forward`; the first layer gets the input by value too.
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        let mut x = input;
+        for layer in &mut self.layers {
+            x = layer.forward_owned(x)?;
         }
         Ok(x)
     }
@@ -168,7 +177,16 @@ impl<T: Float> Layer<T> for Sequential<T> {
         };
         let mut g = last.backward(grad_output)?;
         for layer in layers {
-            g = layer.backward(&g)?;
+            g = layer.backward_owned(g)?;
+        }
+        Ok(g)
+    }
+
+    /// Like `backward`; the last layer gets the gradient by value too.
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
+        let mut g = grad_output;
+        for layer in self.layers.iter_mut().rev() {
+            g = layer.backward_owned(g)?;
         }
         Ok(g)
     }
