@@ -72,7 +72,7 @@ pub fn relu_with_mask<T: Float>(y: &mut [T], keep: &mut [u8]) {
     fn run<T: Float>(y: &mut [T], keep: &mut [u8]) {
         for (v, k) in y.iter_mut().zip(keep.iter_mut()) {
             *v = relu(*v);
-            *k = u8::from(!(*v <= T::zero()));
+            *k = u8::from(*v > T::zero() || v.is_nan());
         }
     }
     if y.len() < PARALLEL_MIN {
