@@ -48,9 +48,20 @@
 //! padded with background to 32x32 for the classic `lenet5`). `--show` prints the 28x28 the
 //! network sees.
 //!
-//! `--explain OUT.png` (digits with `lenet5_modern`) also writes what the network looked at for its answer: the 28x28 digit
-//! it saw, then its saliency map and its Grad-CAM map (at the last layer whose maps are larger
-//! than 1x1) for the predicted class blended over the digit, side by side, enlarged 10 times.
+//! `--explain OUT.png` (any model: a photo with alexnet*, vgg*, googlenet*, resnet*, or a digit)
+//! also writes what the network looked at for its answer, as one PNG of three panels side by
+//! side: the input as the network saw it (a photo resized and centre-cropped, a digit framed
+//! and enlarged), then its saliency map and its Grad-CAM map for the predicted class (or
+//! `--class N`) blended over it. Grad-CAM looks at `--layer NAME`, a dotted path such as
+//! `layer4`, `layer3.1.conv2`, `features.28` or `inception4e`, by default the last feature maps
+//! before the classifier (`layer4` in a ResNet, `features` in a VGG or AlexNet, `inception5b`
+//! in a GoogLeNet, the second pool in LeNet-5). An unknown layer (the message lists the names
+//! there are), a class the model does not have or a file that is not an image is an error.
+//!
+//! ```text
+//! cargo run --release --example predict -- --model resnet18 --weights resnet18.safetensors \
+//!     photo.jpg --explain explained.png [--layer layer3] [--class 258]
+//! ```
 //!
 //! `--export-samples DIR` writes `digit_7.png` and `digit_2.png` to DIR: test images 0 and 1
 //! of the MNIST in `--data` (default `data/mnist`), exactly as stored (28x28 grey, white digit
@@ -70,7 +81,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: predict [--model NAME] [--weights FILE] [--weights-key KEY] \
-[--classes N] [--labels FILE] [--top K] [--save-input X.safetensors] [--show] [--explain OUT.png] IMAGE\n       \
+[--classes N] [--labels FILE] [--top K] [--save-input X.safetensors] [--show] \
+[--explain OUT.png [--layer NAME] [--class N]] IMAGE\n       \
 predict --export-samples DIR [--data DIR]\n\
 NAME is a zoo model (`zoo list`), lenet5_modern by default.";
 
@@ -96,6 +108,8 @@ struct Args {
     export: Option<PathBuf>,
     data: PathBuf,
     explain: Option<PathBuf>,
+    layer: Option<String>,
+    class: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -114,6 +128,8 @@ fn parse_args() -> Result<Args, String> {
         export: None,
         data: PathBuf::from("data/mnist"),
         explain: None,
+        layer: None,
+        class: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(fail)? {
@@ -145,6 +161,12 @@ fn parse_args() -> Result<Args, String> {
             Long("export-samples") => args.export = Some(parser.value().map_err(fail)?.into()),
             Long("data") => args.data = parser.value().map_err(fail)?.into(),
             Long("explain") => args.explain = Some(parser.value().map_err(fail)?.into()),
+            Long("layer") => {
+                args.layer = Some(parser.value().map_err(fail)?.string().map_err(fail)?)
+            }
+            Long("class") => {
+                args.class = Some(parser.value().map_err(fail)?.parse().map_err(fail)?)
+            }
             Value(v) if args.image.is_none() => args.image = Some(v.into()),
             Value(v) => {
                 return Err(format!(
@@ -157,6 +179,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.image.is_none() && args.export.is_none() {
         return Err(format!("no image given\n{USAGE}"));
+    }
+    if args.explain.is_none() && (args.layer.is_some() || args.class.is_some()) {
+        return Err(format!("--layer and --class go with --explain\n{USAGE}"));
     }
     Ok(args)
 }
@@ -186,8 +211,9 @@ fn task(info: &ModelInfo) -> Task {
 struct Prepared {
     input: Tensor<f32>,
     about: String,
-    /// A digit's 28x28 pixels in [0, 1] as the network sees them (empty for photos).
-    pixels: Vec<f32>,
+    /// The input as the network sees it before normalisation, `[C, H, W]` in [0, 1]: the
+    /// resized and cropped photo, or the framed digit (padded to the model's side).
+    shown: Tensor<f32>,
 }
 
 /// torchvision's ImageNet evaluation transform for a model reading `crop x crop` inputs:
@@ -204,7 +230,13 @@ fn imagenet_preprocess(crop: usize) -> Compose {
 fn prepare_photo(path: &Path, info: &ModelInfo) -> Result<Prepared, Box<dyn std::error::Error>> {
     let image = decode_file(path)?;
     let (w, h) = (image.width(), image.height());
-    let x = imagenet_preprocess(info.input[1]).tensor(image, &mut Rng64::seed(0))?;
+    let crop = info.input[1];
+    let shown = Compose::new()
+        .then(Resize::new(RESIZE))
+        .then(CenterCrop::new(crop))
+        .then(ToTensor)
+        .tensor(image.clone(), &mut Rng64::seed(0))?;
+    let x = imagenet_preprocess(crop).tensor(image, &mut Rng64::seed(0))?;
     let mut shape = vec![1];
     shape.extend_from_slice(x.shape());
     let input = x.into_shape_with_order(ndarray::IxDyn(&shape))?;
@@ -215,7 +247,7 @@ fn prepare_photo(path: &Path, info: &ModelInfo) -> Result<Prepared, Box<dyn std:
             info.name
         ),
         input,
-        pixels: Vec::new(),
+        shown,
     })
 }
 
@@ -245,15 +277,17 @@ fn prepare_digit(
     let pad = side.saturating_sub(SIDE) / 2;
     let background = (-MNIST_MEAN / MNIST_STD) as f32;
     let mut input = Tensor::<f32>::from_elem(ndarray::IxDyn(&[1, 1, side, side]), background);
+    let mut shown = Tensor::<f32>::zeros(ndarray::IxDyn(&[1, side, side]));
     for (r, row) in pixels.chunks(SIDE).enumerate() {
         for (c, &v) in row.iter().enumerate() {
             input[[0, 0, r + pad, c + pad]] = ((v as f64 - MNIST_MEAN) / MNIST_STD) as f32;
+            shown[[0, r + pad, c + pad]] = v;
         }
     }
     Ok(Prepared {
         input,
         about: if show { String::new() } else { about },
-        pixels,
+        shown,
     })
 }
 
@@ -644,74 +678,84 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     };
 
-    let model = load_model(&args, &info, &weights)?;
+    let mut model = load_model(&args, &info, &weights)?;
     let logits: Vec<f32> = model.infer(&prepared.input)?.iter().copied().collect();
     let probabilities = softmax(&logits);
-    match task {
-        Task::Digit => print_digits(&top_k(&probabilities, args.top.unwrap_or(3))),
+    let names = match task {
+        Task::Digit => {
+            print_digits(&top_k(&probabilities, args.top.unwrap_or(3)));
+            Vec::new()
+        }
         Task::Photo => {
             let names = class_names(args.labels.as_deref(), logits.len())?;
             for line in top_lines(&top_k(&probabilities, args.top.unwrap_or(5)), &names) {
                 println!("{line}");
             }
+            names
         }
-    }
+    };
     if let Some(out) = &args.explain {
-        if args.model != DEFAULT_MODEL {
-            return Err(format!("--explain works with the digit model {DEFAULT_MODEL}").into());
-        }
-        // Grad-CAM splits the model at a child, so it needs the Sequential itself.
-        let mut model = zoo::lenet5_modern::<f32>(args.classes.unwrap_or(info.classes))?;
-        match &args.weights_key {
-            Some(key) => load_pth_weights(&mut model, &weights, Some(key))?,
-            None => load_weights(&mut model, &weights)?,
-        }
-        let class = top_k(&probabilities, 1)[0].0;
-        write_explanation(&mut model, &prepared.input, &prepared.pixels, class, out)?;
+        let class = match args.class {
+            Some(c) => c,
+            None => top_k(&probabilities, 1).first().map_or(0, |&(c, _)| c),
+        };
+        let explained = explain(model.as_mut(), &prepared, class, args.layer.as_deref(), out)?;
+        let name = names
+            .get(class)
+            .map(|n| format!(" {n}"))
+            .unwrap_or_default();
+        println!("{explained} for class {class}{name}");
     }
     Ok(())
 }
 
-/// `--explain`: the digit the network saw, its saliency map and its Grad-CAM map for `class`
-/// (both blended over the digit), side by side in one PNG, each enlarged `SCALE` times.
-fn write_explanation(
-    model: &mut convnet::model::Sequential<f32>,
-    input: &Tensor<f32>,
-    pixels: &[f32],
+/// `--explain`: the input as the network saw it, its saliency map and its Grad-CAM map (at
+/// `layer`, or [`default_layer`]) for `class`, both blended over the input, side by side in
+/// one PNG; small inputs (digits) are enlarged to about 280 pixels. Returns what was written.
+fn explain(
+    model: &mut dyn Layer<f32>,
+    prepared: &Prepared,
     class: usize,
+    layer: Option<&str>,
     path: &Path,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use convnet::explain::{grad_cam, last_spatial_layer, normalize, overlay, saliency};
-    const SCALE: usize = 10;
+) -> convnet::Result<String> {
+    use convnet::explain::{default_layer, grad_cam, normalize, overlay, saliency};
     const GAP: usize = 4;
-    let at = last_spatial_layer(model, input.shape())?;
-    let salient = normalize(&saliency(model, input, class)?);
-    let cam = grad_cam(model, &at, input, class)?;
+    let at = match layer {
+        Some(name) => name.to_string(),
+        None => default_layer(model, &prepared.input)?,
+    };
+    let cam = grad_cam(model, &at, &prepared.input, class)?;
+    let salient = normalize(&saliency(model, &prepared.input, class)?);
     let heat = normalize(&cam.heat);
-    let digit = Tensor::from_shape_vec(ndarray::IxDyn(&[1, SIDE, SIDE]), pixels.to_vec())?;
+    let shown = &prepared.shown;
     let panels = [
-        overlay(&digit, &heat, 0.0)?, // alpha 0: the digit alone
-        overlay(&digit, &salient, 0.5)?,
-        overlay(&digit, &heat, 0.5)?,
+        overlay(shown, &heat, 0.0)?, // alpha 0: the input alone
+        overlay(shown, &salient, 0.5)?,
+        overlay(shown, &heat, 0.5)?,
     ];
-    let side = SIDE * SCALE;
-    let width = panels.len() * side + (panels.len() - 1) * GAP;
-    let mut img = image::RgbImage::from_pixel(width as u32, side as u32, image::Rgb([255; 3]));
+    let [h, w] = [shown.shape()[1], shown.shape()[2]];
+    let scale = (280 / h.max(w)).max(1);
+    let (ph, pw) = (h * scale, w * scale);
+    let width = panels.len() * pw + (panels.len() - 1) * GAP;
+    let mut img = image::RgbImage::from_pixel(width as u32, ph as u32, image::Rgb([255; 3]));
     for (p, rgb) in panels.iter().enumerate() {
-        for (y, x) in (0..side).flat_map(|y| (0..side).map(move |x| (y, x))) {
-            let i = 3 * ((y / SCALE) * SIDE + x / SCALE);
+        for (y, x) in (0..ph).flat_map(|y| (0..pw).map(move |x| (y, x))) {
+            let i = 3 * ((y / scale) * w + x / scale);
             let colour = image::Rgb([rgb[i], rgb[i + 1], rgb[i + 2]]);
-            img.put_pixel((p * (side + GAP) + x) as u32, y as u32, colour);
+            img.put_pixel((p * (pw + GAP) + x) as u32, y as u32, colour);
         }
     }
-    img.save(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let [h, w] = [cam.coarse.shape()[0], cam.coarse.shape()[1]];
-    println!(
-        "wrote {}: the digit, its saliency map and Grad-CAM at layer {at} ({h}x{w} maps) for class {class}",
-        path.display()
-    );
-    Ok(())
+    img.save(path).map_err(|e| convnet::Error::File {
+        path: path.to_path_buf(),
+        message: format!("cannot write the PNG: {e}"),
+    })?;
+    let [ch, cw] = [cam.coarse.shape()[0], cam.coarse.shape()[1]];
+    Ok(format!(
+        "wrote {}: the {w}x{h} input, its saliency map and Grad-CAM at layer `{at}` ({ch}x{cw} maps, {} channels)",
+        path.display(),
+        cam.weights.len()
+    ))
 }
 
 fn main() -> ExitCode {
@@ -751,6 +795,66 @@ mod tests {
         assert!(hint.contains("scripts/torchvision_weights.py resnet50"));
         assert!(weights_hint("googlenet").contains("No published weights"));
         assert!(weights_hint(DEFAULT_MODEL).contains("--example mnist"));
+    }
+
+    /// `--explain` on a digit (LeNet-5 with its initial weights) and on a photo (ResNet-18 for
+    /// 10 classes): three panels side by side, the digit enlarged; bad requests are typed
+    /// errors.
+    #[test]
+    fn explain_writes_three_panels_and_rejects_bad_requests() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::env::temp_dir().join(format!("predict_explain_{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+
+        let digit = prepare_digit(&root.join("examples/data/digit_7.png"), 28, false).unwrap();
+        let mut lenet = zoo::build::<f32>("lenet5_modern", 10).unwrap();
+        let said = explain(lenet.as_mut(), &digit, 7, None, &out.join("d.png")).unwrap();
+        assert!(said.contains("layer `5` (5x5 maps, 16 channels)"), "{said}");
+        let png = image::open(out.join("d.png")).unwrap();
+        assert_eq!((png.width(), png.height()), (3 * 280 + 2 * 4, 280));
+
+        let info = zoo::info("resnet18").unwrap();
+        let photo = prepare_photo(&root.join("tests/fixtures/vision/photo.png"), &info).unwrap();
+        assert_eq!(photo.shown.shape(), &[3, 224, 224]);
+        let mut resnet = zoo::build::<f32>("resnet18", 10).unwrap();
+        let said = explain(
+            resnet.as_mut(),
+            &photo,
+            3,
+            Some("layer3"),
+            &out.join("p.png"),
+        )
+        .unwrap();
+        assert!(
+            said.contains("layer `layer3` (14x14 maps, 256 channels)"),
+            "{said}"
+        );
+        let png = image::open(out.join("p.png")).unwrap();
+        assert_eq!((png.width(), png.height()), (3 * 224 + 2 * 4, 224));
+
+        let p = out.join("x.png");
+        for (layer, class, needle) in [
+            (Some("layer9"), 3, "no layer named `layer9`"),
+            (Some("layer3.7"), 3, "no `7` there (`layer3` holds 0, 1)"),
+            (None, 10, "class 10 does not exist"),
+        ] {
+            let err = explain(resnet.as_mut(), &photo, class, layer, &p).unwrap_err();
+            assert!(matches!(err, convnet::Error::InvalidInput { .. }), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        let not_an_image = root.join("Cargo.toml");
+        let err = match prepare_photo(&not_an_image, &info) {
+            Err(e) => e,
+            Ok(_) => panic!("Cargo.toml decoded as a photo"),
+        };
+        assert!(
+            matches!(
+                err.downcast_ref::<convnet::Error>(),
+                Some(convnet::Error::File { .. })
+            ),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     /// predict's preprocessing against torchvision's (PIL Resize(256), CenterCrop(224),

@@ -13,13 +13,17 @@
 //!     heat    = bilinear upsampling of L to the input's [H, W]
 //! ```
 //!
-//! Grad-CAM needs the activations and the gradient *inside* the model. A [`Probe`] reaches
-//! them: a [`Sequential`] is split at a child (`"4"`, or `"layer4"` in a ResNet), its first
-//! part run forward, then the rest; a [`Graph`] keeps every node's value and hands back the
-//! gradient arriving at a node ([`Graph::backward_all_at`]).
+//! Grad-CAM needs the activations and the gradient *inside* the model, at a layer named by
+//! its dotted path — the names that prefix its parameters: `"5"` in LeNet-5, `"layer4"` or
+//! `"layer4.1.conv2"` in a ResNet, `"features.28"` in a VGG, `"inception5b"` in a GoogLeNet
+//! (a [`Graph`](crate::model::Graph) node). The layer at that path is wrapped for one forward
+//! and backward pass by a tap that keeps the value it sends forward and the gradient it
+//! receives back, then put back as it was; this works in every container that lists its
+//! children ([`Layer::children`]: `Sequential`, `Graph`, `Residual`, `Inception`).
+//! [`default_layer`] picks the usual layer: the last feature map before the classifier.
 //!
 //! ```
-//! use convnet::explain::{grad_cam, saliency};
+//! use convnet::explain::{default_layer, grad_cam, saliency};
 //! use convnet::prelude::*;
 //! # fn main() -> convnet::Result<()> {
 //! let mut net = convnet::zoo::lenet5_modern::<f64>(10)?;
@@ -29,10 +33,14 @@
 //! assert_eq!(s.shape(), &[28, 28]);
 //!
 //! // Grad-CAM at child "5", the second max pool: 16 maps of 5x5, one weight per map.
+//! assert_eq!(default_layer(&mut net, &image)?, "5");
 //! let cam = grad_cam(&mut net, "5", &image, 7)?;
 //! assert_eq!(cam.weights.len(), 16);
 //! assert_eq!(cam.coarse.shape(), &[5, 5]);
 //! assert_eq!(cam.heat.shape(), &[28, 28]);
+//! // A name that is not there, or a class the model does not score, is an error.
+//! assert!(grad_cam(&mut net, "layer4", &image, 7).is_err());
+//! assert!(saliency(&mut net, &image, 10).is_err());
 //! # Ok(())
 //! # }
 //! ```
@@ -42,122 +50,270 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode};
-use crate::model::{Graph, Sequential};
+use crate::layer::{Epilogue, Layer, Mode, Slot, SlotMut};
+use crate::model::SummaryRow;
+use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
 use ndarray::{Axis, IxDyn};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// A model whose inner activations and gradients can be reached by name, for Grad-CAM.
+// ---------------------------------------------------------------------------------------------
+// Reaching inside a model by name
+
+/// Every layer inside `model` as `(dotted path, kind)`, parents before their children, in the
+/// order they run: `[("conv1", "Conv2d"), ..., ("layer4", "Sequential"), ("layer4.0",
+/// "Residual"), ("layer4.0.conv1", "Conv2d"), ...]`. These are the names [`grad_cam`] takes.
 ///
-/// Implemented for [`Sequential`] (the name of a direct child: its index `"4"` or the name
-/// given with [`Sequential::add_named`], such as `"layer4"`) and [`Graph`] (a node name).
-pub trait Probe<T: Float>: Layer<T> {
-    /// Runs the model forward (caching for backward, as [`Layer::forward`]) and returns its
-    /// output together with the output of the inner layer `at`.
-    fn forward_probe(&mut self, input: &Tensor<T>, at: &str) -> Result<(Tensor<T>, Tensor<T>)>;
-
-    /// Back-propagates dL/d(output) of the last [`Probe::forward_probe`] and returns
-    /// dL/d(output of `at`). Parameter gradients accumulate as in [`Layer::backward`].
-    fn backward_probe(&mut self, grad_output: &Tensor<T>, at: &str) -> Result<Tensor<T>>;
-
-    /// The names [`Probe::forward_probe`] accepts, in order.
-    fn probe_names(&self) -> Vec<String>;
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// let net = convnet::zoo::resnet18::<f32>(10)?;
+/// let paths = convnet::explain::layer_paths(&net);
+/// assert!(paths.contains(&("layer4".to_string(), "Sequential")));
+/// assert!(paths.contains(&("layer4.1.conv2".to_string(), "Conv2d")));
+/// assert!(paths.contains(&("layer2.0.downsample.0".to_string(), "Conv2d")));
+/// # Ok(())
+/// # }
+/// ```
+pub fn layer_paths<T: Float>(model: &dyn Layer<T>) -> Vec<(String, &'static str)> {
+    fn walk<T: Float>(layer: &dyn Layer<T>, prefix: &str, out: &mut Vec<(String, &'static str)>) {
+        for (name, child) in layer.children() {
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            out.push((path.clone(), child.kind()));
+            walk(child, &path, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(model, "", &mut out);
+    out
 }
 
-fn unknown(at: &str, names: &[String]) -> Error {
-    Error::input(
-        "explain::Probe",
-        format!("no inner layer named `{at}` (names: {})", names.join(", ")),
-    )
+/// The names of a layer's children, for error messages.
+fn child_names<T: Float>(layer: &dyn Layer<T>) -> Vec<String> {
+    layer
+        .children()
+        .into_iter()
+        .map(|(n, _)| n.to_string())
+        .collect()
 }
 
-/// The index of the child named `at`.
-fn child_index<T: Float>(model: &Sequential<T>, at: &str) -> Result<usize> {
-    model
-        .names()
-        .iter()
-        .position(|n| n == at)
-        .ok_or_else(|| unknown(at, model.names()))
+fn unknown_layer(path: &str, parent: &str, part: &str, names: &[String]) -> Error {
+    let inside = if parent.is_empty() {
+        "the model".to_string()
+    } else {
+        format!("`{parent}`")
+    };
+    let there = if names.is_empty() {
+        format!("{inside} holds no layers")
+    } else {
+        format!("{inside} holds {}", names.join(", "))
+    };
+    let message = if path == part {
+        format!("no layer named `{path}` ({there})")
+    } else {
+        format!("no layer named `{path}`: no `{part}` there ({there})")
+    };
+    Error::input("explain", message)
 }
 
-impl<T: Float> Probe<T> for Sequential<T> {
-    /// Forwards children `0..=at`, keeps that value, then forwards the rest.
-    fn forward_probe(&mut self, input: &Tensor<T>, at: &str) -> Result<(Tensor<T>, Tensor<T>)> {
-        let i = child_index(self, at)?;
-        let (head, tail) = self.layers_mut().split_at_mut(i + 1);
-        let mut x = input.clone();
-        for layer in head {
-            x = layer.forward(&x)?;
-        }
-        let activation = x.clone();
-        for layer in tail {
-            x = layer.forward(&x)?;
-        }
-        Ok((x, activation))
+/// The slot holding the layer at a dotted path.
+fn slot_at<'a, T: Float>(
+    model: &'a mut dyn Layer<T>,
+    path: &str,
+) -> Result<&'a mut Box<dyn Layer<T>>> {
+    let mut parts = path.split('.');
+    let first = parts.next().unwrap_or_default();
+    let names = child_names(model);
+    let mut slot = model
+        .child_mut(first)
+        .ok_or_else(|| unknown_layer(path, "", first, &names))?;
+    let mut walked = first.to_string();
+    for part in parts {
+        let names = child_names(slot.as_ref());
+        slot = slot
+            .child_mut(part)
+            .ok_or_else(|| unknown_layer(path, &walked, part, &names))?;
+        walked = format!("{walked}.{part}");
+    }
+    Ok(slot)
+}
+
+/// What a tap saw: the wrapped layer, its last output and the last gradient it received.
+struct TapState<T: Float> {
+    layer: Option<Box<dyn Layer<T>>>,
+    output: Option<Tensor<T>>,
+    grad: Option<Tensor<T>>,
+}
+
+/// A layer wrapper that records its layer's output (forward and infer) and the gradient with
+/// respect to that output (backward), otherwise passing everything through.
+struct Tap<T: Float>(Arc<Mutex<TapState<T>>>);
+
+fn lock<T: Float>(state: &Mutex<TapState<T>>) -> MutexGuard<'_, TapState<T>> {
+    // A panic elsewhere cannot leave the state half-written: each field is set in one move.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<T: Float> Tap<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut TapState<T>) -> R) -> R {
+        f(&mut lock(&self.0))
     }
 
-    /// Back-propagates through the children after `at` only: the gradient has reached `at`.
-    fn backward_probe(&mut self, grad_output: &Tensor<T>, at: &str) -> Result<Tensor<T>> {
-        let i = child_index(self, at)?;
-        let mut g = grad_output.clone();
-        for layer in self.layers_mut().iter_mut().skip(i + 1).rev() {
-            g = layer.backward(&g)?;
-        }
-        Ok(g)
-    }
-
-    fn probe_names(&self) -> Vec<String> {
-        self.names().to_vec()
+    fn layer<R>(&self, f: impl FnOnce(&mut Box<dyn Layer<T>>) -> Result<R>) -> Result<R> {
+        self.with(|s| match &mut s.layer {
+            Some(l) => f(l),
+            None => Err(Error::input("explain", "the tapped layer was taken out")),
+        })
     }
 }
 
-impl<T: Float> Probe<T> for Graph<T> {
-    /// Runs [`Graph::forward_all`] and reads node `at`'s value; the output is the first one.
-    fn forward_probe(&mut self, input: &Tensor<T>, at: &str) -> Result<(Tensor<T>, Tensor<T>)> {
-        if !self.node_names().contains(&at) {
-            return Err(unknown(at, &self.probe_names()));
-        }
-        let output = self.forward_all(input)?.swap_remove(0);
-        let activation = self
-            .node_output(at)
-            .cloned()
-            .ok_or_else(|| unknown(at, &self.probe_names()))?;
-        Ok((output, activation))
+impl<T: Float> Layer<T> for Tap<T> {
+    fn kind(&self) -> &'static str {
+        self.with(|s| s.layer.as_ref().map_or("Tap", |l| l.kind()))
     }
-
-    /// [`Graph::backward_all_at`] with the gradient on the first output only.
-    fn backward_probe(&mut self, grad_output: &Tensor<T>, at: &str) -> Result<Tensor<T>> {
-        let mut grads: Vec<Option<&Tensor<T>>> = vec![None; self.output_names().len()];
-        if let Some(first) = grads.first_mut() {
-            *first = Some(grad_output);
-        }
-        Ok(self.backward_all_at(&grads, at)?.1)
+    fn describe(&self) -> String {
+        self.with(|s| s.layer.as_ref().map(|l| l.describe()).unwrap_or_default())
     }
-
-    fn probe_names(&self) -> Vec<String> {
-        self.node_names().into_iter().map(String::from).collect()
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.layer(|l| l.output_shape(input))
+    }
+    fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let y = self.layer(|l| l.forward(input))?;
+        self.with(|s| s.output = Some(y.clone()));
+        Ok(y)
+    }
+    fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let y = self.layer(|l| l.infer(input))?;
+        self.with(|s| s.output = Some(y.clone()));
+        Ok(y)
+    }
+    fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        self.with(|s| s.grad = Some(grad_output.clone()));
+        self.layer(|l| l.backward(grad_output))
+    }
+    fn set_mode(&mut self, mode: Mode) {
+        let _ = self.layer(|l| {
+            l.set_mode(mode);
+            Ok(())
+        });
+    }
+    fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
+        let _ = self.layer(|l| {
+            l.visit(f);
+            Ok(())
+        });
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, SlotMut<'_, T>)) {
+        let _ = self.layer(|l| {
+            l.visit_mut(f);
+            Ok(())
+        });
+    }
+    fn visit_rngs_mut(&mut self, f: &mut dyn FnMut(&str, &mut Rng64)) {
+        let _ = self.layer(|l| {
+            l.visit_rngs_mut(f);
+            Ok(())
+        });
+    }
+    fn epilogue(&self) -> Option<Epilogue<T>> {
+        None // never folded into the layer before it: the tap must see its own output
+    }
+    fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
+        self.layer(|l| l.summary_rows(input, rows))
     }
 }
 
-/// The usual Grad-CAM layer of a [`Sequential`]: the name of its last child whose output for
-/// an input of shape `input` is a feature map `[N, K, h, w]` larger than 1x1 (LeNet-5's
-/// second max pool, a ResNet's `layer4`). An [`Error::InvalidInput`] if there is none.
-pub fn last_spatial_layer<T: Float>(model: &Sequential<T>, input: &[usize]) -> Result<String> {
-    let mut shape = input.to_vec();
-    let mut found = None;
-    for (name, layer) in model.names().iter().zip(model.layers()) {
-        shape = layer.output_shape(&shape)?;
-        if let [_, _, h, w] = shape[..] {
-            if h * w > 1 {
-                found = Some(name.clone());
+/// Wraps the layer at `path` in a tap; [`untap`] puts it back.
+fn tap<T: Float>(model: &mut dyn Layer<T>, path: &str) -> Result<Arc<Mutex<TapState<T>>>> {
+    let slot = slot_at(model, path)?;
+    let state = Arc::new(Mutex::new(TapState {
+        layer: None,
+        output: None,
+        grad: None,
+    }));
+    let layer = std::mem::replace(slot, Box::new(Tap(Arc::clone(&state))));
+    lock(&state).layer = Some(layer);
+    Ok(state)
+}
+
+/// What a tap saw: the layer's output and the gradient with respect to it, if they came.
+type Seen<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
+
+/// Puts the tapped layer back in its slot and returns what the tap saw.
+fn untap<T: Float>(
+    model: &mut dyn Layer<T>,
+    path: &str,
+    state: &Mutex<TapState<T>>,
+) -> Result<Seen<T>> {
+    let slot = slot_at(model, path)?;
+    let mut s = lock(state);
+    if let Some(layer) = s.layer.take() {
+        *slot = layer;
+    }
+    Ok((s.output.take(), s.grad.take()))
+}
+
+/// The layer Grad-CAM usually looks at, as common practice picks it: among the model's
+/// top-level children ([`Layer::children`]), the last whose output for `image` is a stack
+/// of feature maps `[1, K, h, w]` larger than 1x1, not counting an `AdaptiveAvgPool2d` (the
+/// pooling in front of a classifier). That is `layer4` in a ResNet, `inception5b` in a
+/// GoogLeNet, `features` (its last max pool) in a VGG or AlexNet, `"5"` (the second max pool)
+/// in LeNet-5. Runs the model once in inference.
+///
+/// An [`Error::InvalidInput`] if the model has no children or none gives such maps.
+pub fn default_layer<T: Float>(model: &mut dyn Layer<T>, image: &Tensor<T>) -> Result<String> {
+    let what = "explain::default_layer";
+    let x = batch_of_one(what, image)?;
+    model.set_mode(Mode::Eval);
+    let mut names: Vec<String> = Vec::new();
+    for name in child_names(model) {
+        if !names.contains(&name) {
+            names.push(name); // a shared stateless name (`relu`) is one slot
+        }
+    }
+    if names.is_empty() {
+        return Err(Error::input(
+            what,
+            format!("a {} holds no layers to choose from", model.kind()),
+        ));
+    }
+    let mut taps = Vec::with_capacity(names.len());
+    for name in &names {
+        match tap(model, name) {
+            Ok(state) => taps.push((name.clone(), state)),
+            Err(e) => {
+                for (n, state) in &taps {
+                    untap(model, n, state)?;
+                }
+                return Err(e);
             }
         }
     }
+    let ran = model.infer(&x);
+    let mut found = None;
+    for (name, state) in &taps {
+        let kind = lock(state).layer.as_ref().map_or("", |l| l.kind());
+        if let (Some(out), _) = untap(model, name, state)? {
+            if let [1, _, h, w] = out.shape() {
+                if h * w > 1 && kind != "AdaptiveAvgPool2d" {
+                    found = Some(name.clone());
+                }
+            }
+        }
+    }
+    ran?;
     found.ok_or_else(|| {
         Error::input(
-            "explain::last_spatial_layer",
+            what,
             format!(
-                "no child of the model outputs feature maps larger than 1x1 for input {input:?}"
+                "no layer of the model ({}) outputs feature maps larger than 1x1 for input {:?}",
+                names.join(", "),
+                x.shape()
             ),
         )
     })
@@ -257,22 +413,40 @@ pub struct GradCam<T: Float> {
 }
 
 /// Grad-CAM of class `class` for one image (`[C, H, W]` or `[1, C, H, W]`) at the output of
-/// the inner layer `at` (a child of a [`Sequential`], a node of a [`Graph`]), which must be a
-/// feature map `[1, K, h, w]`. Usually the last one with a spatial extent above 1x1. The model
-/// is switched to [`Mode::Eval`]; parameter gradients are zeroed afterwards.
-pub fn grad_cam<T: Float, M: Probe<T> + ?Sized>(
-    model: &mut M,
+/// the layer at dotted path `at` (see [`layer_paths`]; [`default_layer`] gives the usual
+/// one), which must be a stack of feature maps `[1, K, h, w]`. Works on any model whose
+/// output is `[1, K]` for one image (for a [`Graph`](crate::model::Graph), its first output).
+/// The model is switched to [`Mode::Eval`]; parameter gradients are zeroed afterwards, and the
+/// model is left exactly as it was, error or not.
+///
+/// A layer the class score does not depend on (an auxiliary head's) has a zero gradient, so
+/// zero weights and an all-zero map. Errors: an unknown path ([`Error::InvalidInput`] naming
+/// the layers there are), a class the model does not score, an image that is not one image,
+/// a layer whose output is not feature maps ([`Error::ShapeMismatch`]).
+pub fn grad_cam<T: Float>(
+    model: &mut dyn Layer<T>,
     at: &str,
     image: &Tensor<T>,
     class: usize,
 ) -> Result<GradCam<T>> {
-    let x = batch_of_one("explain::grad_cam", image)?;
+    let what = "explain::grad_cam";
+    let x = batch_of_one(what, image)?;
     model.set_mode(Mode::Eval);
-    let (output, activation) = model.forward_probe(&x, at)?;
-    let seed = class_seed("explain::grad_cam", &output, class)?;
-    let grad = model.backward_probe(&seed, at);
+    let state = tap(model, at)?;
+    let ran = model.forward(&x).and_then(|output| {
+        let seed = class_seed(what, &output, class)?;
+        model.backward(&seed)
+    });
+    let (activation, grad) = untap(model, at, &state)?;
     model.zero_grad();
-    let grad = grad?;
+    ran?;
+    let activation = activation.ok_or_else(|| {
+        Error::input(
+            what,
+            format!("layer `{at}` did not run in the forward pass"),
+        )
+    })?;
+    let grad = grad.unwrap_or_else(|| Tensor::zeros(activation.raw_dim()));
     let &[_, _, h, w] = x.shape() else {
         return Err(Error::shape("explain::grad_cam", "[1, C, H, W]", x.shape()));
     };
@@ -281,7 +455,7 @@ pub fn grad_cam<T: Float, M: Probe<T> + ?Sized>(
 
 /// Grad-CAM from activations `A` and gradients `d y_c / d A` already at hand (both
 /// `[1, K, h, w]` or `[K, h, w]`), upsampled to `size = [H, W]`. [`grad_cam`] calls it; a
-/// model that is neither a `Sequential` nor a `Graph` can gather the two tensors itself.
+/// model whose layers cannot be reached by name can gather the two tensors itself.
 pub fn grad_cam_from<T: Float>(
     activations: &Tensor<T>,
     gradients: &Tensor<T>,
@@ -455,7 +629,7 @@ mod tests {
     use crate::layers::{
         Add, Conv2d, Conv2dConfig, Flatten, FlattenConfig, Linear, MaxPool2d, MaxPool2dConfig, ReLU,
     };
-    use crate::model::GraphBuilder;
+    use crate::model::{GraphBuilder, Sequential};
 
     /// A small conv net's layers with seeded random weights: conv-relu-pool-conv-relu-flatten-
     /// linear, for [2, 6, 6] images and 3 classes.
@@ -602,7 +776,7 @@ mod tests {
     }
 
     #[test]
-    fn graph_probe_agrees_with_sequential_and_sums_fan_out() {
+    fn graph_nodes_agree_with_sequential_and_sum_fan_out() {
         // The same network as a Graph gives the same Grad-CAM as the Sequential.
         let mut seq = small_net(3);
         let x = random_tensor(&[2, 6, 6], 4);
@@ -648,30 +822,127 @@ mod tests {
             .build(&[1, 1, 3, 3])
             .unwrap();
         let x = random_tensor(&[1, 1, 3, 3], 9);
-        let (_, a) = g.forward_probe(&x, "a").unwrap();
-        assert_eq!(a, x);
-        let seed = Tensor::from_elem(IxDyn(&[1, 1]), 1.0);
-        let da = g.backward_probe(&seed, "a").unwrap();
-        for (d, w) in da.iter().zip(&fc) {
+        // Grad-CAM runs on a Graph node; the tap sees A = x and dA = 4 fc.
+        let cam = grad_cam(&mut g, "a", &x, 0).unwrap();
+        assert_eq!(cam.coarse.shape(), &[3, 3]);
+        let state = tap(&mut g, "a").unwrap();
+        let y = g.forward(&x).unwrap();
+        g.backward(&Tensor::ones(y.raw_dim())).unwrap();
+        let (a, da) = untap(&mut g, "a", &state).unwrap();
+        assert_eq!(a.unwrap(), x);
+        for (d, w) in da.unwrap().iter().zip(&fc) {
             assert!((d - 4.0 * w).abs() < 1e-12);
         }
-        assert!(g
-            .forward_probe(&x, "nope")
+        assert_eq!(g.child_mut("a").map(|l| l.kind()), Some("Conv2d")); // put back
+        let err = grad_cam(&mut g, "nope", &x, 0).unwrap_err().to_string();
+        assert!(err.contains("the model holds a, b, flat, fc"), "{err}");
+        // `sum` is a merge node, not a layer: it cannot be tapped.
+        assert!(grad_cam(&mut g, "sum", &x, 0).is_err());
+    }
+
+    /// Nested paths reach inside a ResNet block: `block.bn2` is the block body's second batch
+    /// norm, `block.downsample.1` its shortcut's.
+    #[test]
+    fn nested_paths_reach_inside_blocks() {
+        let block = crate::zoo::basic_block::<f64>(3, 4, 2, true).unwrap();
+        let mut net = Sequential::new()
+            .add_named(
+                "stem",
+                Conv2d::new(Conv2dConfig::new(2, 3, 3).padding(1).seed(7)).unwrap(),
+            )
+            .unwrap()
+            .add_named("block", block)
+            .unwrap()
+            .add_named("flat", Flatten::new(FlattenConfig::new()).unwrap())
+            .unwrap()
+            .add_named(
+                "fc",
+                Linear::new(crate::layers::LinearConfig::new(4 * 3 * 3, 3).seed(8)).unwrap(),
+            )
+            .unwrap();
+        let paths: Vec<String> = layer_paths(&net).into_iter().map(|(p, _)| p).collect();
+        for p in [
+            "block.conv2",
+            "block.downsample.1",
+            "block.post",
+            "block.relu",
+        ] {
+            assert!(paths.contains(&p.to_string()), "{p} in {paths:?}");
+        }
+        let x = random_tensor(&[2, 6, 6], 3);
+        let batch = x.clone().insert_axis(Axis(0));
+        let before = net.infer(&batch).unwrap();
+        let cam = grad_cam(&mut net, "block.bn2", &x, 2).unwrap();
+        assert_eq!(cam.weights.len(), 4);
+        assert_eq!(cam.coarse.shape(), &[3, 3]);
+        assert_eq!(cam.heat.shape(), &[6, 6]);
+        // α_k by finite differences: adding δ to bn2's bias k adds δ to every cell of its
+        // output map A_k, so d score / d bias_k = Σ_ij d score / d A[k, i, j] = hw · α_k.
+        let eps = 1e-6;
+        let mut score_with_bias = |k: usize, delta: f64| {
+            let slot = net.child_mut("block").unwrap().child_mut("bn2").unwrap();
+            slot.visit_mut(&mut |name, s| {
+                if let (SlotMut::Param(p), "bias") = (s, name) {
+                    p.value[[k]] += delta;
+                }
+            });
+            net.infer(&batch).unwrap()[[0, 2]]
+        };
+        for k in 0..4 {
+            let up = score_with_bias(k, eps);
+            let down = score_with_bias(k, -2.0 * eps);
+            score_with_bias(k, eps);
+            let alpha = (up - down) / (2.0 * eps) / 9.0;
+            assert!(
+                (cam.weights[k] - alpha).abs() < 1e-6,
+                "channel {k}: {} vs {alpha}",
+                cam.weights[k]
+            );
+        }
+        assert!(cam.weights.iter().any(|w| w.abs() > 1e-4));
+        // The model is unchanged: same output, same paths.
+        assert_eq!(net.infer(&batch).unwrap(), before);
+        let again: Vec<String> = layer_paths(&net).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(again, paths);
+        let err = grad_cam(&mut net, "block.conv9", &x, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "no `conv9` there (`block` holds conv1, bn1, relu, conv2, bn2, downsample, post)"
+            ),
+            "{err}"
+        );
+        assert!(grad_cam(&mut net, "block.conv2.x", &x, 0)
             .unwrap_err()
             .to_string()
-            .contains("names: x, a, b"));
+            .contains("`block.conv2` holds no layers"));
+        assert!(grad_cam(&mut net, "", &x, 0).is_err());
+        assert_eq!(default_layer(&mut net, &x).unwrap(), "block");
+        // A Sequential child is also found by its index: `1` is `block`, `1.bn2` its bn2.
+        assert_eq!(net.child_mut("1").map(|l| l.kind()), Some("Residual"));
+        let by_index = grad_cam(&mut net, "1.bn2", &x, 2).unwrap();
+        assert_eq!(by_index, cam);
     }
 
     #[test]
-    fn the_last_spatial_layer_of_lenet_is_its_second_pool() {
-        let lenet = crate::zoo::lenet5_modern::<f64>(10).unwrap();
-        assert_eq!(last_spatial_layer(&lenet, &[1, 1, 28, 28]).unwrap(), "5");
-        assert_eq!(
-            last_spatial_layer(&small_net(1), &[1, 2, 6, 6]).unwrap(),
-            "4"
-        );
-        let flat = Sequential::<f64>::new().add(Flatten::new(FlattenConfig::new()).unwrap());
-        assert!(last_spatial_layer(&flat, &[1, 2, 6, 6]).is_err());
+    fn the_default_layer_is_the_last_feature_map_before_the_classifier() {
+        let mut lenet = crate::zoo::lenet5_modern::<f64>(10).unwrap();
+        let digit = Tensor::zeros(IxDyn(&[1, 28, 28]));
+        assert_eq!(default_layer(&mut lenet, &digit).unwrap(), "5");
+        let x = random_tensor(&[2, 6, 6], 1);
+        assert_eq!(default_layer(&mut small_net(1), &x).unwrap(), "4");
+        // ResNet-18 at 64x64: layer4 is 2x2, the adaptive pool after it 1x1.
+        let mut resnet = crate::zoo::resnet18::<f32>(10).unwrap();
+        let photo = Tensor::zeros(IxDyn(&[3, 64, 64]));
+        assert_eq!(default_layer(&mut resnet, &photo).unwrap(), "layer4");
+        // VGG's adaptive pool keeps 7x7 maps but is skipped: its features are the answer.
+        let mut vgg = crate::zoo::vgg11::<f32>(10).unwrap();
+        assert_eq!(default_layer(&mut vgg, &photo).unwrap(), "features");
+        let mut flat = Sequential::<f64>::new().add(Flatten::new(FlattenConfig::new()).unwrap());
+        assert!(default_layer(&mut flat, &x).is_err());
+        assert!(default_layer(&mut Sequential::<f64>::new(), &x).is_err());
+        assert!(default_layer(&mut ReLU::new(), &x).is_err());
     }
 
     #[test]
@@ -685,7 +956,7 @@ mod tests {
         assert!(saliency(&mut net, &random_tensor(&[2, 2, 6, 6], 1), 0).is_err());
         assert!(saliency(&mut net, &random_tensor(&[6, 6], 1), 0).is_err());
         let err = grad_cam(&mut net, "9", &x, 0).unwrap_err().to_string();
-        assert!(err.contains("names: 0, 1, 2, 3, 4, 5, 6"), "{err}");
+        assert!(err.contains("the model holds 0, 1, 2, 3, 4, 5, 6"), "{err}");
         // A flattened layer has no maps to weigh.
         assert!(grad_cam(&mut net, "5", &x, 0)
             .unwrap_err()

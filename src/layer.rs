@@ -264,6 +264,20 @@ pub trait Layer<T: Float>: Send + Sync {
         });
         n
     }
+
+    /// The layers this one holds, each under the name that prefixes its parameters (`"0"`,
+    /// `"layer4"`, `"conv1"`, `"branch2"`), in the order they run. Leaf layers hold none.
+    /// Tools that reach inside a model by a dotted path (`layer4.1.conv2`, as Grad-CAM in
+    /// [`crate::explain`]) walk these.
+    fn children(&self) -> Vec<(&str, &dyn Layer<T>)> {
+        Vec::new()
+    }
+
+    /// The slot holding the child called `name` (one of [`Layer::children`]), so that a tool
+    /// can wrap the child for a while and put it back; `None` if there is no such child.
+    fn child_mut(&mut self, _name: &str) -> Option<&mut Box<dyn Layer<T>>> {
+        None
+    }
 }
 
 /// A boxed layer is a layer, so models can be held as `Box<dyn Layer<T>>`.
@@ -325,6 +339,12 @@ impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
     }
     fn num_params(&self) -> usize {
         (**self).num_params()
+    }
+    fn children(&self) -> Vec<(&str, &dyn Layer<T>)> {
+        (**self).children()
+    }
+    fn child_mut(&mut self, name: &str) -> Option<&mut Box<dyn Layer<T>>> {
+        (**self).child_mut(name)
     }
 }
 

@@ -232,4 +232,18 @@ impl<T: Float> Layer<T> for Inception<T> {
             b.visit_mut(&mut |name, slot| f(&format!("{prefix}.{name}"), slot));
         }
     }
+
+    fn children(&self) -> Vec<(&str, &dyn Layer<T>)> {
+        self.branches
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_ref() as &dyn Layer<T>))
+            .collect()
+    }
+
+    fn child_mut(&mut self, name: &str) -> Option<&mut Box<dyn Layer<T>>> {
+        self.branches
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
+    }
 }

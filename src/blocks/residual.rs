@@ -280,4 +280,35 @@ impl<T: Float> Layer<T> for Residual<T> {
             p.visit_mut(f);
         }
     }
+
+    /// The body's children under their own names, as its parameters are named (or the body
+    /// itself as `body` when it has none), then the shortcut under its name and `post`.
+    fn children(&self) -> Vec<(&str, &dyn Layer<T>)> {
+        let mut children = self.body.children();
+        if children.is_empty() {
+            children.push(("body", self.body.as_ref()));
+        }
+        if let Some((name, s)) = &self.shortcut {
+            children.push((name.as_str(), s.as_ref()));
+        }
+        if let Some(p) = &self.post {
+            children.push(("post", p.as_ref()));
+        }
+        children
+    }
+
+    fn child_mut(&mut self, name: &str) -> Option<&mut Box<dyn Layer<T>>> {
+        if self.body.children().is_empty() {
+            if name == "body" {
+                return Some(&mut self.body);
+            }
+        } else if let Some(child) = self.body.child_mut(name) {
+            return Some(child);
+        }
+        match (&mut self.shortcut, &mut self.post) {
+            (Some((n, s)), _) if n == name => Some(s),
+            (_, Some(p)) if name == "post" => Some(p),
+            _ => None,
+        }
+    }
 }

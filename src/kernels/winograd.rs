@@ -131,7 +131,7 @@ fn transform_kernel<T: Float>(w: &[T], cout: usize, cin: usize, u: &mut [T]) {
         });
 }
 
-/// The transformed weight `U` of [`transform_kernel`] in a new buffer (`36·C_out·C_in`
+/// The transformed weight `U` of `transform_kernel` in a new buffer (`36·C_out·C_in`
 /// values): computed once, it serves every later call of [`forward`] with the same weight.
 pub fn transform_weights<T: Float>(w: &[T], cout: usize, cin: usize) -> Vec<T> {
     assert!(w.len() >= cout * cin * 9, "winograd: weight too short");

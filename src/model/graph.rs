@@ -584,6 +584,24 @@ impl<T: Float> Layer<T> for Graph<T> {
         }
     }
 
+    /// The layer nodes, by node name, in evaluation order (merge nodes are not layers).
+    fn children(&self) -> Vec<(&str, &dyn Layer<T>)> {
+        self.nodes
+            .iter()
+            .filter_map(|node| match &node.op {
+                Op::Layer(l) => Some((node.name.as_str(), l.as_ref() as &dyn Layer<T>)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn child_mut(&mut self, name: &str) -> Option<&mut Box<dyn Layer<T>>> {
+        self.nodes.iter_mut().find_map(|node| match &mut node.op {
+            Op::Layer(l) if node.name == name => Some(l),
+            _ => None,
+        })
+    }
+
     // Indexing: node inputs and outputs are node ids (the invariants above `Graph`).
     #[allow(clippy::indexing_slicing)]
     fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {

@@ -226,6 +226,25 @@ impl<T: Float> Layer<T> for Sequential<T> {
             layer.visit_rngs_mut(&mut |name, rng| f(&format!("{child}.{name}"), rng));
         }
     }
+
+    fn children(&self) -> Vec<(&str, &dyn Layer<T>)> {
+        self.names
+            .iter()
+            .zip(&self.layers)
+            .map(|(n, l)| (n.as_str(), l.as_ref() as &dyn Layer<T>))
+            .collect()
+    }
+
+    /// The first child named `name`; failing that, the child at index `name` (so the two
+    /// `relu` children of a ResNet block are `relu` and `5`).
+    fn child_mut(&mut self, name: &str) -> Option<&mut Box<dyn Layer<T>>> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .or_else(|| name.parse::<usize>().ok())?;
+        self.layers.get_mut(i)
+    }
 }
 
 /// Inference through a chain of layers with fusion: at layer `i`, the [`Layer::epilogue`]s of
