@@ -62,6 +62,8 @@
 //! (`conv1.weight` → node `conv1`), so [`crate::io::save_weights`] of an imported model writes
 //! a `state_dict` with PyTorch's keys; other nodes keep their ONNX names.
 
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod import;
 mod proto;
 mod tensor;
@@ -193,8 +195,11 @@ pub struct OnnxModel<T: Float> {
     pub graph: Graph<T>,
     /// The name of the ONNX graph input.
     pub input_name: String,
-    /// The input shape the file declares; `None` for the symbolic batch axis.
+    /// The input shape the file declares; `None` for a symbolic axis.
     pub input_shape: Vec<Option<usize>>,
+    /// The input shape the graph was imported at (symbolic axes at the sizes given in
+    /// [`OnnxOptions::input_shape`], the batch at 1 by default).
+    build_shape: Vec<usize>,
     /// The name of the ONNX graph output (the first one, if there are several).
     pub output_name: String,
     /// The version of the default (`ai.onnx`) operator set the model uses.
@@ -206,6 +211,7 @@ impl<T: Float> std::fmt::Debug for OnnxModel<T> {
         f.debug_struct("OnnxModel")
             .field("input_name", &self.input_name)
             .field("input_shape", &self.input_shape)
+            .field("build_shape", &self.build_shape)
             .field("output_name", &self.output_name)
             .field("opset", &self.opset)
             .finish_non_exhaustive()
@@ -218,8 +224,8 @@ impl<T: Float> OnnxModel<T> {
         self.input_shape.first().is_some_and(Option::is_none)
     }
 
-    /// The input shape for a batch of `batch` items; an error when the file fixes another
-    /// batch size.
+    /// The input shape for a batch of `batch` items (symbolic axes other than the batch at
+    /// the size the model was imported at); an error when the file fixes another batch size.
     pub fn input_shape_for(&self, batch: usize) -> Result<Vec<usize>> {
         match self.input_shape.first() {
             Some(Some(b)) if *b != batch => Err(Error::input(
@@ -227,14 +233,50 @@ impl<T: Float> OnnxModel<T> {
                 format!("the model's batch size is fixed at {b}, not {batch}"),
             )),
             _ => Ok(std::iter::once(batch)
-                .chain(self.input_shape.iter().skip(1).map(|d| d.unwrap_or(0)))
+                .chain(self.build_shape.iter().skip(1).copied())
                 .collect()),
         }
     }
 }
 
+/// How to import a model: what the file leaves open.
+///
+/// ```
+/// use convnet::onnx::OnnxOptions;
+/// // A fully convolutional model exported with symbolic height and width.
+/// let options = OnnxOptions::new().input_shape(&[1, 3, 224, 224]);
+/// assert_eq!(options.input_shape, Some(vec![1, 3, 224, 224]));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OnnxOptions {
+    /// The input shape to import at: the sizes of symbolic axes (a file's fixed sizes must
+    /// agree, except the batch). Needed when an axis other than the batch is symbolic; the
+    /// shape arithmetic exporters emit is evaluated at these sizes. The layers themselves take
+    /// other spatial sizes afterwards, as PyTorch's would.
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl OnnxOptions {
+    /// No sizes given: every axis but the batch must be fixed by the file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the input shape to import at.
+    pub fn input_shape(mut self, shape: &[usize]) -> Self {
+        self.input_shape = Some(shape.to_vec());
+        self
+    }
+}
+
 /// Reads an ONNX file (external data files are looked up next to it).
 pub fn load_onnx<T: Float>(path: &Path) -> Result<OnnxModel<T>> {
+    load_onnx_with(path, &OnnxOptions::new())
+}
+
+/// Reads an ONNX file with [`OnnxOptions`] (the input size for symbolic axes).
+pub fn load_onnx_with<T: Float>(path: &Path, options: &OnnxOptions) -> Result<OnnxModel<T>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let dir = path.parent().map(|p| {
         if p.as_os_str().is_empty() {
@@ -243,7 +285,7 @@ pub fn load_onnx<T: Float>(path: &Path) -> Result<OnnxModel<T>> {
             p
         }
     });
-    import::import(&bytes, dir).map_err(|source| Error::Onnx {
+    import::import(&bytes, dir, options).map_err(|source| Error::Onnx {
         path: path.to_path_buf(),
         source,
     })
@@ -256,7 +298,17 @@ pub fn load_onnx_bytes<T: Float>(
     dir: Option<&Path>,
     name: &str,
 ) -> Result<OnnxModel<T>> {
-    import::import(bytes, dir).map_err(|source| Error::Onnx {
+    load_onnx_bytes_with(bytes, dir, name, &OnnxOptions::new())
+}
+
+/// [`load_onnx_bytes`] with [`OnnxOptions`].
+pub fn load_onnx_bytes_with<T: Float>(
+    bytes: &[u8],
+    dir: Option<&Path>,
+    name: &str,
+    options: &OnnxOptions,
+) -> Result<OnnxModel<T>> {
+    import::import(bytes, dir, options).map_err(|source| Error::Onnx {
         path: name.into(),
         source,
     })
