@@ -307,7 +307,8 @@ pub(crate) fn import<T: Float>(
                 _ => {
                     return Err(OnnxError::Unsupported(format!(
                         "input `{}` has a symbolic size at axis {axis}; give the size to import \
-                         it at (OnnxOptions::input_shape, `onnx run` takes it from the input)",
+                         it at (OnnxOptions::input_shape; the onnx example's `summary --shape`, \
+                         while `run` takes it from the input)",
                         input.name
                     )))
                 }

@@ -36,27 +36,44 @@
 //!
 //! | ONNX | convnet |
 //! |---|---|
-//! | Conv (pads, strides, dilations, group, auto_pad) | [`Conv2d`](crate::layers::Conv2d) |
+//! | Conv (pads, strides, dilations, group, auto_pad) | [`Conv2d`](crate::layers::Conv2d) (+ [`Pad2d`](crate::layers::Pad2d) for uneven pads) |
 //! | Relu, LeakyRelu, Sigmoid, Tanh | the activation layers |
-//! | MaxPool (pads, dilations, ceil_mode) | [`MaxPool2d`](crate::layers::MaxPool2d) |
-//! | AveragePool (pads, ceil_mode, count_include_pad) | [`AvgPool2d`](crate::layers::AvgPool2d) |
+//! | MaxPool (pads, dilations, ceil_mode, auto_pad) | [`MaxPool2d`](crate::layers::MaxPool2d) (+ a `-inf` [`Pad2d`](crate::layers::Pad2d) for uneven pads) |
+//! | AveragePool (pads, ceil_mode, count_include_pad, auto_pad) | [`AvgPool2d`](crate::layers::AvgPool2d) (+ a zero [`Pad2d`](crate::layers::Pad2d) for uneven counted pads) |
+//! | Pad (constant mode, last two axes) | [`Pad2d`](crate::layers::Pad2d) |
 //! | GlobalAveragePool | [`AdaptiveAvgPool2d`](crate::layers::AdaptiveAvgPool2d) `[1, 1]` |
 //! | LRN (odd size) | [`LocalResponseNorm`](crate::layers::LocalResponseNorm) |
 //! | BatchNormalization (inference) | [`BatchNorm2d`](crate::layers::BatchNorm2d) with its running statistics |
 //! | Gemm (transB, alpha, beta), MatMul by a constant (+ Add of a constant) | [`Linear`](crate::layers::Linear) |
-//! | Flatten (axis 1), Reshape to `[N, -1]` | [`Flatten`](crate::layers::Flatten) |
-//! | Concat (axis 1), Add | [`Concat`](crate::layers::Concat), [`Add`](crate::layers::Add) |
+//! | Flatten (to `[N, rest]`), Reshape merging neighbouring dims after the batch | [`Flatten`](crate::layers::Flatten) |
+//! | Concat (any axis but the batch), Add of two values | [`Concat`](crate::layers::Concat), [`Add`](crate::layers::Add) |
+//! | Add/Sub of a scalar or per-channel constant (`[C]`, `[C, 1, 1]`, `[1, C, 1, 1]`) | [`Bias`](crate::layers::Bias) (or the bias of the Linear before it) |
 //! | Dropout | [`Dropout`](crate::layers::Dropout) (the identity in inference) |
 //! | Softmax, LogSoftmax (over dim 1) | [`Softmax`](crate::layers::Softmax), [`LogSoftmax`](crate::layers::LogSoftmax) |
 //! | Identity, Cast to float | nothing (the value passes through) |
-//! | Constant, Shape, Gather, Unsqueeze, Squeeze, Concat, Cast on constants | folded while importing |
+//! | Constant, ConstantOfShape, Shape, Gather, Slice, Unsqueeze, Squeeze, Concat, Reshape, Transpose, Cast, Add, Sub, Mul, Div on constants | folded while importing |
 //!
 //! The shape arithmetic that exporters write for `x.view(x.size(0), -1)` (`Shape → Gather →
 //! Unsqueeze → Concat → Reshape`) is evaluated while importing; the batch size stays a symbol,
 //! so a Reshape to `[batch, -1]` is recognised as a flatten and the model runs at any batch
-//! size when the file's batch axis is symbolic. Anything else — an operator not in the table,
-//! asymmetric padding, a Reshape that is not a flatten, broadcasting Add — is an
-//! [`OnnxError`] naming the operator and the node.
+//! size when the file's batch axis is symbolic. Other symbolic axes (a fully convolutional
+//! model exported with dynamic height and width) need a size to import at,
+//! [`OnnxOptions::input_shape`]; the shape arithmetic is evaluated at that size and the layers
+//! run at any other. `F.pad`'s pad vector, which the exporter computes with ConstantOfShape,
+//! Slice and Transpose, folds the same way.
+//!
+//! Uneven padding (`pads` whose begin and end differ, `SAME_UPPER`/`SAME_LOWER` with an odd
+//! total, TensorFlow conversions) becomes a [`Pad2d`](crate::layers::Pad2d) in front of the
+//! layer: zeros for Conv and for AveragePool that counts padding, `-inf` for MaxPool (sized
+//! so that floor mode gives ONNX's output, which also covers `ceil_mode`); AveragePool that
+//! does not count padding pads by the begin amount and picks floor or ceil mode to give ONNX's
+//! output size. The output size is checked against ONNX's (PyTorch's rule for ceil mode) in
+//! every case, and the one combination no layer can give (uncounted uneven padding that needs
+//! floor mode on one axis and ceil mode on the other) is an error.
+//!
+//! Anything else — an operator not in the table, a Reshape that is not a merge of dims, a
+//! Softmax over another axis, an Add whose constant varies along H or W, Mul of a computed
+//! value — is an [`OnnxError`] naming the operator and the node.
 //!
 //! Graph nodes are named after their weights where the exporter kept PyTorch's names
 //! (`conv1.weight` → node `conv1`), so [`crate::io::save_weights`] of an imported model writes
