@@ -2,7 +2,7 @@
 """ONNX models for convnet's `convnet::onnx` importer tests (run by hand; the crate never needs
 Python). Writes tests/fixtures/onnx/:
 
-    /root/torchenv/bin/pip install onnx
+    /root/torchenv/bin/pip install onnx onnxruntime onnxscript
     /root/torchenv/bin/python scripts/make_onnx_fixtures.py
 
 Exported with the classic TorchScript exporter (`torch.onnx.export(..., dynamo=False)`,
@@ -46,6 +46,10 @@ opset 17), batch axis symbolic (`dynamic_axes`), model in eval mode:
   interop.input [2,3,9,11] / interop.output, and interop.input_b [1,3,12,8] /
   interop.output_b: the same file at another image size (PyTorch's outputs; onnxruntime
   agrees within 1e-5, checked when the script runs).
+* interop_dynamo.onnx the same net and weights through the dynamo exporter (`dynamo=True`,
+                      torch.onnx.export's default since torch 2.9; needs onnxscript): opset 20,
+                      the ZeroPad2d folded into Conv's uneven pads, GlobalAveragePool written
+                      as ReduceMean over H and W; expected outputs are interop's.
 * padded.onnx         built with onnx.helper (opset 11), attributes PyTorch never emits and the
                       asymmetric cases of TF-converted models: Conv auto_pad=SAME_LOWER with an
                       odd total, MaxPool SAME_UPPER, AveragePool with explicit uneven pads for
@@ -234,13 +238,24 @@ def export_interop(expected):
     onnx.checker.check_model(onnx.load(path))
     print("interop.onnx operators:",
           ", ".join(sorted({n.op_type for n in onnx.load(path).graph.node})))
+    # The same net through the dynamo exporter (torch.onnx.export's default since torch 2.9):
+    # opset 20, the zero padding folded into Conv's pads, GlobalAveragePool as ReduceMean.
+    dyn_path = os.path.join(OUT, "interop_dynamo.onnx")
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=4),
+            3: torch.export.Dim("width", min=4)}
+    torch.onnx.export(net, (x,), dyn_path, dynamo=True, input_names=["input"],
+                      output_names=["output"], dynamic_shapes={"x": dims})
+    onnx.checker.check_model(onnx.load(dyn_path))
+    print("interop_dynamo.onnx operators:",
+          ", ".join(sorted({n.op_type for n in onnx.load(dyn_path).graph.node})))
     import onnxruntime as ort
-    sess = ort.InferenceSession(path)
+    sessions = [ort.InferenceSession(p) for p in (path, dyn_path)]
     with torch.no_grad():
         for key, inp in [("", x), ("_b", xb)]:
             y = net(inp)
-            got = sess.run(None, {"input": inp.numpy()})[0]
-            assert np.abs(got - y.numpy()).max() < 1e-5, "onnxruntime disagrees"
+            for sess in sessions:
+                got = sess.run(None, {"input": inp.numpy()})[0]
+                assert np.abs(got - y.numpy()).max() < 1e-5, "onnxruntime disagrees"
             expected["interop.input" + key] = inp
             expected["interop.output" + key] = y
 

@@ -621,6 +621,25 @@ fn interop_model_matches_pytorch_at_two_image_sizes() {
     assert!(load_onnx_with::<f32>(&path, &bad).is_err());
 }
 
+/// The same net through PyTorch's dynamo exporter (the default since torch 2.9): opset 20,
+/// uneven Conv pads, ReduceMean for the global average pooling, weights in an external file.
+#[test]
+fn dynamo_export_matches_pytorch() {
+    let e = expected::<f64>();
+    let options = OnnxOptions::new().input_shape(&[1, 3, 9, 11]);
+    let model = load_onnx_with::<f64>(&fixtures().join("interop_dynamo.onnx"), &options).unwrap();
+    assert_eq!(model.opset, 20);
+    for key in ["", "_b"] {
+        let y = model
+            .graph
+            .infer(&e[&format!("interop.input{key}")])
+            .unwrap();
+        let err = rel_err(&y, &e[&format!("interop.output{key}")]);
+        eprintln!("interop_dynamo{key}: relative error {err:.2e}");
+        assert!(err < 1e-4, "relative error {err}");
+    }
+}
+
 /// Built with onnx.helper, checked against onnxruntime: SAME_LOWER/SAME_UPPER with odd total
 /// padding, uneven explicit pads on max and average pooling (both count_include_pad values),
 /// ceil_mode with uneven pads, a Pad node, Slice/Mul/Div shape arithmetic into a merging Reshape.

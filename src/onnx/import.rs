@@ -612,6 +612,7 @@ impl<T: Float> Importer<'_, T> {
             "Add" | "Sub" => self.add(&ctx),
             "Mul" | "Div" => self.arithmetic(&ctx),
             "Pad" => self.pad(&ctx),
+            "ReduceMean" => self.reduce_mean(&ctx),
             "Slice" => self.slice(&ctx),
             "Transpose" => self.transpose(&ctx),
             "ConstantOfShape" => self.constant_of_shape(&ctx),
@@ -1570,6 +1571,52 @@ impl<T: Float> Importer<'_, T> {
             name,
         };
         self.push_layer(&ctx, from, &shape, layer)
+    }
+
+    /// `ReduceMean` over H and W of an image (how the dynamo exporter writes
+    /// `adaptive_avg_pool2d(x, 1)`): [`AdaptiveAvgPool2d`] `[1, 1]`, then a [`Flatten`] when
+    /// the reduced axes are dropped.
+    fn reduce_mean(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
+        let (from, shape) = self.act(ctx, 0)?;
+        let rank = shape.len();
+        let axes: Vec<i64> = if self.opset < 18 {
+            ctx.ints("axes").map(<[i64]>::to_vec).unwrap_or_default()
+        } else {
+            match self.optional(ctx, 1)? {
+                None => Vec::new(),
+                Some(_) => self.known_ints(ctx, 1, "axes")?,
+            }
+        };
+        let mut axes: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + rank as i64 } else { a })
+            .collect();
+        axes.sort_unstable();
+        axes.dedup();
+        if rank != 4 || axes != [2, 3] {
+            return Err(ctx.err(format!(
+                "a mean over axes {axes:?} of a {shape:?} value is not supported (only over H \
+                 and W of [N, C, H, W], a global average pooling)"
+            )));
+        }
+        let keep = ctx.int("keepdims", 1)? != 0;
+        let layer = AdaptiveAvgPool2d::<T>::new(AdaptiveAvgPool2dConfig::new([1, 1]))
+            .map_err(|e| ctx.layer_err(e))?;
+        let name = self.fresh_name(&ctx.name);
+        let pooled = Ctx {
+            node: ctx.node,
+            name,
+        };
+        if keep {
+            return self.push_layer(&pooled, from, &shape, Box::new(layer));
+        }
+        let out = layer.output_shape(&shape).map_err(|e| ctx.layer_err(e))?;
+        self.pending.push(Pending {
+            name: pooled.name.clone(),
+            inputs: vec![from],
+            op: Op::Layer(Box::new(layer)),
+        });
+        self.push_flatten(ctx, pooled.name, &out, 1, 3)
     }
 
     /// Constant padding of the last two dims: a [`Pad2d`].
