@@ -1,22 +1,23 @@
 //! Run an ONNX model (for instance one written by `torch.onnx.export`) with convnet's layers.
 //!
 //! ```text
-//! cargo run --release --example onnx -- summary model.onnx
+//! cargo run --release --example onnx -- summary model.onnx [--shape 1,3,224,224]
 //! cargo run --release --example onnx -- run model.onnx --input X.safetensors --output Y.safetensors
 //! ```
 //!
 //! `summary` prints the imported graph the way the course lists AlexNet, for a batch of one.
 //! `run` reads the tensor `input` (NCHW, as `zoo forward` takes it) from X, runs the model's
 //! inference path and writes the tensor `output` to Y. A model whose batch axis is symbolic
-//! takes any batch size.
+//! takes any batch size; symbolic height and width are imported at the input's size (and at
+//! `--shape` for `summary`).
 
 use convnet::io::{read_tensors, write_tensors};
-use convnet::onnx::load_onnx;
+use convnet::onnx::{load_onnx_with, OnnxOptions};
 use convnet::{Layer, Tensor};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: onnx summary MODEL.onnx | \
+const USAGE: &str = "usage: onnx summary MODEL.onnx [--shape N,C,H,W] | \
 onnx run MODEL.onnx --input X.safetensors --output Y.safetensors";
 
 /// The command line: `summary MODEL` or `run MODEL --input X --output Y`.
@@ -25,13 +26,14 @@ struct Args {
     model: PathBuf,
     input: Option<PathBuf>,
     output: Option<PathBuf>,
+    shape: Option<Vec<usize>>,
 }
 
 fn parse_args() -> Result<Args, String> {
     use lexopt::prelude::*;
     let fail = |e: lexopt::Error| format!("{e}\n{USAGE}");
     let mut parser = lexopt::Parser::from_env();
-    let (mut positional, mut input, mut output) = (Vec::new(), None, None);
+    let (mut positional, mut input, mut output, mut shape) = (Vec::new(), None, None, None);
     while let Some(arg) = parser.next().map_err(fail)? {
         match arg {
             Long("help") | Short('h') => {
@@ -50,6 +52,18 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--output needs a value".to_string())?;
                 output = Some(PathBuf::from(v));
             }
+            Long("shape") => {
+                let v = parser
+                    .value()
+                    .map_err(|_| "--shape needs a value".to_string())?;
+                let text = v.string().map_err(fail)?;
+                let dims = text
+                    .split(',')
+                    .map(|d| d.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| format!("--shape: `{text}` is not a list like 1,3,224,224"))?;
+                shape = Some(dims);
+            }
             Value(v) => positional.push(v.string().map_err(fail)?),
             other => return Err(fail(other.unexpected())),
         }
@@ -64,11 +78,15 @@ fn parse_args() -> Result<Args, String> {
     if command == "summary" && (input.is_some() || output.is_some()) {
         return Err(format!("summary takes no --input/--output\n{USAGE}"));
     }
+    if command == "run" && shape.is_some() {
+        return Err(format!("run takes its shape from --input\n{USAGE}"));
+    }
     Ok(Args {
         command,
         model,
         input,
         output,
+        shape,
     })
 }
 
@@ -81,8 +99,16 @@ fn run(args: Args) -> Result<(), String> {
     let path = args.model;
     match args.command.as_str() {
         "summary" => {
-            let model = load_onnx::<f32>(&path).map_err(|e| e.to_string())?;
-            let batch = model.input_shape[0].unwrap_or(1);
+            let options = match &args.shape {
+                Some(s) => OnnxOptions::new().input_shape(s),
+                None => OnnxOptions::new(),
+            };
+            let model = load_onnx_with::<f32>(&path, &options).map_err(|e| e.to_string())?;
+            let batch = match (model.input_shape.first(), &args.shape) {
+                (Some(Some(b)), _) => *b,
+                (_, Some(s)) => s.first().copied().unwrap_or(1),
+                _ => 1,
+            };
             let shape = model.input_shape_for(batch).map_err(|e| e.to_string())?;
             let summary = model.graph.summary(&shape).map_err(|e| e.to_string())?;
             println!(
@@ -99,13 +125,15 @@ fn run(args: Args) -> Result<(), String> {
         "run" => {
             let input = required(args.input, "--input")?;
             let output = required(args.output, "--output")?;
-            let model = load_onnx::<f32>(&path).map_err(|e| e.to_string())?;
             let x: Tensor<f32> = read_tensors::<f32>(&input)
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .find(|(n, _)| n == "input")
                 .map(|(_, t)| t)
                 .ok_or_else(|| format!("{}: no tensor named `input`", input.display()))?;
+            // Symbolic axes are imported at the input's size.
+            let options = OnnxOptions::new().input_shape(x.shape());
+            let model = load_onnx_with::<f32>(&path, &options).map_err(|e| e.to_string())?;
             let y = model.graph.infer(&x).map_err(|e| e.to_string())?;
             write_tensors(&output, &[("output".to_string(), y.clone())], None)
                 .map_err(|e| e.to_string())?;
@@ -125,7 +153,12 @@ fn run(args: Args) -> Result<(), String> {
 fn show_dims(dims: &[Option<usize>]) -> String {
     let parts: Vec<String> = dims
         .iter()
-        .map(|d| d.map_or("N".to_string(), |v| v.to_string()))
+        .enumerate()
+        .map(|(i, d)| match (i, d) {
+            (_, Some(v)) => v.to_string(),
+            (0, None) => "N".to_string(),
+            _ => "?".to_string(),
+        })
         .collect();
     format!("[{}]", parts.join(", "))
 }

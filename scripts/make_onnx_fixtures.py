@@ -2,7 +2,7 @@
 """ONNX models for convnet's `convnet::onnx` importer tests (run by hand; the crate never needs
 Python). Writes tests/fixtures/onnx/:
 
-    /root/torchenv/bin/pip install onnx
+    /root/torchenv/bin/pip install onnx onnxruntime onnxscript
     /root/torchenv/bin/python scripts/make_onnx_fixtures.py
 
 Exported with the classic TorchScript exporter (`torch.onnx.export(..., dynamo=False)`,
@@ -37,6 +37,27 @@ opset 17), batch axis symbolic (`dynamic_axes`), model in eval mode:
                       handmade.onnx.data (external data, data_location=EXTERNAL).
   handmade.input [2,2,5,5], handmade.output: expected output from onnx's reference evaluator
   (onnx.reference.ReferenceEvaluator, an implementation independent of PyTorch and convnet).
+* interop.onnx        exported by PyTorch with symbolic batch, height and width: nn.ZeroPad2d
+                      with uneven sides (an ONNX Pad node), a Conv with padding="same" and an
+                      even kernel (asymmetric padding), per-channel and scalar constants added
+                      and subtracted (broadcasting Add/Sub), Concat along the width, a view that
+                      merges H and W (Reshape fed by Shape arithmetic), Softmax over channels of
+                      a 4-D map, GlobalAveragePool, Flatten, Gemm and LogSoftmax.
+  interop.input [2,3,9,11] / interop.output, and interop.input_b [1,3,12,8] /
+  interop.output_b: the same file at another image size (PyTorch's outputs; onnxruntime
+  agrees within 1e-5, checked when the script runs).
+* interop_dynamo.onnx the same net and weights through the dynamo exporter (`dynamo=True`,
+                      torch.onnx.export's default since torch 2.9; needs onnxscript): opset 20,
+                      the ZeroPad2d folded into Conv's uneven pads, GlobalAveragePool written
+                      as ReduceMean over H and W; expected outputs are interop's.
+* padded.onnx         built with onnx.helper (opset 11), attributes PyTorch never emits and the
+                      asymmetric cases of TF-converted models: Conv auto_pad=SAME_LOWER with an
+                      odd total, MaxPool SAME_UPPER, AveragePool with explicit uneven pads for
+                      both count_include_pad values, MaxPool with uneven pads and ceil_mode, a
+                      Pad node with constant_value, Slice/Mul/Div shape arithmetic into a
+                      Reshape that merges H and W, MatMul without bias, Softmax (opset 11).
+  padded.input [2,3,8,8], padded.output: onnxruntime's output (the onnx reference evaluator
+  agrees within 1e-5, checked when the script runs).
 """
 import os
 
@@ -182,6 +203,145 @@ def handmade(out_dir):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+class Interop(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((1, 0, 2, 1))                     # left, right, top, bottom
+        self.conv1 = nn.Conv2d(3, 6, 3)
+        self.conv2 = nn.Conv2d(6, 6, 2, padding="same")           # even kernel: pads 0 / 1
+        self.shift = nn.Parameter(torch.randn(1, 6, 1, 1) * 0.3)  # broadcast over N, H, W
+        self.conv3 = nn.Conv2d(12, 8, 3, stride=2, padding=1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.conv1(self.pad(x)))
+        b = self.conv2(a) + self.shift - 0.25                     # Add [1,C,1,1], Sub scalar
+        c = torch.cat([a, b], 3)                                  # along the width
+        h = torch.tanh(self.conv3(torch.cat([c, c], 1)))
+        s = torch.softmax(h, 1)                                   # over channels, 4-D
+        g = torch.flatten(F.adaptive_avg_pool2d(s, 1), 1)         # GlobalAveragePool, Flatten
+        return F.log_softmax(self.fc(g), 1)
+
+
+def export_interop(expected):
+    torch.manual_seed(2)
+    net = Interop().eval()
+    x = torch.randn(2, 3, 9, 11)
+    xb = torch.randn(1, 3, 12, 8)
+    path = os.path.join(OUT, "interop.onnx")
+    torch.onnx.export(
+        net, (x,), path, dynamo=False, opset_version=OPSET,
+        input_names=["input"], output_names=["output"],
+        dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                      "output": {0: "batch"}},
+    )
+    onnx.checker.check_model(onnx.load(path))
+    print("interop.onnx operators:",
+          ", ".join(sorted({n.op_type for n in onnx.load(path).graph.node})))
+    # The same net through the dynamo exporter (torch.onnx.export's default since torch 2.9):
+    # opset 20, the zero padding folded into Conv's pads, GlobalAveragePool as ReduceMean.
+    dyn_path = os.path.join(OUT, "interop_dynamo.onnx")
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height", min=4),
+            3: torch.export.Dim("width", min=4)}
+    torch.onnx.export(net, (x,), dyn_path, dynamo=True, input_names=["input"],
+                      output_names=["output"], dynamic_shapes={"x": dims})
+    onnx.checker.check_model(onnx.load(dyn_path))
+    print("interop_dynamo.onnx operators:",
+          ", ".join(sorted({n.op_type for n in onnx.load(dyn_path).graph.node})))
+    import onnxruntime as ort
+    sessions = [ort.InferenceSession(p) for p in (path, dyn_path)]
+    with torch.no_grad():
+        for key, inp in [("", x), ("_b", xb)]:
+            y = net(inp)
+            for sess in sessions:
+                got = sess.run(None, {"input": inp.numpy()})[0]
+                assert np.abs(got - y.numpy()).max() < 1e-5, "onnxruntime disagrees"
+            expected["interop.input" + key] = inp
+            expected["interop.output" + key] = y
+
+
+def padded(expected):
+    """Asymmetric padding and the other cases PyTorch's exporter never writes."""
+    rng = np.random.default_rng(11)
+    f = np.float32
+    w1 = (rng.standard_normal((4, 3, 2, 2)) * 0.4).astype(f)
+    b1 = (rng.standard_normal(4) * 0.1).astype(f)
+    w2 = (rng.standard_normal((4, 16, 3, 3)) * 0.2).astype(f)
+    w3 = (rng.standard_normal((4, 4, 2, 2)) * 0.3).astype(f)
+    wfc = (rng.standard_normal((4 * 3 * 3, 3)) * 0.3).astype(f)
+    inits = [
+        numpy_helper.from_array(w1, "c1.weight"),
+        numpy_helper.from_array(b1, "c1.bias"),
+        numpy_helper.from_array(w2, "c2.weight"),
+        numpy_helper.from_array(w3, "c3.weight"),
+        numpy_helper.from_array(wfc, "fc.weight"),
+        numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array(0.5, f), "pad_value"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([4], np.int64), "four"),
+        numpy_helper.from_array(np.array([2], np.int64), "two"),
+    ]
+    nodes = [
+        # 8x8 input. SAME_LOWER, kernel 2, stride 1: total padding 1, all of it before.
+        helper.make_node("Conv", ["input", "c1.weight", "c1.bias"], ["a"], name="c1",
+                         kernel_shape=[2, 2], auto_pad="SAME_LOWER"),               # [4,8,8]
+        # SAME_UPPER, kernel 3, stride 2 on 8: total 1, after.
+        helper.make_node("MaxPool", ["a"], ["m"], name="max_same",
+                         kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),  # [4,4,4]
+        helper.make_node("AveragePool", ["a"], ["p0"], name="avg_excl",
+                         kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1],
+                         count_include_pad=0),                      # TF's SAME (ceil)                                        # [4,4,4]
+        helper.make_node("AveragePool", ["a"], ["p1"], name="avg_incl",
+                         kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 0, 1],
+                         count_include_pad=1),                                        # [4,4,4]
+        helper.make_node("Pad", ["a", "pads", "pad_value"], ["ap"], name="pad",
+                         mode="constant"),                                            # [4,9,9]
+        helper.make_node("MaxPool", ["ap"], ["mc"], name="max_ceil",
+                         kernel_shape=[2, 2], strides=[2, 2], pads=[1, 0, 0, 0],
+                         ceil_mode=1),                                                # [4,5,5]
+        helper.make_node("Conv", ["mc", "c3.weight"], ["e"], name="c3",
+                         kernel_shape=[2, 2]),                                        # [4,4,4]
+        helper.make_node("Concat", ["m", "p0", "p1", "e"], ["cat"], name="cat", axis=1),  # [16,4,4]
+        helper.make_node("Conv", ["cat", "c2.weight"], ["d"], name="c2",
+                         kernel_shape=[3, 3], pads=[0, 0, 1, 1]),                     # [4,3,3]
+        # Shape arithmetic: [N, 4, 3, 3] -> [N, 4, 9] via Shape, Slice, Mul, Concat.
+        helper.make_node("Shape", ["d"], ["ds"], name="shape"),
+        helper.make_node("Slice", ["ds", "two", "four"], ["hw"], name="slice_hw"),    # [3, 3]
+        helper.make_node("Slice", ["hw", "one", "two"], ["wv"], name="slice_w"),      # [3]
+        helper.make_node("Slice", ["hw", "one", "two"], ["wv2"], name="slice_w2"),
+        helper.make_node("Mul", ["wv", "wv2"], ["hw9"], name="mul"),                  # [9]
+        helper.make_node("Div", ["four", "one"], ["c4"], name="div"),                 # [4]
+        helper.make_node("Slice", ["ds", "one", "one"], ["empty"], name="slice_empty"),
+        helper.make_node("Constant", [], ["zero"], name="zero",
+                         value=numpy_helper.from_array(np.array([0], np.int64))),
+        helper.make_node("Concat", ["zero", "c4", "hw9", "empty"], ["target"], name="target",
+                         axis=0),
+        helper.make_node("Reshape", ["d", "target"], ["r"], name="merge_hw"),        # [N,4,9]
+        helper.make_node("Flatten", ["r"], ["fl"], name="flatten", axis=1),          # [N,36]
+        helper.make_node("MatMul", ["fl", "fc.weight"], ["z"], name="fc"),
+        helper.make_node("Identity", ["z"], ["z2"], name="id"),
+        helper.make_node("Softmax", ["z2"], ["output"], name="softmax", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "padded",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    onnx.checker.check_model(model, full_check=True)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(f)
+    import onnxruntime as ort
+    path = os.path.join(OUT, "padded.onnx")
+    onnx.save(model, path)
+    y = ort.InferenceSession(path).run(None, {"input": x})[0]
+    ref = ReferenceEvaluator(model).run(None, {"input": x})[0]
+    assert np.abs(ref - y).max() < 1e-5, "the reference evaluator disagrees with onnxruntime"
+    expected["padded.input"] = torch.from_numpy(x)
+    expected["padded.output"] = torch.from_numpy(y)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(0)
@@ -226,6 +386,9 @@ def main():
     x, y = handmade(OUT)
     expected["handmade.input"] = x
     expected["handmade.output"] = y
+
+    export_interop(expected)
+    padded(expected)
 
     save_file({k: v.contiguous().float() for k, v in expected.items()},
               os.path.join(OUT, "expected.safetensors"))

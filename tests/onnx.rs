@@ -2,7 +2,9 @@
 //! PyTorch's outputs and gradients, and malformed files against typed errors.
 
 use convnet::io::read_tensors;
-use convnet::onnx::{load_onnx, load_onnx_bytes, OnnxError};
+use convnet::onnx::{
+    load_onnx, load_onnx_bytes, load_onnx_bytes_with, load_onnx_with, OnnxError, OnnxOptions,
+};
 use convnet::optim::{Optimizer, Sgd, SgdConfig};
 use convnet::prelude::*;
 use convnet::SlotMut;
@@ -464,9 +466,35 @@ fn a_missing_initializer_is_named() {
 }
 
 #[test]
-fn asymmetric_padding_and_bad_data_sizes_are_errors() {
-    let err = onnx_error(&conv_model(&[0, 0, 1, 1]), None);
-    assert!(err.to_string().contains("asymmetric"), "{err}");
+fn asymmetric_conv_padding_is_a_zero_border_on_one_side() {
+    // pads [h_begin, w_begin, h_end, w_end] = [0, 0, 1, 1]: the same as a zero row below and
+    // a zero column to the right, then an unpadded convolution.
+    let m = load_onnx_bytes::<f64>(&conv_model(&[0, 0, 1, 1]), None, "asym").unwrap();
+    let x = Tensor::<f64>::from_shape_fn(ndarray::IxDyn(&[1, 2, 5, 5]), |i| {
+        (i[1] * 25 + i[2] * 5 + i[3]) as f64 * 0.07 - 1.3
+    });
+    let y = m.graph.infer(&x).unwrap();
+    assert_eq!(y.shape(), &[1, 1, 4, 4]);
+    let w = |c: usize, i: usize, j: usize| (c * 9 + i * 3 + j) as f64 * 0.1 - 0.9;
+    let xp = |c: usize, i: usize, j: usize| if i < 5 && j < 5 { x[[0, c, i, j]] } else { 0.0 };
+    for (oi, oj) in [(0, 0), (3, 3), (2, 3), (3, 0)] {
+        let mut s = 0.0;
+        for c in 0..2 {
+            for i in 0..3 {
+                for j in 0..3 {
+                    s += w(c, i, j) * xp(c, oi + i, oj + j);
+                }
+            }
+        }
+        assert!(
+            (y[[0, 0, oi, oj]] - s.max(0.0)).abs() < 1e-5,
+            "({oi}, {oj})"
+        );
+    }
+}
+
+#[test]
+fn bad_data_sizes_are_errors() {
     // 17 values for a [1, 2, 3, 3] weight.
     let w = vec![0.5f32; 17];
     let m = model(
@@ -545,7 +573,342 @@ fn reshape_that_is_not_a_flatten_is_an_error() {
         &[-1, 4, 3],
     );
     let err = onnx_error(&m, None);
-    assert!(err.to_string().contains("only a flatten"), "{err}");
+    assert!(err.to_string().contains("not supported"), "{err}");
+    // [N, 4, 3] -> [N, 3, 4] keeps the size but is no merge of neighbouring dims.
+    let mut shape = Vec::new();
+    int_field(&mut shape, 1, 3);
+    int_field(&mut shape, 2, 7);
+    bytes_field(&mut shape, 8, b"shape");
+    let raw: Vec<u8> = [0i64, 3, 4].iter().flat_map(|v| v.to_le_bytes()).collect();
+    bytes_field(&mut shape, 9, &raw);
+    let m = model(
+        &[node("Reshape", "reshape", &["x", "shape"], &["y"], &[])],
+        &[shape],
+        &[-1, 4, 3],
+    );
+    let err = onnx_error(&m, None);
+    assert!(err.to_string().contains("neighbouring dims"), "{err}");
+}
+
+/// Exported by PyTorch with symbolic batch, height and width (a Pad node built by shape
+/// arithmetic, `padding="same"` with an even kernel, broadcasting Add and Sub, Concat along
+/// the width, a 4-D Softmax); imported at one size, run at two.
+#[test]
+fn interop_model_matches_pytorch_at_two_image_sizes() {
+    let e = expected::<f64>();
+    let path = fixtures().join("interop.onnx");
+    // Without a size for the symbolic height and width the importer says what it needs.
+    let err = load_onnx::<f32>(&path).unwrap_err().to_string();
+    assert!(err.contains("symbolic size at axis 2"), "{err}");
+    let options = OnnxOptions::new().input_shape(&[2, 3, 9, 11]);
+    let model = load_onnx_with::<f64>(&path, &options).unwrap();
+    assert_eq!(model.input_shape, vec![None, Some(3), None, None]);
+    assert_eq!(model.input_shape_for(4).unwrap(), vec![4, 3, 9, 11]);
+    for key in ["", "_b"] {
+        let x = &e[&format!("interop.input{key}")];
+        let y = model.graph.infer(x).unwrap();
+        let err = rel_err(&y, &e[&format!("interop.output{key}")]);
+        eprintln!("interop{key} {:?}: relative error {err:.2e}", x.shape());
+        assert!(err < 1e-4, "relative error {err}");
+    }
+    let rows = model.graph.summary(&[1, 3, 9, 11]).unwrap().rows;
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+    for k in ["Pad2d", "Bias", "Concat", "Softmax", "LogSoftmax"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    // A wrong size for a fixed axis is refused.
+    let bad = OnnxOptions::new().input_shape(&[1, 4, 9, 11]);
+    assert!(load_onnx_with::<f32>(&path, &bad).is_err());
+}
+
+/// The same net through PyTorch's dynamo exporter (the default since torch 2.9): opset 20,
+/// uneven Conv pads, ReduceMean for the global average pooling, weights in an external file.
+#[test]
+fn dynamo_export_matches_pytorch() {
+    let e = expected::<f64>();
+    let options = OnnxOptions::new().input_shape(&[1, 3, 9, 11]);
+    let model = load_onnx_with::<f64>(&fixtures().join("interop_dynamo.onnx"), &options).unwrap();
+    assert_eq!(model.opset, 20);
+    for key in ["", "_b"] {
+        let y = model
+            .graph
+            .infer(&e[&format!("interop.input{key}")])
+            .unwrap();
+        let err = rel_err(&y, &e[&format!("interop.output{key}")]);
+        eprintln!("interop_dynamo{key}: relative error {err:.2e}");
+        assert!(err < 1e-4, "relative error {err}");
+    }
+}
+
+/// Built with onnx.helper, checked against onnxruntime: SAME_LOWER/SAME_UPPER with odd total
+/// padding, uneven explicit pads on max and average pooling (both count_include_pad values),
+/// ceil_mode with uneven pads, a Pad node, Slice/Mul/Div shape arithmetic into a merging Reshape.
+#[test]
+fn asymmetric_padding_matches_onnxruntime() {
+    let e = expected::<f64>();
+    let model = load_onnx::<f64>(&fixtures().join("padded.onnx")).unwrap();
+    let y = model.graph.infer(&e["padded.input"]).unwrap();
+    let err = rel_err(&y, &e["padded.output"]);
+    eprintln!("padded: relative error {err:.2e}");
+    assert!(err < 1e-5, "relative error {err}");
+    // Gradients flow through the padding layers (finite, right shape).
+    let mut g = model.graph;
+    g.set_mode(Mode::Eval);
+    let out = g.forward(&e["padded.input"]).unwrap();
+    let dx = g.backward(&out).unwrap();
+    assert_eq!(dx.shape(), e["padded.input"].shape());
+    assert!(dx.iter().all(|v| v.is_finite()));
+}
+
+fn float_attr(name: &str, v: f32) -> Vec<u8> {
+    let mut a = Vec::new();
+    bytes_field(&mut a, 1, name.as_bytes());
+    key(&mut a, 2, 5);
+    a.extend_from_slice(&v.to_le_bytes());
+    int_field(&mut a, 20, 1);
+    a
+}
+
+fn int_attr(name: &str, v: i64) -> Vec<u8> {
+    let mut a = Vec::new();
+    bytes_field(&mut a, 1, name.as_bytes());
+    int_field(&mut a, 3, v);
+    int_field(&mut a, 20, 2);
+    a
+}
+
+fn float_init(name: &str, dims: &[i64], values: &[f32]) -> Vec<u8> {
+    tensor(name, dims, Some(values), &[])
+}
+
+#[test]
+fn attributes_of_the_wrong_type_are_errors() {
+    // `group` given as a float, `ceil_mode` as a list, `axis` as 7 for a Flatten.
+    let w: Vec<f32> = vec![0.1; 18];
+    let cases = [
+        model(
+            &[node(
+                "Conv",
+                "c",
+                &["x", "w"],
+                &["y"],
+                &[float_attr("group", 1.0)],
+            )],
+            &[tensor("w", &[1, 2, 3, 3], Some(&w), &[])],
+            &[-1, 2, 5, 5],
+        ),
+        model(
+            &[node(
+                "MaxPool",
+                "p",
+                &["x"],
+                &["y"],
+                &[ints_attr("kernel_shape", &[2, 2]), int_attr("ceil_mode", 3)],
+            )],
+            &[],
+            &[-1, 2, 5, 5],
+        ),
+        model(
+            &[node("Flatten", "f", &["x"], &["y"], &[int_attr("axis", 7)])],
+            &[],
+            &[-1, 2, 5, 5],
+        ),
+    ];
+    for (i, m) in cases.iter().enumerate() {
+        let err = onnx_error(m, None);
+        assert!(matches!(err, OnnxError::Node { .. }), "case {i}: {err}");
+    }
+}
+
+#[test]
+fn missing_inputs_and_cycles_are_named() {
+    // `b` reads `a2`, which only a later node defines; the later node reads `b`: a cycle in a
+    // list that ONNX requires to be in topological order.
+    let m = model(
+        &[
+            node("Relu", "first", &["a2"], &["b"], &[]),
+            node("Relu", "second", &["b"], &["a2"], &[]),
+            node("Relu", "out", &["b"], &["y"], &[]),
+        ],
+        &[],
+        &[-1, 2, 5, 5],
+    );
+    let err = onnx_error(&m, None);
+    assert!(
+        matches!(err, OnnxError::MissingValue { ref value, ref node, .. }
+            if value == "a2" && node == "first"),
+        "{err}"
+    );
+    // A node reading an activation nobody computes.
+    let m = model(
+        &[node("Add", "sum", &["x", "ghost"], &["y"], &[])],
+        &[],
+        &[-1, 2, 5, 5],
+    );
+    assert!(matches!(
+        onnx_error(&m, None),
+        OnnxError::MissingValue { ref value, .. } if value == "ghost"
+    ));
+    // The graph's output computed by nothing.
+    let m = model(&[node("Relu", "r", &["x"], &["z"], &[])], &[], &[-1, 2]);
+    assert!(matches!(onnx_error(&m, None), OnnxError::Malformed(_)));
+}
+
+#[test]
+fn what_convnet_cannot_express_is_a_clear_error() {
+    let c = |dims: &[i64], n: usize| float_init("c", dims, &vec![0.5; n]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        // A constant that varies along the width: not one value per channel.
+        (
+            model(
+                &[node("Add", "add", &["x", "c"], &["y"], &[])],
+                &[c(&[1, 1, 1, 5], 5)],
+                &[-1, 2, 5, 5],
+            ),
+            "per channel",
+        ),
+        // Softmax over the last axis of an image (opset 13).
+        (
+            model(
+                &[node(
+                    "Softmax",
+                    "sm",
+                    &["x"],
+                    &["y"],
+                    &[int_attr("axis", -1)],
+                )],
+                &[],
+                &[-1, 2, 5, 5],
+            ),
+            "over dim 1",
+        ),
+        // Concat along the batch.
+        (
+            model(
+                &[node(
+                    "Concat",
+                    "cat",
+                    &["x", "x"],
+                    &["y"],
+                    &[int_attr("axis", 0)],
+                )],
+                &[],
+                &[-1, 2, 5, 5],
+            ),
+            "batch axis",
+        ),
+        // Flatten that merges the batch with the channels.
+        (
+            model(
+                &[node("Flatten", "f", &["x"], &["y"], &[int_attr("axis", 2)])],
+                &[],
+                &[-1, 2, 5, 5],
+            ),
+            "merge the batch",
+        ),
+        // Uneven pads that need floor mode on one axis and ceil mode on the other when padding
+        // is not counted (onnxruntime gives a 4x4 output; no convnet pooling does).
+        (
+            model(
+                &[node(
+                    "AveragePool",
+                    "avg",
+                    &["x"],
+                    &["y"],
+                    &[
+                        ints_attr("kernel_shape", &[3, 3]),
+                        ints_attr("strides", &[2, 2]),
+                        ints_attr("pads", &[0, 1, 1, 0]),
+                    ],
+                )],
+                &[],
+                &[-1, 2, 8, 8],
+            ),
+            "cannot give ONNX's [4, 4] output",
+        ),
+        // Reflection padding.
+        (
+            model(
+                &[node(
+                    "Pad",
+                    "pad",
+                    &["x", "p"],
+                    &["y"],
+                    &[{
+                        let mut a = Vec::new();
+                        bytes_field(&mut a, 1, b"mode");
+                        bytes_field(&mut a, 4, b"reflect");
+                        int_field(&mut a, 20, 3);
+                        a
+                    }],
+                )],
+                &[{
+                    let mut t = Vec::new();
+                    int_field(&mut t, 1, 8);
+                    int_field(&mut t, 2, 7);
+                    bytes_field(&mut t, 8, b"p");
+                    let raw: Vec<u8> = [0i64, 0, 1, 1, 0, 0, 1, 1]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect();
+                    bytes_field(&mut t, 9, &raw);
+                    t
+                }],
+                &[-1, 2, 5, 5],
+            ),
+            "mode `reflect`",
+        ),
+        // Multiplying an activation (no layer for it).
+        (
+            model(
+                &[node("Mul", "mul", &["x", "c"], &["y"], &[])],
+                &[c(&[1], 1)],
+                &[-1, 2, 5, 5],
+            ),
+            "computed value",
+        ),
+        // Two computed values of different shapes.
+        (
+            model(
+                &[
+                    node("Flatten", "f", &["x"], &["flat"], &[]),
+                    node("Add", "add", &["x", "flat"], &["y"], &[]),
+                ],
+                &[],
+                &[-1, 2, 5, 5],
+            ),
+            "broadcasting",
+        ),
+    ];
+    for (m, want) in &cases {
+        let err = onnx_error(m, None);
+        let text = err.to_string();
+        assert!(text.contains(want), "expected `{want}` in: {text}");
+    }
+    // A constant per channel and a scalar are fine.
+    for init in [c(&[1, 2, 1, 1], 2), c(&[2, 1, 1], 2), c(&[], 1)] {
+        let m = model(
+            &[node("Add", "add", &["x", "c"], &["y"], &[])],
+            &[init],
+            &[-1, 2, 5, 5],
+        );
+        let model = load_onnx_bytes::<f32>(&m, None, "bias").unwrap();
+        let y = model
+            .graph
+            .infer(&Tensor::zeros(ndarray::IxDyn(&[1, 2, 5, 5])))
+            .unwrap();
+        assert!(y.iter().all(|&v| v == 0.5));
+    }
+    // Symbolic spatial axes need a size; with one they import.
+    let m = model(
+        &[node("Relu", "r", &["x"], &["y"], &[])],
+        &[],
+        &[-1, 2, -1, -1],
+    );
+    assert!(onnx_error(&m, None).to_string().contains("symbolic size"));
+    let opts = OnnxOptions::new().input_shape(&[1, 2, 7, 6]);
+    let model = load_onnx_bytes_with::<f32>(&m, None, "sym", &opts).unwrap();
+    assert_eq!(model.input_shape_for(3).unwrap(), vec![3, 2, 7, 6]);
 }
 
 #[test]

@@ -36,31 +36,50 @@
 //!
 //! | ONNX | convnet |
 //! |---|---|
-//! | Conv (pads, strides, dilations, group, auto_pad) | [`Conv2d`](crate::layers::Conv2d) |
+//! | Conv (pads, strides, dilations, group, auto_pad) | [`Conv2d`](crate::layers::Conv2d) (+ [`Pad2d`](crate::layers::Pad2d) for uneven pads) |
 //! | Relu, LeakyRelu, Sigmoid, Tanh | the activation layers |
-//! | MaxPool (pads, dilations, ceil_mode) | [`MaxPool2d`](crate::layers::MaxPool2d) |
-//! | AveragePool (pads, ceil_mode, count_include_pad) | [`AvgPool2d`](crate::layers::AvgPool2d) |
+//! | MaxPool (pads, dilations, ceil_mode, auto_pad) | [`MaxPool2d`](crate::layers::MaxPool2d) (+ a `-inf` [`Pad2d`](crate::layers::Pad2d) for uneven pads) |
+//! | AveragePool (pads, ceil_mode, count_include_pad, auto_pad) | [`AvgPool2d`](crate::layers::AvgPool2d) (+ a zero [`Pad2d`](crate::layers::Pad2d) for uneven counted pads) |
+//! | Pad (constant mode, last two axes) | [`Pad2d`](crate::layers::Pad2d) |
 //! | GlobalAveragePool | [`AdaptiveAvgPool2d`](crate::layers::AdaptiveAvgPool2d) `[1, 1]` |
 //! | LRN (odd size) | [`LocalResponseNorm`](crate::layers::LocalResponseNorm) |
 //! | BatchNormalization (inference) | [`BatchNorm2d`](crate::layers::BatchNorm2d) with its running statistics |
 //! | Gemm (transB, alpha, beta), MatMul by a constant (+ Add of a constant) | [`Linear`](crate::layers::Linear) |
-//! | Flatten (axis 1), Reshape to `[N, -1]` | [`Flatten`](crate::layers::Flatten) |
-//! | Concat (axis 1), Add | [`Concat`](crate::layers::Concat), [`Add`](crate::layers::Add) |
+//! | Flatten (to `[N, rest]`), Reshape merging neighbouring dims after the batch | [`Flatten`](crate::layers::Flatten) |
+//! | Concat (any axis but the batch), Add of two values | [`Concat`](crate::layers::Concat), [`Add`](crate::layers::Add) |
+//! | Add/Sub of a scalar or per-channel constant (`[C]`, `[C, 1, 1]`, `[1, C, 1, 1]`) | [`Bias`](crate::layers::Bias) (or the bias of the Linear before it) |
 //! | Dropout | [`Dropout`](crate::layers::Dropout) (the identity in inference) |
 //! | Softmax, LogSoftmax (over dim 1) | [`Softmax`](crate::layers::Softmax), [`LogSoftmax`](crate::layers::LogSoftmax) |
 //! | Identity, Cast to float | nothing (the value passes through) |
-//! | Constant, Shape, Gather, Unsqueeze, Squeeze, Concat, Cast on constants | folded while importing |
+//! | Constant, ConstantOfShape, Shape, Gather, Slice, Unsqueeze, Squeeze, Concat, Reshape, Transpose, Cast, Add, Sub, Mul, Div on constants | folded while importing |
 //!
 //! The shape arithmetic that exporters write for `x.view(x.size(0), -1)` (`Shape → Gather →
 //! Unsqueeze → Concat → Reshape`) is evaluated while importing; the batch size stays a symbol,
 //! so a Reshape to `[batch, -1]` is recognised as a flatten and the model runs at any batch
-//! size when the file's batch axis is symbolic. Anything else — an operator not in the table,
-//! asymmetric padding, a Reshape that is not a flatten, broadcasting Add — is an
-//! [`OnnxError`] naming the operator and the node.
+//! size when the file's batch axis is symbolic. Other symbolic axes (a fully convolutional
+//! model exported with dynamic height and width) need a size to import at,
+//! [`OnnxOptions::input_shape`]; the shape arithmetic is evaluated at that size and the layers
+//! run at any other. `F.pad`'s pad vector, which the exporter computes with ConstantOfShape,
+//! Slice and Transpose, folds the same way.
+//!
+//! Uneven padding (`pads` whose begin and end differ, `SAME_UPPER`/`SAME_LOWER` with an odd
+//! total, TensorFlow conversions) becomes a [`Pad2d`](crate::layers::Pad2d) in front of the
+//! layer: zeros for Conv and for AveragePool that counts padding, `-inf` for MaxPool (sized
+//! so that floor mode gives ONNX's output, which also covers `ceil_mode`); AveragePool that
+//! does not count padding pads by the begin amount and picks floor or ceil mode to give ONNX's
+//! output size. The output size is checked against ONNX's (PyTorch's rule for ceil mode) in
+//! every case, and the one combination no layer can give (uncounted uneven padding that needs
+//! floor mode on one axis and ceil mode on the other) is an error.
+//!
+//! Anything else — an operator not in the table, a Reshape that is not a merge of dims, a
+//! Softmax over another axis, an Add whose constant varies along H or W, Mul of a computed
+//! value — is an [`OnnxError`] naming the operator and the node.
 //!
 //! Graph nodes are named after their weights where the exporter kept PyTorch's names
 //! (`conv1.weight` → node `conv1`), so [`crate::io::save_weights`] of an imported model writes
 //! a `state_dict` with PyTorch's keys; other nodes keep their ONNX names.
+
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod import;
 mod proto;
@@ -193,8 +212,11 @@ pub struct OnnxModel<T: Float> {
     pub graph: Graph<T>,
     /// The name of the ONNX graph input.
     pub input_name: String,
-    /// The input shape the file declares; `None` for the symbolic batch axis.
+    /// The input shape the file declares; `None` for a symbolic axis.
     pub input_shape: Vec<Option<usize>>,
+    /// The input shape the graph was imported at (symbolic axes at the sizes given in
+    /// [`OnnxOptions::input_shape`], the batch at 1 by default).
+    build_shape: Vec<usize>,
     /// The name of the ONNX graph output (the first one, if there are several).
     pub output_name: String,
     /// The version of the default (`ai.onnx`) operator set the model uses.
@@ -206,6 +228,7 @@ impl<T: Float> std::fmt::Debug for OnnxModel<T> {
         f.debug_struct("OnnxModel")
             .field("input_name", &self.input_name)
             .field("input_shape", &self.input_shape)
+            .field("build_shape", &self.build_shape)
             .field("output_name", &self.output_name)
             .field("opset", &self.opset)
             .finish_non_exhaustive()
@@ -218,8 +241,8 @@ impl<T: Float> OnnxModel<T> {
         self.input_shape.first().is_some_and(Option::is_none)
     }
 
-    /// The input shape for a batch of `batch` items; an error when the file fixes another
-    /// batch size.
+    /// The input shape for a batch of `batch` items (symbolic axes other than the batch at
+    /// the size the model was imported at); an error when the file fixes another batch size.
     pub fn input_shape_for(&self, batch: usize) -> Result<Vec<usize>> {
         match self.input_shape.first() {
             Some(Some(b)) if *b != batch => Err(Error::input(
@@ -227,14 +250,50 @@ impl<T: Float> OnnxModel<T> {
                 format!("the model's batch size is fixed at {b}, not {batch}"),
             )),
             _ => Ok(std::iter::once(batch)
-                .chain(self.input_shape.iter().skip(1).map(|d| d.unwrap_or(0)))
+                .chain(self.build_shape.iter().skip(1).copied())
                 .collect()),
         }
     }
 }
 
+/// How to import a model: what the file leaves open.
+///
+/// ```
+/// use convnet::onnx::OnnxOptions;
+/// // A fully convolutional model exported with symbolic height and width.
+/// let options = OnnxOptions::new().input_shape(&[1, 3, 224, 224]);
+/// assert_eq!(options.input_shape, Some(vec![1, 3, 224, 224]));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OnnxOptions {
+    /// The input shape to import at: the sizes of symbolic axes (a file's fixed sizes must
+    /// agree, except the batch). Needed when an axis other than the batch is symbolic; the
+    /// shape arithmetic exporters emit is evaluated at these sizes. The layers themselves take
+    /// other spatial sizes afterwards, as PyTorch's would.
+    pub input_shape: Option<Vec<usize>>,
+}
+
+impl OnnxOptions {
+    /// No sizes given: every axis but the batch must be fixed by the file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the input shape to import at.
+    pub fn input_shape(mut self, shape: &[usize]) -> Self {
+        self.input_shape = Some(shape.to_vec());
+        self
+    }
+}
+
 /// Reads an ONNX file (external data files are looked up next to it).
 pub fn load_onnx<T: Float>(path: &Path) -> Result<OnnxModel<T>> {
+    load_onnx_with(path, &OnnxOptions::new())
+}
+
+/// Reads an ONNX file with [`OnnxOptions`] (the input size for symbolic axes).
+pub fn load_onnx_with<T: Float>(path: &Path, options: &OnnxOptions) -> Result<OnnxModel<T>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
     let dir = path.parent().map(|p| {
         if p.as_os_str().is_empty() {
@@ -243,7 +302,7 @@ pub fn load_onnx<T: Float>(path: &Path) -> Result<OnnxModel<T>> {
             p
         }
     });
-    import::import(&bytes, dir).map_err(|source| Error::Onnx {
+    import::import(&bytes, dir, options).map_err(|source| Error::Onnx {
         path: path.to_path_buf(),
         source,
     })
@@ -256,7 +315,17 @@ pub fn load_onnx_bytes<T: Float>(
     dir: Option<&Path>,
     name: &str,
 ) -> Result<OnnxModel<T>> {
-    import::import(bytes, dir).map_err(|source| Error::Onnx {
+    load_onnx_bytes_with(bytes, dir, name, &OnnxOptions::new())
+}
+
+/// [`load_onnx_bytes`] with [`OnnxOptions`].
+pub fn load_onnx_bytes_with<T: Float>(
+    bytes: &[u8],
+    dir: Option<&Path>,
+    name: &str,
+    options: &OnnxOptions,
+) -> Result<OnnxModel<T>> {
+    import::import(bytes, dir, options).map_err(|source| Error::Onnx {
         path: name.into(),
         source,
     })

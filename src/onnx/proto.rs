@@ -4,6 +4,8 @@
 //! does not use (doc strings, metadata, training info, functions, sub-graphs of `If`/`Loop`)
 //! are skipped; a field it uses with the wrong wire type is an error.
 
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use super::wire::Reader;
 use super::OnnxError;
 

@@ -60,6 +60,26 @@ impl Const {
         }
     }
 
+    /// The constant with every value negated (the symbolic batch size stays as it is; it is
+    /// never a float).
+    pub(crate) fn negated(self) -> Self {
+        let data = match self.data {
+            Data::Float(v) => Data::Float(v.into_iter().map(|x| -x).collect()),
+            Data::Int(v) => Data::Int(
+                v.into_iter()
+                    .map(|i| match i {
+                        Int::Known(k) => Int::Known(k.saturating_neg()),
+                        Int::Batch => Int::Batch,
+                    })
+                    .collect(),
+            ),
+        };
+        Const {
+            dims: self.dims,
+            data,
+        }
+    }
+
     /// The values as integers (`None` for floating-point data).
     pub(crate) fn int_values(&self) -> Option<&[Int]> {
         match &self.data {
