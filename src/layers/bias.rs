@@ -102,12 +102,11 @@ impl<T: Float> Layer<T> for Bias<T> {
     }
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        let (_, c, inner) = self.blocks(input.shape())?;
+        let (_, _, inner) = self.blocks(input.shape())?;
         let mut y = contiguous(input).into_owned();
         let b = self.bias.value.iter().copied().collect::<Vec<T>>();
         if inner > 0 {
-            for (k, run) in y.chunks_exact_mut(inner).enumerate() {
-                let v = b[k % c];
+            for (run, &v) in y.chunks_exact_mut(inner).zip(b.iter().cycle()) {
                 run.iter_mut().for_each(|x| *x += v);
             }
         }
@@ -130,9 +129,11 @@ impl<T: Float> Layer<T> for Bias<T> {
         let (_, c, inner) = self.blocks(shape)?;
         let dy = contiguous(grad_output);
         let mut db = vec![T::zero(); c];
-        if inner > 0 {
-            for (k, run) in dy.chunks_exact(inner).enumerate() {
-                db[k % c] += run.iter().copied().sum::<T>();
+        if inner > 0 && c > 0 {
+            for block in dy.chunks_exact(c * inner) {
+                for (run, d) in block.chunks_exact(inner).zip(db.iter_mut()) {
+                    *d += run.iter().copied().sum::<T>();
+                }
             }
         }
         for (g, d) in self.bias.grad.iter_mut().zip(db) {

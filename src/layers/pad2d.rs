@@ -129,7 +129,10 @@ impl<T: Float> Layer<T> for Pad2d<T> {
         let mut y = vec![T::of(self.value); planes * oh * ow];
         for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
             for (xr, yr) in xp.chunks_exact(w).zip(yp.chunks_exact_mut(ow).skip(t)) {
-                yr[l..l + w].copy_from_slice(xr);
+                // `ow = l + w + r` (geometry), so the middle of the row is there.
+                if let Some(middle) = yr.get_mut(l..l + w) {
+                    middle.copy_from_slice(xr);
+                }
             }
         }
         Ok(from_vec(&shape, y))
@@ -151,7 +154,7 @@ impl<T: Float> Layer<T> for Pad2d<T> {
         let mut dx = Vec::with_capacity(planes * h * w);
         for dyp in dy.chunks_exact(oh * ow) {
             for dyr in dyp.chunks_exact(ow).skip(t).take(h) {
-                dx.extend_from_slice(&dyr[l..l + w]);
+                dx.extend_from_slice(dyr.get(l..l + w).unwrap_or_default());
             }
         }
         Ok(from_vec(&input_shape, dx))
