@@ -397,7 +397,14 @@ pub fn saliency<T: Float>(
     let grad = input_gradient(model, image, class)?;
     let grad = batch_of_one("explain::saliency", &grad)?;
     let per_channel = grad.index_axis(Axis(0), 0);
-    Ok(per_channel.fold_axis(Axis(0), T::zero(), |&m, &g| m.max(g.abs())))
+    // A NaN gradient stays NaN (as PyTorch's `amax`), so a broken model does not look calm.
+    Ok(per_channel.fold_axis(Axis(0), T::zero(), |&m, &g| {
+        if m.is_nan() || g.is_nan() {
+            T::nan()
+        } else {
+            m.max(g.abs())
+        }
+    }))
 }
 
 /// A Grad-CAM explanation of one class for one image.
@@ -493,7 +500,7 @@ pub fn grad_cam_from<T: Float>(
     for (ak, &alpha) in a.outer_iter().zip(&weights) {
         coarse.scaled_add(alpha, &ak);
     }
-    coarse.mapv_inplace(|v| if v > T::zero() { v } else { T::zero() });
+    coarse.mapv_inplace(crate::kernels::elementwise::relu); // NaN stays NaN, as PyTorch
     let heat = upsample_bilinear(&coarse, size)?;
     Ok(GradCam {
         weights,
@@ -670,6 +677,20 @@ mod tests {
             g[&idx] = (score(&plus) - score(&minus)) / (2.0 * eps);
         }
         g
+    }
+
+    /// A NaN in the gradients reaches the Grad-CAM map (PyTorch's `relu` keeps NaN) instead of
+    /// being clamped to a calm zero.
+    #[test]
+    fn grad_cam_keeps_a_nan() {
+        let a =
+            Tensor::<f64>::from_shape_vec(IxDyn(&[1, 2, 2]), vec![1.0, -1.0, 2.0, 0.5]).unwrap();
+        let mut g = a.mapv(|_| 0.25);
+        g[[0, 0, 1]] = f64::NAN;
+        let cam = grad_cam_from(&a, &g, [2, 2]).unwrap();
+        assert!(cam.coarse.iter().all(|v| v.is_nan()));
+        let fine = grad_cam_from(&a, &a.mapv(|_| 0.25), [2, 2]).unwrap();
+        assert!(fine.coarse.iter().all(|v| v.is_finite() && *v >= 0.0));
     }
 
     #[test]
