@@ -115,6 +115,17 @@ pub fn info(name: &str) -> Result<ModelInfo> {
 
 /// Builds a zoo model by name with its natural number of classes ([`ModelInfo::classes`]:
 /// 10 for the LeNet-5s, 1,000 for the ImageNet models).
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::Layer;
+/// let lenet = convnet::zoo::build_default::<f32>("lenet5")?;
+/// assert_eq!(lenet.output_shape(&[1, 1, 32, 32])?, vec![1, 10]);
+/// let resnet = convnet::zoo::build_default::<f32>("resnet18")?;
+/// assert_eq!(resnet.num_params(), 11_689_512); // torchvision's count, 1,000 classes
+/// # Ok(())
+/// # }
+/// ```
 pub fn build_default<T: Float>(name: &str) -> Result<Box<dyn Layer<T>>> {
     build(name, info(name)?.classes)
 }
