@@ -51,6 +51,13 @@ impl<T: Float> Default for Inception<T> {
 }
 
 impl<T: Float> Inception<T> {
+    /// Checks the branch outputs agree and concatenates them (training forward).
+    fn join_branches(&mut self, outs: Vec<Tensor<T>>) -> Result<Tensor<T>> {
+        Self::check_outputs(&outs)?;
+        let refs: Vec<&Tensor<T>> = outs.iter().collect();
+        self.join.forward(&refs)
+    }
+
     /// A module with no branches yet.
     pub fn new() -> Self {
         Inception {
@@ -142,8 +149,14 @@ impl<T: Float> Layer<T> for Inception<T> {
         Self::concat_shape(&self.branch_shapes(input)?)
     }
 
+    /// Every branch reads the input (no copy of it here: a branch that keeps it copies it).
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
-        self.forward_owned(input.clone())
+        let outs = self
+            .branches
+            .iter_mut()
+            .map(|(_, b)| b.forward(input))
+            .collect::<Result<Vec<_>>>()?;
+        self.join_branches(outs)
     }
 
     /// Every branch but the last reads the input; the last one takes it.
@@ -155,9 +168,7 @@ impl<T: Float> Layer<T> for Inception<T> {
             }
             outs.push(last.forward_owned(input)?);
         }
-        Self::check_outputs(&outs)?;
-        let refs: Vec<&Tensor<T>> = outs.iter().collect();
-        self.join.forward(&refs)
+        self.join_branches(outs)
     }
 
     fn infer(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
