@@ -24,7 +24,9 @@ evaluation (batch 500) and a checkpoint after every epoch, data read from data/m
 It reports the wall time of each whole process and its final test accuracy.
 
 Rows: `MODEL` (every mode listed for it) or `MODEL:MODE`, comma-separated; `mnist` for the
-recipe. `--quick` runs 3 timed iterations after 1 warm-up and a 1-epoch mnist recipe.
+recipe. `--quick` runs 3 timed iterations after 1 warm-up and a 1-epoch mnist recipe. `--f64`
+also times convnet in f64 on each row (right after its f32 run) and prints a second table with
+the f64/f32 time ratio.
 """
 import argparse
 import gzip
@@ -272,6 +274,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="3 iterations, 1-epoch mnist")
     p.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    p.add_argument("--f64", action="store_true",
+                   help="also time convnet in f64 on each row (issue 7: within 2.5x of f32)")
     # Worker mode (internal): one PyTorch measurement in this process.
     p.add_argument("--worker", choices=["bench", "mnist", "version"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -320,7 +324,15 @@ def main():
             fail(f"PyTorch {model} {mode}", rc, out, err)
         rate_t, line_t = last_line_rate(out)
         print(f"convnet: {line_c}   PyTorch: {line_t}", file=sys.stderr)
-        results.append((model, mode, batch, side, rate_c, rate_t, rss_c, rss_t))
+        rate_64 = None
+        if a.f64:
+            rc, out, err, _, _ = run_measured([str(examples / "bench"), *common,
+                                               "--dtype", "f64"])
+            if rc != 0:
+                fail(f"bench {model} {mode} f64", rc, out, err)
+            rate_64, line_64 = last_line_rate(out)
+            print(f"convnet f64: {line_64}", file=sys.stderr)
+        results.append((model, mode, batch, side, rate_c, rate_t, rss_c, rss_t, rate_64))
 
     if results:
         print(f"convnet against PyTorch {torch_version}, {a.threads} threads, f32, median of "
@@ -329,9 +341,16 @@ def main():
         print("| model | mode | convnet img/s | PyTorch img/s | ratio | convnet peak RSS MiB "
               "| PyTorch peak RSS MiB |")
         print("|---|---|---:|---:|---:|---:|---:|")
-        for model, mode, batch, side, rc_, rt, mc, mt in results:
+        for model, mode, batch, side, rc_, rt, mc, mt, _ in results:
             print(f"| {model} (batch {batch}, {side}x{side}) | {mode} | {rc_:,.2f} | {rt:,.2f} "
                   f"| {rc_ / rt:.2f} | {mc:,.0f} | {mt:,.0f} |")
+        if a.f64:
+            print()
+            print("| model | mode | convnet f32 img/s | convnet f64 img/s | f64 time / f32 time |")
+            print("|---|---|---:|---:|---:|")
+            for model, mode, batch, side, rc_, _, _, _, r64 in results:
+                print(f"| {model} (batch {batch}, {side}x{side}) | {mode} | {rc_:,.2f} "
+                      f"| {r64:,.2f} | {rc_ / r64:.2f} |")
 
     if mnist:
         with tempfile.TemporaryDirectory(prefix="convnet_mnist_") as out_dir:

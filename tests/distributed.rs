@@ -43,6 +43,9 @@ const RUNS: &[(&str, usize, bool)] = &[
     ("trainer", 2, true),
     ("threads", 2, true),
     ("reshaped", 1, true),
+    ("mismatch", 2, true),
+    ("mismatch", 3, true),
+    ("late_drop", 2, true),
     ("skip", 2, false),
     ("crash", 2, false),
 ];
@@ -171,6 +174,7 @@ fn worker(scenario: &str) {
     let world = universe.world();
     let comm = Communicator::new(&world).expect("communicator");
     let (rank, size) = (comm.rank(), comm.size());
+    let mut kept = None;
     let result = match scenario {
         "replicas" => replicas(&world),
         "equivalence" => equivalence(&world),
@@ -179,10 +183,25 @@ fn worker(scenario: &str) {
         "trainer" => trainer(&world),
         "threads" => threads(&world),
         "reshaped" => reshaped(&world),
+        "mismatch" => mismatch(&world),
+        "late_drop" => late_drop(&world).map(|model| kept = Some(model)),
         "skip" => skip(&world),
         "crash" => crash(&world),
         other => Err(format!("unknown scenario {other}")),
     };
+    if scenario == "late_drop" {
+        // MPI finalizes here, while a communicator and a wrapped model still live; dropping
+        // them afterwards must neither abort nor panic.
+        drop(universe);
+        if let Err(why) = result {
+            println!("rank {rank}/{size} ERROR {why}");
+            return;
+        }
+        drop(kept);
+        drop(comm);
+        println!("rank {rank}/{size} PASS {scenario}");
+        return;
+    }
     match result {
         Ok(()) => println!("rank {rank}/{size} PASS {scenario}"),
         Err(why) => {
@@ -370,6 +389,61 @@ fn equivalence(world: &impl mpi::traits::Communicator) -> Check {
 /// Parameters reshaped behind the wrapper's back (`inner_mut`, `visit_mut`) are an error, not a
 /// panic while cutting the flat buffers: DataParallel's `synchronize` and `broadcast_state`,
 /// and SyncBatchNorm2d's forward, backward and inference (docs/ERRORS.md, class 14).
+/// A wrapped model that the caller keeps past the end of MPI (see `worker`).
+fn late_drop(
+    world: &impl mpi::traits::Communicator,
+) -> Result<DataParallel<f32, Linear<f32>>, String> {
+    let linear = Linear::<f32>::new(LinearConfig::new(4, 3)).map_err(e)?;
+    DataParallel::new(linear, world).map_err(e)
+}
+
+/// Processes that built different models: `DataParallel::new` fails on every one of them with
+/// an error (no hang, no silently averaged garbage), whether the last rank's model has a
+/// tensor of another size, an extra layer, or the same sizes under other names; a model that
+/// agrees everywhere then still wraps.
+fn mismatch(world: &impl mpi::traits::Communicator) -> Check {
+    let comm = Communicator::new(world).map_err(e)?;
+    let last = comm.rank() + 1 == comm.size();
+    let linear = |i: usize, o: usize| Linear::<f32>::new(LinearConfig::new(i, o)).map_err(e);
+    let cases: [(&str, Sequential<f32>); 3] = [
+        (
+            "a wider layer",
+            Sequential::new().add(linear(4, if last { 5 } else { 3 })?),
+        ),
+        ("an extra layer", {
+            let net = Sequential::new().add(linear(4, 4)?);
+            if last {
+                net.add(linear(4, 4)?)
+            } else {
+                net
+            }
+        }),
+        ("other names", {
+            // Same sizes in the same order; on the last rank the weight sits one level deeper.
+            let inner = Sequential::new().add(linear(4, 4)?);
+            if last {
+                Sequential::new().add(inner)
+            } else {
+                inner
+            }
+        }),
+    ];
+    for (what, model) in cases {
+        match DataParallel::new(model, world) {
+            Err(Error::Distributed(m)) if m.contains("differ from process 0") => {
+                let here = m.contains("this one among them");
+                if here != last {
+                    return Err(format!("{what}: the message names the wrong ranks: {m}"));
+                }
+            }
+            Err(other) => return Err(format!("{what}: unexpected error {other}")),
+            Ok(_) => return Err(format!("{what}: different models were wrapped")),
+        }
+    }
+    DataParallel::new(Sequential::new().add(linear(4, 3)?), world).map_err(e)?;
+    Ok(())
+}
+
 fn reshaped(world: &impl mpi::traits::Communicator) -> Check {
     let comm = Arc::new(Communicator::new(world).map_err(e)?);
     let reshape = |layer: &mut dyn Layer<f64>, key: &str, len: usize| {

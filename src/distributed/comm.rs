@@ -330,8 +330,9 @@ impl Communicator {
 impl Drop for Communicator {
     fn drop(&mut self) {
         // A broken group may have operations in flight on the communicator: leave it to the
-        // end of the process rather than free it under them.
-        if self.failure().is_none() {
+        // end of the process rather than free it under them. After MPI_Finalize (the
+        // `Universe` dropped first) freeing it is an error MPI may abort on: leave it too.
+        if self.failure().is_none() && !mpi::environment::is_finalized() {
             // SAFETY: `comm` is not used again; ManuallyDrop::drop runs its destructor once.
             unsafe { ManuallyDrop::drop(&mut self.comm) };
         }

@@ -844,6 +844,45 @@ impl<T: Float> Importer<'_, T> {
         ))
     }
 
+    /// Pushes the first pooling layer, padded `p` with ceil mode `ceil` for each `(p, ceil)`
+    /// of `tries` that fits the layer, that gives ONNX's output size; `Ok(false)` if none does.
+    fn push_first_pool(
+        &mut self,
+        ctx: &Ctx,
+        (from, shape): (&str, &[usize]),
+        win: &PoolWindow,
+        tries: &[([usize; 2], bool)],
+        make: impl Fn([usize; 2], bool) -> crate::Result<Box<dyn Layer<T>>>,
+    ) -> Result<bool, OnnxError> {
+        for &(p, ceil) in tries.iter().filter(|(p, _)| win.fits_layer(*p)) {
+            let layer = make(p, ceil).map_err(|e| ctx.layer_err(e))?;
+            if self.push_pool(ctx, from, shape, win, layer)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Pushes an explicit border of `fill` (ONNX's padding, its end sized so that floor mode
+    /// gives ONNX's output count) and the unpadded pooling `layer` after it.
+    fn push_padded_pool(
+        &mut self,
+        ctx: &Ctx,
+        (from, shape): (String, Vec<usize>),
+        win: &PoolWindow,
+        fill: f64,
+        layer: crate::Result<Box<dyn Layer<T>>>,
+        why: &str,
+    ) -> Result<(), OnnxError> {
+        let (padded, padded_shape) = self.push_pad(ctx, from, &shape, win.explicit_pads(), fill)?;
+        let layer = layer.map_err(|e| ctx.layer_err(e))?;
+        if self.push_pool(ctx, &padded, &padded_shape, win, layer)? {
+            Ok(())
+        } else {
+            Err(Self::mismatch(ctx, win, why))
+        }
+    }
+
     fn max_pool(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
         let (from, shape) = self.act(ctx, 0)?;
         let win = self.pool_window(ctx, &shape)?;
@@ -851,23 +890,28 @@ impl<T: Float> Importer<'_, T> {
             .kernel_hw(win.kernel)
             .stride_hw(win.stride)
             .dilation_hw(win.dilation);
-        if let Some(p) = win.pads.symmetric().filter(|&p| win.fits_layer(p)) {
-            let layer = MaxPool2d::new(cfg.padding_hw(p).ceil_mode(win.ceil))
-                .map_err(|e| ctx.layer_err(e))?;
-            if self.push_pool(ctx, &from, &shape, &win, Box::new(layer))? {
-                return Ok(());
-            }
+        let make = |p: [usize; 2], ceil: bool| -> crate::Result<Box<dyn Layer<T>>> {
+            Ok(Box::new(MaxPool2d::new(cfg.padding_hw(p).ceil_mode(ceil))?))
+        };
+        let tries: Vec<_> = win
+            .pads
+            .symmetric()
+            .map(|p| (p, win.ceil))
+            .into_iter()
+            .collect();
+        if self.push_first_pool(ctx, (&from, &shape), &win, &tries, make)? {
+            return Ok(());
         }
-        // Padding read as -inf is the same as an explicit -inf border; its end is sized so that
-        // floor mode gives ONNX's output count.
-        let extra = win.explicit_pads();
-        let (padded, padded_shape) = self.push_pad(ctx, from, &shape, extra, f64::NEG_INFINITY)?;
-        let layer = MaxPool2d::new(cfg).map_err(|e| ctx.layer_err(e))?;
-        if self.push_pool(ctx, &padded, &padded_shape, &win, Box::new(layer))? {
-            Ok(())
-        } else {
-            Err(Self::mismatch(ctx, &win, "max pooling"))
-        }
+        // Padding read as -inf is the same as an explicit -inf border.
+        let layer = make([0, 0], false);
+        self.push_padded_pool(
+            ctx,
+            (from, shape),
+            &win,
+            f64::NEG_INFINITY,
+            layer,
+            "max pooling",
+        )
     }
 
     fn avg_pool(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
@@ -884,43 +928,33 @@ impl<T: Float> Importer<'_, T> {
             .kernel_hw(win.kernel)
             .stride_hw(win.stride)
             .count_include_pad(include);
-        if let Some(p) = win.pads.symmetric().filter(|&p| win.fits_layer(p)) {
-            let layer = AvgPool2d::new(cfg.padding_hw(p).ceil_mode(win.ceil))
-                .map_err(|e| ctx.layer_err(e))?;
-            if self.push_pool(ctx, &from, &shape, &win, Box::new(layer))? {
-                return Ok(());
-            }
-        }
+        let make = |p: [usize; 2], ceil: bool| -> crate::Result<Box<dyn Layer<T>>> {
+            Ok(Box::new(AvgPool2d::new(cfg.padding_hw(p).ceil_mode(ceil))?))
+        };
+        let mut tries: Vec<_> = win
+            .pads
+            .symmetric()
+            .map(|p| (p, win.ceil))
+            .into_iter()
+            .collect();
         if !include {
             // Padding never counts: only where the windows start (the begin padding) and how
             // many there are matter. Pad by `begin` on both sides; floor or ceil mode gives the
             // count.
-            let p = win.pads.begin;
-            if win.fits_layer(p) {
-                for ceil in [false, true] {
-                    let layer = AvgPool2d::new(cfg.padding_hw(p).ceil_mode(ceil))
-                        .map_err(|e| ctx.layer_err(e))?;
-                    if self.push_pool(ctx, &from, &shape, &win, Box::new(layer))? {
-                        return Ok(());
-                    }
-                }
-            }
-            return Err(Self::mismatch(ctx, &win, "count_include_pad 0"));
+            tries.extend([false, true].map(|ceil| (win.pads.begin, ceil)));
+        }
+        if self.push_first_pool(ctx, (&from, &shape), &win, &tries, make)? {
+            return Ok(());
         }
         // Padding counts: an explicit zero border, if no window reaches past ONNX's padding
         // (beyond it ONNX would not count the cells).
-        let extra = win.explicit_pads();
-        let [_, r, _, b] = extra;
-        if r > win.pads.end[1] || b > win.pads.end[0] {
-            return Err(Self::mismatch(ctx, &win, "count_include_pad 1"));
+        let [_, r, _, b] = win.explicit_pads();
+        if !include || r > win.pads.end[1] || b > win.pads.end[0] {
+            let why = format!("count_include_pad {}", include as u8);
+            return Err(Self::mismatch(ctx, &win, &why));
         }
-        let (padded, padded_shape) = self.push_pad(ctx, from, &shape, extra, 0.0)?;
-        let layer = AvgPool2d::new(cfg).map_err(|e| ctx.layer_err(e))?;
-        if self.push_pool(ctx, &padded, &padded_shape, &win, Box::new(layer))? {
-            Ok(())
-        } else {
-            Err(Self::mismatch(ctx, &win, "count_include_pad 1"))
-        }
+        let layer = make([0, 0], false);
+        self.push_padded_pool(ctx, (from, shape), &win, 0.0, layer, "count_include_pad 1")
     }
 
     fn lrn(&mut self, ctx: &Ctx) -> Result<(), OnnxError> {
