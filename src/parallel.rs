@@ -2,7 +2,7 @@
 //!
 //! With the `rayon` feature (the default) `prelude` is rayon's and every `par_*` loop runs on
 //! the global pool. Without it the same method names (`par_chunks`, `par_chunks_mut`,
-//! `par_iter`, `par_iter_mut`, `into_par_iter`, `for_each_init`) give std's sequential
+//! `par_iter`, `par_iter_mut`, `into_par_iter`, `for_each_init`, `try_for_each_init`) give std's sequential
 //! iterators, so a kernel's code is the same in both builds and visits the same items in the
 //! same order on one thread.
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -70,6 +70,16 @@ pub(crate) mod prelude {
         {
             let mut state = init();
             self.for_each(|item| op(&mut state, item));
+        }
+
+        /// Rayon's `try_for_each_init`: as `for_each_init`, stopping at the first error.
+        fn try_for_each_init<S, I, F, E>(mut self, init: I, mut op: F) -> Result<(), E>
+        where
+            I: FnOnce() -> S,
+            F: FnMut(&mut S, Self::Item) -> Result<(), E>,
+        {
+            let mut state = init();
+            self.try_for_each(|item| op(&mut state, item))
         }
     }
 
