@@ -365,4 +365,10 @@ pub trait Merge<T: Float>: Send + Sync {
 
     /// Splits dLoss/doutput into one gradient per input, in input order.
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Vec<Tensor<T>>>;
+
+    /// [`Merge::backward`] taking the gradient by value, with the same results (an `Add` hands
+    /// it on instead of copying it once more). Default: `backward(&grad_output)`.
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Vec<Tensor<T>>> {
+        self.backward(&grad_output)
+    }
 }

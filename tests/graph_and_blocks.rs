@@ -2,6 +2,7 @@
 
 use convnet::blocks::{Inception, Residual};
 use convnet::gradcheck::{check_layer, random_tensor, GradCheck};
+use convnet::layer::Slot;
 use convnet::model::GraphBuilder;
 use convnet::prelude::*;
 
@@ -79,6 +80,104 @@ fn several_outputs_each_carry_their_gradient() {
         .mapv(f64::abs)
         .fold(0.0f64, |m, &v| m.max(v));
     assert!(diff < 1e-12, "{diff}");
+}
+
+/// Layers that keep (Conv2d, BatchNorm2d) or overwrite (ReLU, BatchNorm2d's gradient) what
+/// they are handed, a node read by two nodes (`relu`), a merge reading one node twice
+/// (`conv_b`), and an output (`relu2`) that two other nodes read too.
+fn handover_dag(keep: bool) -> convnet::model::Graph<f64> {
+    GraphBuilder::new("x")
+        .layer("conv_a", "x", conv(2, 3, 3, 1, 1))
+        .layer(
+            "bn",
+            "conv_a",
+            BatchNorm2d::new(BatchNorm2dConfig::new(3)).unwrap(),
+        )
+        .layer("relu", "bn", ReLU::new())
+        .layer("conv_b", "relu", conv(3, 3, 3, 1, 2))
+        .merge("add", &["relu", "conv_b", "conv_b"], Add::new())
+        .layer("relu2", "add", ReLU::new())
+        .layer("conv_c", "x", conv(2, 3, 1, 0, 3))
+        .merge("cat", &["relu2", "conv_c"], Concat::new())
+        .layer("head", "relu2", Tanh::new())
+        .output("cat")
+        .output("relu2")
+        .output("head")
+        .keep_values(keep)
+        .build(&[1, 2, 5, 5])
+        .unwrap()
+}
+
+/// Every parameter gradient and buffer of a model, by name.
+fn grads_and_buffers(model: &dyn Layer<f64>) -> Vec<(String, Tensor<f64>)> {
+    let mut out = Vec::new();
+    model.visit(&mut |name, slot| match slot {
+        Slot::Param(p) => out.push((format!("{name}.grad"), p.grad.clone())),
+        Slot::Buffer(b) => out.push((name.to_string(), b.clone())),
+    });
+    out
+}
+
+#[test]
+fn handing_values_on_gives_the_kept_values_numbers() {
+    let (mut kept, mut lean) = (handover_dag(true), handover_dag(false));
+    assert!(kept.keeps_values() && !lean.keeps_values());
+    for step in 0..2u64 {
+        let x = random_tensor(&[2, 2, 5, 5], 10 + step);
+        let outs = kept.forward_all(&x).unwrap();
+        assert_eq!(lean.forward_all(&x).unwrap(), outs, "step {step}");
+        let grads: Vec<Tensor<f64>> = outs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| random_tensor(o.shape(), 20 + i as u64))
+            .collect();
+        let given = [Some(&grads[0]), Some(&grads[1]), Some(&grads[2])];
+        let dx = kept.backward_all(&given).unwrap();
+        assert_eq!(lean.backward_all(&given).unwrap(), dx, "step {step}");
+        assert_eq!(grads_and_buffers(&lean), grads_and_buffers(&kept));
+        // Only the graph that keeps its values can show them.
+        assert!(kept.node_output("relu").is_some());
+        assert!(lean.node_output("relu").is_none());
+        // An output that reaches no loss: the nodes that feed only it send nothing back.
+        kept.forward_all(&x).unwrap();
+        lean.forward_all(&x).unwrap();
+        let (dx_k, at_k) = kept
+            .backward_all_at(&[Some(&grads[0]), None, None], "head")
+            .unwrap();
+        let (dx_l, at_l) = lean
+            .backward_all_at(&[Some(&grads[0]), None, None], "head")
+            .unwrap();
+        assert_eq!((dx_l, at_l), (dx_k, at_k.clone()));
+        assert!(at_k.iter().all(|&v| v == 0.0));
+    }
+    // As a layer (first output), by reference and by value.
+    let x = random_tensor(&[2, 2, 5, 5], 3);
+    let y = kept.forward(&x).unwrap();
+    assert_eq!(lean.forward_owned(x.clone()).unwrap(), y);
+    let g = random_tensor(y.shape(), 4);
+    assert_eq!(
+        lean.backward_owned(g.clone()).unwrap(),
+        kept.backward(&g).unwrap()
+    );
+    assert_eq!(grads_and_buffers(&lean), grads_and_buffers(&kept));
+}
+
+#[test]
+fn a_graph_that_hands_values_on_matches_finite_differences() {
+    // `relu` and `x` feed two nodes each and `conv_b` one merge twice: each gradient must
+    // arrive in full although the values were handed on and dropped.
+    let mut g = handover_dag(false);
+    for seed in 0..2 {
+        check_layer(
+            &mut g,
+            &random_tensor(&[2, 2, 5, 5], seed),
+            GradCheck {
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::layers::accumulate;
 use crate::model::SummaryRow;
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
@@ -152,11 +153,11 @@ impl<T: Float> Layer<T> for Residual<T> {
             Some((_, s)) => {
                 let short = s.forward_owned(input)?;
                 Self::check_sum(sum.shape(), short.shape())?;
-                sum += &short;
+                accumulate(&mut sum, &short);
             }
             None => {
                 Self::check_sum(sum.shape(), input.shape())?;
-                sum += &input;
+                accumulate(&mut sum, &input);
             }
         }
         match &mut self.post {
@@ -173,11 +174,11 @@ impl<T: Float> Layer<T> for Residual<T> {
             Some((_, s)) => {
                 let short = s.infer(input)?;
                 Self::check_sum(sum.shape(), short.shape())?;
-                sum += &short;
+                accumulate(&mut sum, &short);
             }
             None => {
                 Self::check_sum(sum.shape(), input.shape())?;
-                sum += input;
+                accumulate(&mut sum, input);
             }
         }
         match &self.post {
@@ -212,7 +213,7 @@ impl<T: Float> Layer<T> for Residual<T> {
             ));
         }
         let mut grad_input = grad_input;
-        grad_input += &short;
+        accumulate(&mut grad_input, &short);
         Ok(grad_input)
     }
 

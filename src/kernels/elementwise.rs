@@ -6,9 +6,9 @@ use crate::parallel::prelude::*;
 use crate::tensor::Float;
 
 /// Below this many elements a loop stays on the calling thread.
-const PARALLEL_MIN: usize = 1 << 15;
+pub(crate) const PARALLEL_MIN: usize = 1 << 15;
 /// Elements per parallel task.
-const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// `out[i] = f(x[i])`.
 ///
@@ -102,6 +102,27 @@ pub fn apply_mask<T: Float>(g: &mut [T], keep: &[u8]) {
         g.par_chunks_mut(CHUNK)
             .zip(keep.par_chunks(CHUNK))
             .for_each(|(g, k)| vectorized(|| run(g, k)));
+    }
+}
+
+/// `y[i] += x[i]` (the residual sum, and gradients meeting where a value fans out).
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn add_assign<T: Float>(y: &mut [T], x: &[T]) {
+    assert_eq!(y.len(), x.len(), "add_assign: lengths");
+    #[inline(always)]
+    fn run<T: Float>(y: &mut [T], x: &[T]) {
+        for (a, &b) in y.iter_mut().zip(x) {
+            *a += b;
+        }
+    }
+    if y.len() < PARALLEL_MIN {
+        vectorized(|| run(y, x));
+    } else {
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| vectorized(|| run(y, x)));
     }
 }
 

@@ -20,6 +20,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod im2col;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod simd;
 pub mod winograd;

@@ -1,4 +1,5 @@
 use crate::error::{Error, Result};
+use crate::kernels::elementwise;
 use crate::layer::Merge;
 use crate::tensor::{Float, Tensor};
 use std::marker::PhantomData;
@@ -65,9 +66,9 @@ impl<T: Float> Merge<T> for Add<T> {
         let Some((first, rest)) = inputs.split_first() else {
             return Err(Error::input("Add", "needs at least one input"));
         };
-        let mut y = (*first).to_owned();
+        let mut y = first.as_standard_layout().into_owned();
         for x in rest {
-            y += *x;
+            accumulate(&mut y, x);
         }
         Ok(y)
     }
@@ -77,6 +78,28 @@ impl<T: Float> Merge<T> for Add<T> {
         super::expect_shape("Add", shape, grad_output.shape())?;
         Ok(vec![grad_output.to_owned(); *count])
     }
+
+    /// Hands the gradient itself to the last input and copies it for the others.
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Vec<Tensor<T>>> {
+        let (shape, count) = self.cache.as_ref().ok_or_else(|| Error::no_cache("Add"))?;
+        super::expect_shape("Add", shape, grad_output.shape())?;
+        let mut grads = vec![grad_output.clone(); count.saturating_sub(1)];
+        grads.push(grad_output);
+        Ok(grads)
+    }
+}
+
+/// `sum += x` for two tensors of one shape (the caller checks it): one vectorised pass,
+/// parallel when large, when both are row-major; ndarray's `+=` otherwise. The residual sums
+/// of [`Add`], `Residual` and a graph's fan-out gradients go through here.
+pub(crate) fn accumulate<T: Float>(sum: &mut Tensor<T>, x: &Tensor<T>) {
+    if sum.shape() == x.shape() {
+        if let (Some(s), Some(x)) = (sum.as_slice_mut(), x.as_slice()) {
+            elementwise::add_assign(s, x);
+            return;
+        }
+    }
+    *sum += x;
 }
 
 #[cfg(test)]
@@ -111,6 +134,29 @@ mod tests {
             .iter()
             .zip(&y32)
             .all(|(p, q)| (p - *q as f64).abs() < 1e-6));
+    }
+
+    #[test]
+    fn owned_backward_and_strided_inputs_agree() {
+        let (a, b) = (random_tensor(&[2, 3, 4], 0), random_tensor(&[2, 3, 4], 1));
+        let mut add = Add::new();
+        // A transposed view as the first input: the sum is still element by element.
+        let at = a.t().to_owned();
+        let bt = b.t().as_standard_layout().into_owned();
+        let y = add.forward(&[&at, &bt]).unwrap();
+        assert_eq!(y, &a.t() + &b.t());
+        let g = random_tensor(y.shape(), 2);
+        let by_ref = add.backward(&g).unwrap();
+        assert_eq!(add.backward_owned(g.clone()).unwrap(), by_ref);
+        assert_eq!(by_ref, vec![g.clone(), g]);
+        // Large enough to run in parallel chunks: still the plain sum.
+        let (a, b) = (
+            random_tensor(&[3, 70_000], 3),
+            random_tensor(&[3, 70_000], 4),
+        );
+        let mut s = a.clone();
+        accumulate(&mut s, &b);
+        assert_eq!(s, &a + &b);
     }
 
     #[test]

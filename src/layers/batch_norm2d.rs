@@ -2,7 +2,7 @@ use super::{expect_nchw, expect_shape};
 use crate::error::{Error, Result};
 use crate::kernels::norm;
 use crate::layer::{Epilogue, Layer, Mode, Param, Slot, SlotMut};
-use crate::tensor::{contiguous, from_vec, Float, Tensor};
+use crate::tensor::{contiguous, from_vec, slice_mut, standard, Float, Tensor};
 use ndarray::IxDyn;
 
 /// Configuration of [`BatchNorm2d`], with PyTorch's defaults.
@@ -74,6 +74,10 @@ impl BatchNorm2dConfig {
 ///           dx = istd·g                                 running statistics (eval)
 /// ```
 ///
+/// Forward keeps the input it is handed (no copy through [`Layer::forward_owned`]) and the
+/// per-channel `μ` and `istd`; backward recomputes `x̂` from them, as PyTorch does, and
+/// writes `dx` over the gradient it is handed ([`Layer::backward_owned`]).
+///
 /// Without `affine`, `weight = 1` and `bias = 0` are fixed. Without `track_running_stats`,
 /// batch statistics are used in eval mode too (as PyTorch does). Batch statistics need
 /// `m > 1`. State names: `weight`, `bias` (parameters, if affine), `running_mean`,
@@ -100,10 +104,13 @@ struct Running<T: Float> {
     num_batches_tracked: Tensor<T>,
 }
 
-/// What backward needs: x̂, the per-channel `istd`, and whether batch statistics were used.
+/// What backward needs: the input (standard layout), the per-channel `μ` and `istd` it was
+/// normalised with (so `x̂ = (x - μ)·istd` can be recomputed), and whether they were the
+/// batch's own statistics.
 #[derive(Clone, Debug)]
 struct Cache<T: Float> {
-    xhat: Tensor<T>,
+    x: Tensor<T>,
+    mean: Vec<T>,
     istd: Vec<T>,
     batch_stats: bool,
 }
@@ -197,53 +204,49 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
     }
 
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        self.forward_owned(input.as_standard_layout().into_owned())
+    }
+
+    /// Keeps the input it is handed for backward, with no copy.
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        self.cache = None;
         let [n, c, h, w] = expect_nchw(&self.name(), input.shape(), Some(self.cfg.num_features))?;
         self.check_params()?;
         let dims = [n, c, h * w];
-        let m = n * h * w;
-        let x = contiguous(input);
-        let (mean, var, batch_stats) = match (self.mode, &self.running) {
-            (Mode::Eval, Some(r)) => (
-                r.mean.iter().copied().collect(),
-                r.var.iter().copied().collect(),
-                false,
-            ),
+        let x = standard(input);
+        let (weight, bias) = self.weight_bias();
+        let (mean, istd, batch_stats, y) = match (self.mode, &self.running) {
+            (Mode::Eval, Some(r)) => {
+                let mean: Vec<T> = r.mean.iter().copied().collect();
+                let istd = self.istd(&r.var.iter().copied().collect::<Vec<_>>());
+                let y = norm::normalize_new(&contiguous(&x), dims, &mean, &istd, &weight, &bias);
+                (mean, istd, false, y)
+            }
             _ => {
-                let (mean, var) = self.batch_stats(&x, dims, input.shape())?;
-                (mean, var, true)
+                self.check_batch(dims, x.shape())?;
+                let (stats, y) =
+                    norm::train_forward(&contiguous(&x), dims, self.cfg.eps, &weight, &bias);
+                if let (Mode::Train, Some(r)) = (self.mode, self.running.as_mut()) {
+                    update_running(
+                        &mut r.mean,
+                        &mut r.var,
+                        &mut r.num_batches_tracked,
+                        (&stats.mean, &stats.var),
+                        self.cfg.momentum,
+                        (n * h * w) as f64,
+                    );
+                }
+                (stats.mean, stats.istd, true, y)
             }
         };
-        if let (Mode::Train, Some(r)) = (self.mode, self.running.as_mut()) {
-            update_running(
-                &mut r.mean,
-                &mut r.var,
-                &mut r.num_batches_tracked,
-                (&mean, &var),
-                self.cfg.momentum,
-                m as f64,
-            );
-        }
-        let istd = self.istd(&var);
-        let (weight, bias) = self.weight_bias();
-        let mut xhat = vec![T::zero(); x.len()];
-        let mut y = vec![T::zero(); x.len()];
-        norm::normalize(
-            &x,
-            &mean,
-            &istd,
-            &weight,
-            &bias,
-            c,
-            h * w,
-            &mut xhat,
-            &mut y,
-        );
+        let y = from_vec(x.shape(), y);
         self.cache = Some(Cache {
-            xhat: from_vec(input.shape(), xhat),
+            x,
+            mean,
             istd,
             batch_stats,
         });
-        Ok(from_vec(input.shape(), y))
+        Ok(y)
     }
 
     /// Running statistics when tracked (whatever the mode), else the batch's own, as
@@ -260,9 +263,8 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
             None => self.batch_stats(&x, [n, c, h * w], input.shape())?,
         };
         let (weight, bias) = self.weight_bias();
-        let mut y = vec![T::zero(); x.len()];
         let istd = self.istd(&var);
-        norm::normalize_output(&x, &mean, &istd, &weight, &bias, c, h * w, &mut y);
+        let y = norm::normalize_new(&x, [n, c, h * w], &mean, &istd, &weight, &bias);
         Ok(from_vec(input.shape(), y))
     }
 
@@ -287,24 +289,31 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
+        self.backward_owned(grad_output.as_standard_layout().into_owned())
+    }
+
+    /// Writes the input gradient over the gradient it is handed.
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
         let name = self.name();
         let cache = self.cache.as_ref().ok_or_else(|| Error::no_cache(&name))?;
-        expect_shape(&name, cache.xhat.shape(), grad_output.shape())?;
+        expect_shape(&name, cache.x.shape(), grad_output.shape())?;
         let [n, c, h, w] = expect_nchw(&name, grad_output.shape(), None)?;
         self.check_params()?;
-        let dims = [n, c, h * w];
-        let (xhat, dy) = (contiguous(&cache.xhat), contiguous(grad_output));
-        let (sum_dy, sum_dy_xhat) = norm::sum_and_dot(&dy, &xhat, dims);
         let (weight, _) = self.weight_bias();
-        let m = T::of((n * h * w) as f64);
-        let batch = cache
-            .batch_stats
-            .then_some((sum_dy.as_slice(), sum_dy_xhat.as_slice(), m));
-        let dx = norm::batch_norm_input_grad(&dy, &xhat, &weight, &cache.istd, batch, h * w);
+        let mut dx = standard(grad_output);
+        let (sum_dy, sum_dy_xhat) = norm::train_backward_in_place(
+            slice_mut(&mut dx)?,
+            &contiguous(&cache.x),
+            [n, c, h * w],
+            &cache.mean,
+            &cache.istd,
+            &weight,
+            cache.batch_stats,
+        );
         if let Some(a) = self.affine.as_mut() {
             accumulate_affine_grads(&mut a.weight, &mut a.bias, &sum_dy_xhat, &sum_dy);
         }
-        Ok(from_vec(grad_output.shape(), dx))
+        Ok(dx)
     }
 
     fn set_mode(&mut self, mode: Mode) {
@@ -342,13 +351,18 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
 impl<T: Float> BatchNorm2d<T> {
     /// Mean and biased variance of the batch, which needs more than one value per channel.
     fn batch_stats(&self, x: &[T], dims: [usize; 3], shape: &[usize]) -> Result<(Vec<T>, Vec<T>)> {
-        let [n, c, hw] = dims;
+        self.check_batch(dims, shape)?;
+        Ok(norm::mean_var(x, dims))
+    }
+
+    /// Batch statistics need more than one value per channel.
+    fn check_batch(&self, [n, c, hw]: [usize; 3], shape: &[usize]) -> Result<()> {
         if n * hw <= 1 {
             let expected =
                 format!("more than 1 value per channel (N·H·W > 1) for batch statistics, C = {c}");
             return Err(Error::shape(self.name(), expected, shape));
         }
-        Ok(norm::mean_var(x, dims))
+        Ok(())
     }
 
     /// Every per-channel tensor has shape `[C]` (see [`check_channel_vectors`]).
@@ -578,6 +592,75 @@ mod tests {
         assert!((y[[0, 0, 0, 0]] - (1.0 - rm) / f64::sqrt(rv)).abs() < 1e-15);
         assert_eq!(buffer(&bn, "num_batches_tracked")[[]], 1.0);
         assert!((buffer(&bn, "running_mean")[0] - 0.25).abs() < 1e-15);
+    }
+
+    /// Every parameter gradient and buffer, by name.
+    fn state(bn: &BatchNorm2d<f64>) -> Vec<(String, Tensor<f64>)> {
+        let mut out = Vec::new();
+        bn.visit(&mut |name, slot| match slot {
+            Slot::Param(p) => out.push((format!("{name}.grad"), p.grad.clone())),
+            Slot::Buffer(b) => out.push((name.to_string(), b.clone())),
+        });
+        out
+    }
+
+    #[test]
+    fn owned_borrowed_and_strided_inputs_agree_exactly() {
+        // By value (kept, written over), by reference (copied) and a non-standard view of the
+        // same numbers: the same outputs, gradients and running statistics, to the bit.
+        let permuted = random_tensor(&[3, 5, 4, 3], 7) * 2.0 + 0.5;
+        let strided = permuted.view().permuted_axes(IxDyn(&[0, 2, 1, 3]));
+        let x = strided.as_standard_layout().into_owned();
+        assert!(!strided.is_standard_layout());
+        let g = random_tensor(&[3, 4, 5, 3], 8);
+        for (cfg, mode) in [
+            (BatchNorm2dConfig::new(4), Mode::Train),
+            (BatchNorm2dConfig::new(4), Mode::Eval),
+            (BatchNorm2dConfig::new(4).affine(false), Mode::Train),
+            (
+                BatchNorm2dConfig::new(4).track_running_stats(false),
+                Mode::Eval,
+            ),
+        ] {
+            let mut by_ref = BatchNorm2d::new(cfg).unwrap();
+            randomize(&mut by_ref, 2);
+            by_ref.set_mode(mode);
+            let (mut by_value, mut by_view) = (by_ref.clone(), by_ref.clone());
+            let y = by_ref.forward(&x).unwrap();
+            assert_eq!(by_value.forward_owned(x.clone()).unwrap(), y);
+            assert_eq!(by_view.forward(&strided.to_owned()).unwrap(), y);
+            let dx = by_ref.backward(&g).unwrap();
+            assert_eq!(by_value.backward_owned(g.clone()).unwrap(), dx);
+            let g_strided = g.view().permuted_axes(IxDyn(&[0, 1, 3, 2]));
+            let g_strided = g_strided.as_standard_layout().into_owned();
+            let g_back = g_strided.view().permuted_axes(IxDyn(&[0, 1, 3, 2]));
+            assert!(!g_back.is_standard_layout());
+            assert_eq!(by_view.backward(&g_back.to_owned()).unwrap(), dx);
+            assert_eq!(state(&by_value), state(&by_ref));
+            assert_eq!(state(&by_view), state(&by_ref));
+        }
+    }
+
+    #[test]
+    fn backward_recomputes_what_forward_normalised() {
+        // A second forward replaces the cache: backward then belongs to the second input.
+        let (x1, x2) = (
+            random_tensor(&[2, 3, 2, 2], 1),
+            random_tensor(&[2, 3, 2, 2], 2),
+        );
+        let g = random_tensor(&[2, 3, 2, 2], 3);
+        let mut twice = BatchNorm2d::<f64>::new(BatchNorm2dConfig::new(3)).unwrap();
+        let mut once = twice.clone();
+        twice.forward(&x1).unwrap();
+        twice.forward(&x2).unwrap();
+        once.forward(&x2).unwrap();
+        assert_eq!(twice.backward(&g).unwrap(), once.backward(&g).unwrap());
+        // A failed forward leaves nothing to differentiate.
+        assert!(twice.forward(&random_tensor(&[1, 3, 1, 1], 0)).is_err());
+        assert!(matches!(
+            twice.backward(&g),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Merge, Mode, Slot, SlotMut};
+use crate::layers::accumulate;
 use crate::model::SummaryRow;
 use crate::rng::Rng64;
 use crate::tensor::{Float, Tensor};
@@ -48,6 +49,7 @@ pub struct GraphBuilder<T: Float> {
     input: String,
     pending: Vec<(String, Op<T>, Vec<String>)>,
     outputs: Vec<String>,
+    keep_values: bool,
 }
 
 impl<T: Float> GraphBuilder<T> {
@@ -57,7 +59,19 @@ impl<T: Float> GraphBuilder<T> {
             input: input.to_string(),
             pending: Vec::new(),
             outputs: Vec::new(),
+            keep_values: true,
         }
+    }
+
+    /// Whether the graph keeps every node's value after a training forward pass, readable
+    /// through [`Graph::node_output`] (`true`, the default). With `false` a value read by one
+    /// layer alone is handed to it by value ([`Layer::forward_owned`]: a convolution keeps it
+    /// without a copy, a ReLU works in place), and every value is dropped once its last
+    /// reader has run, so a pass holds no more than its layers' caches. The numbers are the
+    /// same either way; see [`Graph::set_keep_values`].
+    pub fn keep_values(mut self, keep: bool) -> Self {
+        self.keep_values = keep;
+        self
     }
 
     /// Adds node `name` = `layer(from)`.
@@ -191,10 +205,25 @@ impl<T: Float> GraphBuilder<T> {
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| err("a node was not placed in the evaluation order".into()))?;
+        let outputs: Vec<usize> = outputs.iter().map(|&o| position[o]).collect();
+        let mut readers = vec![0; n];
+        for node in &nodes {
+            for &u in &node.inputs {
+                readers[u] += 1;
+            }
+        }
+        let mut is_output = vec![false; n];
+        for &o in &outputs {
+            is_output[o] = true;
+        }
         let graph = Graph {
             nodes,
-            outputs: outputs.iter().map(|&o| position[o]).collect(),
+            outputs,
+            readers,
+            is_output,
+            keep_values: self.keep_values,
             values: Vec::new(),
+            shapes: Vec::new(),
         };
         graph.shapes(input_shape)?;
         Ok(graph)
@@ -243,7 +272,19 @@ impl<T: Float> GraphBuilder<T> {
 pub struct Graph<T: Float> {
     nodes: Vec<Node<T>>,
     outputs: Vec<usize>,
+    /// How many input slots of other nodes read each node (a merge reading `a` twice counts
+    /// twice).
+    readers: Vec<usize>,
+    /// Whether each node is an output.
+    is_output: Vec<bool>,
+    /// Keep every value after forward (see [`GraphBuilder::keep_values`]).
+    keep_values: bool,
+    /// The values of the last forward: all of them when `keep_values`, else none (each was
+    /// dropped after its last reader, the outputs handed back).
     values: Vec<Option<Tensor<T>>>,
+    /// The shape of every node's value in the last forward (empty before one, or after a
+    /// forward that failed).
+    shapes: Vec<Vec<usize>>,
 }
 
 impl<T: Float> Graph<T> {
@@ -282,27 +323,79 @@ impl<T: Float> Graph<T> {
     ///
     /// A forward pass that fails part-way leaves no values behind: `backward` then reports
     /// [`Error::BackwardBeforeForward`] instead of mixing this pass's caches with the last.
-    // Indexing: node inputs come before the node and outputs name nodes (the invariants
-    // above `Graph`), so every index is a value already pushed.
-    #[allow(clippy::indexing_slicing)]
     pub fn forward_all(&mut self, input: &Tensor<T>) -> Result<Vec<Tensor<T>>> {
+        self.forward_values(input.clone())
+    }
+
+    /// Whether every node's value is kept after forward (see [`GraphBuilder::keep_values`]).
+    pub fn keeps_values(&self) -> bool {
+        self.keep_values
+    }
+
+    /// Keeps every node's value after forward (`true`), or hands each value read by a single
+    /// layer to it by value and drops every value after its last reader (`false`: less memory
+    /// and fewer copies; [`Graph::node_output`] then finds none of them). Takes effect at the
+    /// next forward pass.
+    pub fn set_keep_values(&mut self, keep: bool) {
+        self.keep_values = keep;
+    }
+
+    /// The forward sweep, with the input by value (see [`Graph::set_keep_values`] for what is
+    /// kept).
+    // Indexing: node inputs come before the node and outputs name nodes (the invariants
+    // above `Graph`), and `readers`, `is_output`, `left` and `values` have one entry per node.
+    #[allow(clippy::indexing_slicing)]
+    fn forward_values(&mut self, input: Tensor<T>) -> Result<Vec<Tensor<T>>> {
         self.values.clear();
-        let mut values: Vec<Tensor<T>> = Vec::with_capacity(self.nodes.len());
+        self.shapes.clear();
+        let keep = self.keep_values;
+        let consumed = || Error::input("Graph", "a node's value was used up before its readers");
+        let mut left = self.readers.clone();
+        let mut values: Vec<Option<Tensor<T>>> = Vec::with_capacity(self.nodes.len());
+        let mut shapes: Vec<Vec<usize>> = Vec::with_capacity(self.nodes.len());
+        let mut input = Some(input);
         for node in self.nodes.iter_mut() {
             let out = match &mut node.op {
-                Op::Input => input.clone(),
-                Op::Layer(l) => l.forward(&values[node.inputs[0]])?,
+                Op::Input => input.take().ok_or_else(consumed)?,
+                Op::Layer(l) => {
+                    let u = node.inputs[0];
+                    if !keep && left[u] == 1 && !self.is_output[u] {
+                        l.forward_owned(values[u].take().ok_or_else(consumed)?)?
+                    } else {
+                        l.forward(values[u].as_ref().ok_or_else(consumed)?)?
+                    }
+                }
                 Op::Merge(m) => {
-                    let ins: Vec<&Tensor<T>> = node.inputs.iter().map(|&u| &values[u]).collect();
+                    let ins = node
+                        .inputs
+                        .iter()
+                        .map(|&u| values[u].as_ref().ok_or_else(consumed))
+                        .collect::<Result<Vec<&Tensor<T>>>>()?;
                     m.forward(&ins)?
                 }
             };
-            values.push(out);
+            shapes.push(out.shape().to_vec());
+            values.push(Some(out));
+            for &u in &node.inputs {
+                left[u] -= 1;
+                if !keep && left[u] == 0 && !self.is_output[u] {
+                    values[u] = None;
+                }
+            }
         }
-        let outs = self.outputs.iter().map(|&o| values[o].clone()).collect();
-        let values = values.into_iter().map(Some).collect();
-        // Output shapes are kept for backward's shape checks and for outputs given no gradient.
+        let mut outs = Vec::with_capacity(self.outputs.len());
+        for (i, &o) in self.outputs.iter().enumerate() {
+            // Without kept values, an output is handed over at its last mention.
+            let again = self.outputs[i + 1..].contains(&o);
+            let value = match keep || again {
+                true => values[o].clone(),
+                false => values[o].take(),
+            };
+            outs.push(value.ok_or_else(consumed)?);
+        }
+        // Shapes are kept for backward's shape checks and for outputs given no gradient.
         self.values = values;
+        self.shapes = shapes;
         Ok(outs)
     }
 
@@ -373,7 +466,8 @@ impl<T: Float> Graph<T> {
     /// Back-propagates one gradient per output (`None` for an output that does not reach the
     /// loss) and returns dL/dinput. Where a node feeds several others, their gradients sum.
     pub fn backward_all(&mut self, grad_outputs: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
-        Ok(self.backward_capture(grad_outputs, None)?.0)
+        let grads = grad_outputs.iter().map(|g| g.cloned()).collect();
+        Ok(self.backward_capture(grads, None)?.0)
     }
 
     /// The names of every node, input first, in evaluation order.
@@ -382,7 +476,8 @@ impl<T: Float> Graph<T> {
     }
 
     /// The value node `name` took in the last [`Graph::forward_all`] (or `forward`), or `None`
-    /// for an unknown name or before any forward pass. Grad-CAM reads inner activations here.
+    /// for an unknown name or before any forward pass, or for an inner node of a graph that
+    /// does not keep its values ([`Graph::set_keep_values`]).
     pub fn node_output(&self, name: &str) -> Option<&Tensor<T>> {
         let i = self.nodes.iter().position(|n| n.name == name)?;
         self.values.get(i)?.as_ref()
@@ -405,11 +500,12 @@ impl<T: Float> Graph<T> {
                 ),
             ));
         };
-        let (dx, captured) = self.backward_capture(grad_outputs, Some(i))?;
+        let grads = grad_outputs.iter().map(|g| g.cloned()).collect();
+        let (dx, captured) = self.backward_capture(grads, Some(i))?;
         let g = match captured {
             Some(g) => g,
-            None => match self.values.get(i).and_then(Option::as_ref) {
-                Some(v) => Tensor::zeros(v.raw_dim()),
+            None => match self.shapes.get(i) {
+                Some(shape) => Tensor::zeros(ndarray::IxDyn(shape)),
                 None => return Err(Error::no_cache("Graph")),
             },
         };
@@ -428,10 +524,10 @@ impl<T: Float> Graph<T> {
     #[allow(clippy::indexing_slicing)]
     fn backward_capture(
         &mut self,
-        grad_outputs: &[Option<&Tensor<T>>],
+        grad_outputs: Vec<Option<Tensor<T>>>,
         capture: Option<usize>,
     ) -> Result<(Tensor<T>, Option<Tensor<T>>)> {
-        if self.values.is_empty() {
+        if self.shapes.is_empty() {
             return Err(Error::no_cache("Graph"));
         }
         if grad_outputs.len() != self.outputs.len() {
@@ -447,10 +543,7 @@ impl<T: Float> Graph<T> {
         let mut grads: Vec<Option<Tensor<T>>> = (0..self.nodes.len()).map(|_| None).collect();
         for (&o, g) in self.outputs.iter().zip(grad_outputs) {
             if let Some(g) = g {
-                let want = self.values[o]
-                    .as_ref()
-                    .map(|v| v.shape().to_vec())
-                    .unwrap_or_default();
+                let want = &self.shapes[o];
                 if g.shape() != want.as_slice() {
                     return Err(Error::shape(
                         format!("Graph output `{}` (backward)", self.nodes[o].name),
@@ -458,7 +551,11 @@ impl<T: Float> Graph<T> {
                         g.shape(),
                     ));
                 }
-                grads[o] = Some((*g).clone());
+                match &mut grads[o] {
+                    // An output marked twice: its gradients sum.
+                    Some(acc) => accumulate(acc, &g),
+                    slot => *slot = Some(g),
+                }
             }
         }
         let mut captured = None;
@@ -469,8 +566,8 @@ impl<T: Float> Graph<T> {
             }
             let sent: Vec<Tensor<T>> = match &mut self.nodes[v].op {
                 Op::Input => Vec::new(),
-                Op::Layer(l) => vec![l.backward(&g)?],
-                Op::Merge(m) => m.backward(&g)?,
+                Op::Layer(l) => vec![l.backward_owned(g)?],
+                Op::Merge(m) => m.backward_owned(g)?,
             };
             let node = &self.nodes[v];
             if sent.len() != node.inputs.len() {
@@ -485,7 +582,7 @@ impl<T: Float> Graph<T> {
                 ));
             }
             for (&u, gi) in node.inputs.iter().zip(sent) {
-                let want = self.values[u].as_ref().map_or(&[][..], |t| t.shape());
+                let want = self.shapes[u].as_slice();
                 if gi.shape() != want {
                     return Err(Error::shape(
                         format!(
@@ -497,7 +594,7 @@ impl<T: Float> Graph<T> {
                     ));
                 }
                 match &mut grads[u] {
-                    Some(acc) => *acc += &gi,
+                    Some(acc) => accumulate(acc, &gi),
                     slot => *slot = Some(gi),
                 }
             }
@@ -505,10 +602,9 @@ impl<T: Float> Graph<T> {
         if capture == Some(0) {
             captured = grads[0].clone();
         }
-        let dx = match (grads[0].take(), &self.values[0]) {
-            (Some(dx), _) => dx,
-            (None, Some(x)) => Tensor::zeros(x.raw_dim()),
-            (None, None) => return Err(Error::no_cache("Graph")),
+        let dx = match grads[0].take() {
+            Some(dx) => dx,
+            None => Tensor::zeros(ndarray::IxDyn(&self.shapes[0])),
         };
         Ok((dx, captured))
     }
@@ -533,6 +629,12 @@ impl<T: Float> Layer<T> for Graph<T> {
         Ok(self.forward_all(input)?.swap_remove(0))
     }
 
+    /// As `forward`, with the input by value: a graph that does not keep its values hands it
+    /// on to a single reading layer without a copy.
+    fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        Ok(self.forward_values(input)?.swap_remove(0))
+    }
+
     /// The first output, evaluating only the nodes it depends on (so the auxiliary heads of
     /// a GoogLeNet do not run).
     // Indexing: outputs are non-empty (the invariants above `Graph`), so one output comes
@@ -544,10 +646,14 @@ impl<T: Float> Layer<T> for Graph<T> {
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let grads: Vec<Option<&Tensor<T>>> = (0..self.outputs.len())
-            .map(|i| (i == 0).then_some(grad_output))
-            .collect();
-        self.backward_all(&grads)
+        self.backward_owned(grad_output.clone())
+    }
+
+    /// The gradient of the first output, handed on by value to the node that made it.
+    fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
+        let mut grad = Some(grad_output);
+        let grads = (0..self.outputs.len()).map(|_| grad.take()).collect();
+        Ok(self.backward_capture(grads, None)?.0)
     }
 
     fn set_mode(&mut self, mode: Mode) {

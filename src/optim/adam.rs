@@ -15,11 +15,11 @@
 //! The two optimizers have separate configs only because their default weight decay
 //! differs, as in PyTorch: [`AdamConfig`] defaults to 0, [`AdamWConfig`] to 0.01.
 
-use super::{check_range, check_update, split_state_name, Optimizer};
+use super::{check_range, check_update, row_major, split_state_name, Optimizer};
 use crate::error::{Error, Result};
+use crate::kernels::optim::{self, AdamStep};
 use crate::layer::Param;
 use crate::tensor::{fmt_shape, Float, Tensor};
-use ndarray::Zip;
 use std::collections::BTreeMap;
 
 /// Generates an Adam-family config struct with builder setters.
@@ -184,17 +184,20 @@ impl<T: Float> Core<T> {
             (T::of(self.weight_decay), T::one())
         };
 
-        Zip::from(&mut param.value)
-            .and(&param.grad)
-            .and(&mut s.exp_avg)
-            .and(&mut s.exp_avg_sq)
-            .for_each(|p, &g, m, v| {
-                *p *= shrink;
-                let g = g + coupled_wd * *p;
-                *m = beta1 * *m + one_m_b1 * g;
-                *v = beta2 * *v + one_m_b2 * g * g;
-                *p -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-            });
+        let step = AdamStep {
+            shrink,
+            coupled_wd,
+            beta1,
+            beta2,
+            one_m_beta1: one_m_b1,
+            one_m_beta2: one_m_b2,
+            step_size,
+            bias_correction2_sqrt: bc2_sqrt,
+            eps,
+        };
+        let (p, g) = (row_major(&mut param.value)?, row_major(&mut param.grad)?);
+        let (m, v) = (row_major(&mut s.exp_avg)?, row_major(&mut s.exp_avg_sq)?);
+        optim::adam(p, g, m, v, step);
         Ok(())
     }
 

@@ -32,7 +32,7 @@ pub use sgd::{Sgd, SgdConfig};
 
 use crate::error::{Error, Result};
 use crate::layer::{Layer, Param, SlotMut};
-use crate::tensor::{fmt_shape, Float, Tensor};
+use crate::tensor::{fmt_shape, slice_mut, Float, Tensor};
 
 /// A rule that updates parameters from their gradients.
 ///
@@ -150,6 +150,15 @@ pub(crate) fn check_update<T: Float>(
         }
     }
     Ok(())
+}
+
+/// The elements of `t` as one mutable row-major slice, first making `t` row-major if it is
+/// not (a parameter or state tensor set from a strided view): same values, same shape.
+pub(crate) fn row_major<T: Float>(t: &mut Tensor<T>) -> Result<&mut [T]> {
+    if !t.is_standard_layout() {
+        *t = t.as_standard_layout().into_owned();
+    }
+    slice_mut(t)
 }
 
 /// Splits a state entry name `<param>.<entry>` at its last dot.

@@ -9,11 +9,11 @@
 //! p = p - lr·d
 //! ```
 
-use super::{check_range, check_update, split_state_name, Optimizer};
+use super::{check_range, check_update, row_major, split_state_name, Optimizer};
 use crate::error::{Error, Result};
+use crate::kernels::optim::{self, SgdStep};
 use crate::layer::Param;
 use crate::tensor::{Float, Tensor};
-use ndarray::Zip;
 use std::collections::BTreeMap;
 
 /// Hyperparameters of [`Sgd`]; defaults as PyTorch (no momentum, no dampening, no
@@ -123,28 +123,24 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let lr = T::of(self.cfg.lr);
         let wd = T::of(self.cfg.weight_decay);
         if self.cfg.momentum == 0.0 {
-            Zip::from(&mut param.value)
-                .and(&param.grad)
-                .for_each(|p, &g| *p -= lr * (g + wd * *p));
+            let (p, g) = (row_major(&mut param.value)?, row_major(&mut param.grad)?);
+            optim::sgd(p, g, lr, wd);
             return Ok(());
         }
-        let mu = T::of(self.cfg.momentum);
-        let keep = T::one() - T::of(self.cfg.dampening);
-        let nesterov = self.cfg.nesterov;
-        let first = buf.is_none();
+        let step = SgdStep {
+            lr,
+            weight_decay: wd,
+            momentum: T::of(self.cfg.momentum),
+            keep: T::one() - T::of(self.cfg.dampening),
+            nesterov: self.cfg.nesterov,
+            first: buf.is_none(),
+        };
         let buf = self
             .momentum_buffer
             .entry(name.to_string())
             .or_insert_with(|| Tensor::zeros(param.value.raw_dim()));
-        Zip::from(&mut param.value)
-            .and(&param.grad)
-            .and(buf)
-            .for_each(|p, &g, b| {
-                let g = g + wd * *p;
-                *b = if first { g } else { mu * *b + keep * g };
-                let d = if nesterov { g + mu * *b } else { *b };
-                *p -= lr * d;
-            });
+        let (p, g) = (row_major(&mut param.value)?, row_major(&mut param.grad)?);
+        optim::sgd_momentum(p, g, row_major(buf)?, step);
         Ok(())
     }
 

@@ -409,7 +409,10 @@ fn lrn<T: Float>() -> Result<LocalResponseNorm<T>> {
 /// [`Graph::forward_all`] and [`Graph::backward_all`] (three gradients, the aux ones scaled by
 /// 0.3). Inference: only the first output matters; [`Graph::forward_all`] and
 /// [`crate::Layer::forward`] (which returns the first output) still compute the auxiliary
-/// heads in eval mode, which costs little (about 0.5% of the FLOPs). Weights are He-normal
+/// heads in eval mode, which costs little (about 0.5% of the FLOPs). The graph hands each
+/// value on to its readers and keeps none ([`GraphBuilder::keep_values`]`(false)`); call
+/// [`Graph::set_keep_values`] to read inner activations with [`Graph::node_output`].
+/// Weights are He-normal
 /// (the paper's Caffe model used Xavier with constant 0.2 biases), biases PyTorch's default.
 ///
 /// ```
@@ -465,6 +468,8 @@ pub fn googlenet<T: Float>(num_classes: usize) -> Result<Graph<T>> {
         .output("fc")
         .output("aux1")
         .output("aux2")
+        // Each value is handed to the layer that reads it and dropped after its last reader.
+        .keep_values(false)
         .build(&[1, 3, 224, 224])
 }
 
