@@ -536,7 +536,6 @@ fn wide_backward_task<T: Float>(
     dw: &mut [T],
     db: &mut [T],
     threads: Threads,
-    want_dx: bool,
 ) {
     let (plane, taps, ow, wp) = (geom.plane(), geom.taps(), geom.out_hw[1], wide.padded_hw[1]);
     let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
@@ -567,9 +566,6 @@ fn wide_backward_task<T: Float>(
             threads,
         );
         drop(col);
-        if !want_dx {
-            continue;
-        }
         let wt = MatRef::new(&w[g * w_len..][..w_len], geom.cout_g, taps, taps).t();
         let mut dcol = workspace::take::<T>(taps * ld);
         gemm_view(
@@ -675,7 +671,10 @@ pub fn backward<T: Float>(
         dense_backward(geom, x, w, dy, dx, dw, db);
         return;
     }
-    let wino = geom.winograd().filter(|_| WINOGRAD.load(Ordering::Relaxed));
+    if let Some(wg) = geom.winograd().filter(|_| WINOGRAD.load(Ordering::Relaxed)) {
+        winograd_backward(&wg, x, w, dy, dx, dw, db);
+        return;
+    }
     let tasks = geom.tasks();
     let threads = crate::parallel::current_num_threads().max(1);
     let gemm_threads = if tasks.len() == 1 {
@@ -717,31 +716,11 @@ pub fn backward<T: Float>(
                     &mut dw_run,
                     &mut db_run,
                     gemm_threads,
-                    wino.is_none(),
                 );
             }
             (dw_run, db_run)
         })
         .collect();
-    if let Some(wg) = wino {
-        // dX = conv3x3(dY, flipped Wᵀ) at padding 2 - p, by Winograd as well.
-        let mut flipped = workspace::take::<T>(w_len);
-        winograd::flip_kernel(w, wg.cout, wg.cin, &mut flipped);
-        let data_geom = WinogradGeom {
-            n,
-            cin: wg.cout,
-            cout: wg.cin,
-            in_hw: geom.out_hw,
-            padding: [2 - wg.padding[0], 2 - wg.padding[1]],
-        };
-        winograd::forward(
-            &data_geom,
-            dy,
-            Weights::Plain(&flipped),
-            &ChannelOp::default(),
-            &mut dx[..n * image_len],
-        );
-    }
     let dw = &mut dw[..w_len];
     let mut db = db;
     for (dw_run, db_run) in &partials {
@@ -750,6 +729,49 @@ pub fn backward<T: Float>(
             db.iter_mut().zip(db_run.iter()).for_each(|(g, d)| *g += *d);
         }
     }
+}
+
+/// [`backward`] of a convolution on the Winograd path: `dX = conv3x3(dY, flipped Wᵀ)` at
+/// padding `2 - p` and `dW += Gᵀ [Σ (Bᵀ X B) ⊙ (A dY Aᵀ)] G` (see
+/// [`winograd::weight_gradient`]), both by Winograd; `db += Σ dY` per channel, summed in
+/// image order.
+fn winograd_backward<T: Float>(
+    wg: &WinogradGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+) {
+    let (n, cin, cout) = (wg.n, wg.cin, wg.cout);
+    let [oh, ow] = wg.out_hw();
+    let plane = oh * ow;
+    if let Some(db) = db {
+        db[..cout].par_iter_mut().enumerate().for_each(|(o, b)| {
+            for i in 0..n {
+                let row = &dy[(i * cout + o) * plane..][..plane];
+                *b += lane_sum(row, row, |v, _| v);
+            }
+        });
+    }
+    winograd::weight_gradient(wg, x, dy, dw);
+    let mut flipped = workspace::take::<T>(cout * cin * 9);
+    winograd::flip_kernel(w, cout, cin, &mut flipped);
+    let data_geom = WinogradGeom {
+        n,
+        cin: cout,
+        cout: cin,
+        in_hw: [oh, ow],
+        padding: [2 - wg.padding[0], 2 - wg.padding[1]],
+    };
+    winograd::forward(
+        &data_geom,
+        dy,
+        Weights::Plain(&flipped),
+        &ChannelOp::default(),
+        &mut dx[..n * cin * wg.in_hw[0] * wg.in_hw[1]],
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -763,16 +785,13 @@ fn backward_task<T: Float>(
     dw: &mut [T],
     db: &mut [T],
     threads: Threads,
-    want_dx: bool,
 ) {
     let (plane, taps, ow) = (geom.plane(), geom.taps(), geom.out_hw[1]);
     let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
     let group_out = geom.cout_g * plane;
-    if want_dx {
-        dx.fill(T::zero());
-    }
+    dx.fill(T::zero());
     if let Some(wide) = geom.wide() {
-        wide_backward_task(geom, &wide, x, images, w, dy, dx, dw, db, threads, want_dx);
+        wide_backward_task(geom, &wide, x, images, w, dy, dx, dw, db, threads);
         return;
     }
     for g in 0..geom.groups {
@@ -824,9 +843,6 @@ fn backward_task<T: Float>(
                 threads,
             );
             drop(col_buf);
-            if !want_dx {
-                continue;
-            }
             // dX: Wᵀ · dY, written straight into dx for a single 1x1 image, else col2im.
             if images == 1 && geom.identity() {
                 let dst = MatMut::new(&mut dx[g * group_in + r0..], taps, cols, plane);
