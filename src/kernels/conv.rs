@@ -658,6 +658,22 @@ pub fn backward<T: Float>(
     dw: &mut [T],
     db: Option<&mut [T]>,
 ) {
+    backward_with(geom, x, w, dy, dx, dw, db, WINOGRAD.load(Ordering::Relaxed));
+}
+
+/// [`backward`] with Winograd allowed or not (tests compare the two paths without touching
+/// the process-wide switch).
+#[allow(clippy::too_many_arguments)]
+fn backward_with<T: Float>(
+    geom: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    dx: &mut [T],
+    dw: &mut [T],
+    db: Option<&mut [T]>,
+    allow_winograd: bool,
+) {
     let (n, image_len, out_len) = (geom.n, geom.image_len(), geom.out_len());
     assert!(x.len() >= n * image_len && dx.len() >= n * image_len && dy.len() >= n * out_len);
     assert!(
@@ -671,7 +687,7 @@ pub fn backward<T: Float>(
         dense_backward(geom, x, w, dy, dx, dw, db);
         return;
     }
-    if let Some(wg) = geom.winograd().filter(|_| WINOGRAD.load(Ordering::Relaxed)) {
+    if let Some(wg) = geom.winograd().filter(|_| allow_winograd) {
         winograd_backward(&wg, x, w, dy, dx, dw, db);
         return;
     }
@@ -1114,6 +1130,110 @@ mod tests {
                     assert!((a - b).abs() < 1e-9, "{name} of {g:?}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    /// `dw[o][c][i][j] = Σ dy[n][o][oy][ox] · x[n][c][oy + i - p][ox + j - p]` for a 3x3
+    /// stride-1 ungrouped convolution, summed in f64 (rows of the output as slices).
+    fn direct_weight_gradient(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f64> {
+        let ([h, wd], [oh, ow], p) = (g.in_hw, g.out_hw, g.win.h.padding as isize);
+        let (cin, cout) = (g.cin_g, g.cout_g);
+        let x: Vec<f64> = x.iter().map(|&v| v.into()).collect();
+        let dy: Vec<f64> = dy.iter().map(|&v| v.into()).collect();
+        let mut dw = vec![0.0; cout * cin * 9];
+        for n in 0..g.n {
+            for (o, dw_o) in dw.chunks_exact_mut(cin * 9).enumerate() {
+                let dy_o = &dy[(n * cout + o) * oh * ow..][..oh * ow];
+                for (c, dw_oc) in dw_o.chunks_exact_mut(9).enumerate() {
+                    let x_c = &x[(n * cin + c) * h * wd..][..h * wd];
+                    for (tap, acc) in dw_oc.iter_mut().enumerate() {
+                        let (i, j) = ((tap / 3) as isize - p, (tap % 3) as isize - p);
+                        // Output columns whose input column ox + j stays inside.
+                        let lo = (-j).max(0) as usize;
+                        let hi = (wd as isize - j).min(ow as isize).max(0) as usize;
+                        for oy in 0..oh {
+                            let iy = oy as isize + i;
+                            if iy < 0 || iy >= h as isize || lo >= hi {
+                                continue;
+                            }
+                            let xr = &x_c[iy as usize * wd..][..wd];
+                            let dr = &dy_o[oy * ow..][..ow];
+                            *acc += (lo..hi)
+                                .map(|ox| dr[ox] * xr[(ox as isize + j) as usize])
+                                .sum::<f64>();
+                        }
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    /// Largest error of an f32 weight gradient against the f64 sums, relative to the largest
+    /// reference value: `(winograd, im2col)`.
+    fn weight_gradient_errors(g: &ConvGeom, seed: u64) -> (f64, f64) {
+        let mut rng = Rng64::seed(seed);
+        // Inputs as after a ReLU, output gradients of either sign.
+        let x: Vec<f32> = (0..g.n * g.image_len())
+            .map(|_| (rng.uniform() as f32).max(0.3) - 0.3)
+            .collect();
+        let w: Vec<f32> = (0..g.cout_g * g.taps())
+            .map(|_| rng.uniform() as f32 - 0.5)
+            .collect();
+        let dy: Vec<f32> = (0..g.n * g.out_len())
+            .map(|_| (rng.uniform() as f32 - 0.5) * 1e-3)
+            .collect();
+        let want = direct_weight_gradient(g, &x, &dy);
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let mut err = |allow: bool| {
+            let mut dx = vec![0f32; x.len()];
+            let mut dw = vec![0f32; w.len()];
+            backward_with(g, &x, &w, &dy, &mut dx, &mut dw, None, allow);
+            dw.iter()
+                .zip(&want)
+                .fold(0.0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()))
+                / scale
+        };
+        (err(true), err(false))
+    }
+
+    /// The Winograd weight gradient in f32 against the f64 sums, beside im2col + GEMM's.
+    #[test]
+    fn winograd_weight_gradient_stays_accurate_in_f32() {
+        for (case, g) in [geom(2, 32, 32, 28, 1), geom(4, 64, 48, 7, 1)]
+            .iter()
+            .enumerate()
+        {
+            assert!(g.winograd().is_some());
+            let (wino, im2col) = weight_gradient_errors(g, 40 + case as u64);
+            assert!(
+                wino < 1e-4 && im2col < 1e-5,
+                "{g:?}: winograd {wino:.2e}, im2col {im2col:.2e}"
+            );
+        }
+    }
+
+    /// The same on the sizes of ResNet's and VGG's layers at batch 8 (slow without
+    /// optimisation): `cargo test --release --lib weight_gradient_error -- --ignored
+    /// --nocapture` prints both errors.
+    #[test]
+    #[ignore]
+    fn weight_gradient_error_on_network_sized_layers() {
+        for (case, g) in [
+            geom(8, 64, 64, 56, 1),
+            geom(8, 128, 128, 28, 1),
+            geom(8, 256, 256, 14, 1),
+            geom(8, 512, 512, 7, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (wino, im2col) = weight_gradient_errors(g, 50 + case as u64);
+            println!(
+                "{} -> {} channels, {}x{}, batch {}: winograd {wino:.2e}, im2col {im2col:.2e}",
+                g.cin_g, g.cout_g, g.in_hw[0], g.in_hw[1], g.n
+            );
+            assert!(wino < 1e-4, "{g:?}: winograd {wino:.2e}");
         }
     }
 
