@@ -14,7 +14,8 @@
 //!
 //! The data gradient of a 3x3 stride-1 convolution with padding `p` is itself one: the
 //! output gradient convolved with the flipped, channel-transposed kernel at padding `2 - p`
-//! ([`flip_kernel`]). The weight gradient stays with im2col (see [`super::conv`]).
+//! ([`flip_kernel`]). The weight gradient is a Winograd sum as well: 36 products of
+//! `[C_out x tiles] · [tiles x C_in]`, see [`weight_gradient`].
 
 use super::conv::ChannelOp;
 use super::gemm::{gemm_view, MatMut, MatRef, Threads};
