@@ -14,7 +14,8 @@
 //!
 //! The data gradient of a 3x3 stride-1 convolution with padding `p` is itself one: the
 //! output gradient convolved with the flipped, channel-transposed kernel at padding `2 - p`
-//! ([`flip_kernel`]). The weight gradient stays with im2col (see [`super::conv`]).
+//! ([`flip_kernel`]). The weight gradient is a Winograd sum as well: 36 products of
+//! `[C_out x tiles] · [tiles x C_in]`, see [`weight_gradient`].
 
 use super::conv::ChannelOp;
 use super::gemm::{gemm_view, MatMut, MatRef, Threads};
@@ -97,6 +98,33 @@ fn kernel_1d<T: Float>(g: [T; 3]) -> [T; 6] {
         u * g[0] - t * g[1] + s * g[2],
         g[2],
     ]
+}
+
+/// `A e` along one axis of an output-gradient tile: 4 values to 6 (the transpose of
+/// [`output_1d`]).
+#[inline(always)]
+fn grad_output_1d<T: Float>(e: [T; 4]) -> [T; 6] {
+    let (two, four, eight) = (T::of(2.0), T::of(4.0), T::of(8.0));
+    let (even, odd) = (e[0] + e[2], e[1] + e[3]);
+    let (even4, odd2) = (e[0] + four * e[2], two * e[1] + eight * e[3]);
+    [
+        e[0],
+        even + odd,
+        even - odd,
+        even4 + odd2,
+        even4 - odd2,
+        e[3],
+    ]
+}
+
+/// `Gᵀ m` along one axis: 6 values to 3 (the transpose of [`kernel_1d`]).
+#[inline(always)]
+fn grad_kernel_1d<T: Float>(m: [T; 6]) -> [T; 3] {
+    let (q, s, t) = (T::of(0.25), T::of(1.0 / 6.0), T::of(1.0 / 12.0));
+    let u = T::of(1.0 / 24.0);
+    let (a, b) = (m[1] + m[2], m[1] - m[2]);
+    let (c, d) = (m[3] + m[4], m[3] - m[4]);
+    [q * m[0] - s * a + u * c, t * d - s * b, s * (c - a) + m[5]]
 }
 
 /// `U[ξ][o][c] = (G w[o][c] Gᵀ)[ξ]` for a weight `w[C_out, C_in, 3, 3]`.
@@ -254,31 +282,14 @@ fn forward_chunked<T: Float>(
     let mut start = 0;
     while start < total {
         let len = ld.min(total - start);
-        // V[ξ][c][t] = (Bᵀ X_c,t B)[ξ], one input channel per task.
-        split_strided(&mut v[..36 * cin * ld], 36, cin, ld)
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(c, mut v_c)| {
-                let mut d = workspace::take::<T>(72 * len);
-                let (d, e) = d.split_at_mut(36 * len);
-                // d[i·6 + j][t] = padded x[4ty + i - ph][4tx + j - pw]
-                for t in 0..len {
-                    let (img, ty, tx) = tiles.locate(start + t);
-                    let xc = &x[(img * cin + c) * h * wd..][..h * wd];
-                    gather_tile(xc, geom, ty, tx, |k, val| d[k * len + t] = val);
-                }
-                // Bᵀ down each tile's columns, then along its rows.
-                for j in 0..6 {
-                    let inp: [&[T]; 6] = std::array::from_fn(|i| &d[(i * 6 + j) * len..][..len]);
-                    let mut out: [&mut [T]; 6] = split_every(e, j, 6, len);
-                    transform_rows(&mut out, inp, input_1d);
-                }
-                for i in 0..6 {
-                    let inp: [&[T]; 6] = std::array::from_fn(|j| &e[(i * 6 + j) * len..][..len]);
-                    let mut out: [&mut [T]; 6] = v_c.row_group(i * 6, 0..len);
-                    transform_rows(&mut out, inp, input_1d);
-                }
-            });
+        transform_input(
+            geom,
+            x,
+            tiles,
+            start..start + len,
+            &mut v[..36 * cin * ld],
+            ld,
+        );
         // M_ξ = U_ξ · V_ξ, 36 independent products.
         let (u_ref, v_ref) = (u, &v);
         m[..36 * cout * ld]
@@ -334,6 +345,218 @@ fn forward_chunked<T: Float>(
             });
         start += len;
     }
+}
+
+/// The weight gradient `dw += Σ_n,pixels dY ⋆ X` of a 3x3 stride-1 convolution with the
+/// geometry's padding: `x[N, C_in, H, W]`, `dy[N, C_out, OH, OW]`, `dw[C_out, C_in, 3, 3]`.
+///
+/// Each output tile's forward is linear in the kernel `g`:
+/// `Y_t = Aᵀ [(G g Gᵀ) ⊙ V_t] A` with `V_t = Bᵀ d_t B`. For any matrices,
+/// `⟨Aᵀ P A, E⟩ = ⟨P, A E Aᵀ⟩`, `⟨P ⊙ V, Q⟩ = ⟨P, V ⊙ Q⟩` and `⟨G g Gᵀ, R⟩ = ⟨g, Gᵀ R G⟩`,
+/// so the gradient of `⟨Y_t, E_t⟩` with respect to `g` is `Gᵀ [V_t ⊙ (A E_t Aᵀ)] G`, and over
+/// all tiles `t` of the batch (the output-gradient tile `E_t` is zero past the output's edge):
+///
+/// ```text
+/// dW_oc = Gᵀ [ Σ_t (Bᵀ d_c,t B) ⊙ (A E_o,t Aᵀ) ] G
+/// ```
+///
+/// At each of the 36 positions `ξ` the sum over tiles is one product
+/// `M_ξ[o, c] = Σ_t Ê_ξ[o, t] · V_ξ[c, t]` (`[C_out x tiles] · [tiles x C_in]`, 4x fewer
+/// multiplications than im2col's `[C_out x pixels] · [pixels x 9·C_in]`); `Gᵀ M G` then
+/// gives the 3x3 kernels.
+///
+/// The 36 products run in parallel, each accumulating the batch's chunks in order, so the
+/// result does not depend on the thread count or the scheduling.
+///
+/// # Panics
+/// If a slice is shorter than `geom` says (a bug in the caller).
+pub fn weight_gradient<T: Float>(geom: &WinogradGeom, x: &[T], dy: &[T], dw: &mut [T]) {
+    let chunk = CHUNK_ELEMS / (36 * geom.cin.max(geom.cout).max(1));
+    weight_gradient_chunked(geom, x, dy, dw, chunk);
+}
+
+/// [`weight_gradient`] with at most `chunk` tiles (across images) transformed at once.
+fn weight_gradient_chunked<T: Float>(
+    geom: &WinogradGeom,
+    x: &[T],
+    dy: &[T],
+    dw: &mut [T],
+    chunk: usize,
+) {
+    let [h, wd] = geom.in_hw;
+    let [oh, ow] = geom.out_hw();
+    let (cin, cout) = (geom.cin, geom.cout);
+    assert!(
+        x.len() >= geom.n * cin * h * wd,
+        "winograd: input too short"
+    );
+    assert!(
+        dy.len() >= geom.n * cout * oh * ow,
+        "winograd: output gradient too short"
+    );
+    assert!(
+        dw.len() >= cout * cin * 9,
+        "winograd: weight gradient too short"
+    );
+    if geom.n == 0 || oh == 0 || ow == 0 || cin == 0 || cout == 0 {
+        return;
+    }
+    let [th, tw] = geom.tiles_hw();
+    let tiles = Tiles { th, tw };
+    let total = geom.n * th * tw;
+    let ld = chunk.clamp(1, total);
+    let mut v = workspace::take::<T>(36 * cin * ld);
+    let mut e = workspace::take::<T>(36 * cout * ld);
+    // Every element of M is written by the first chunk's product (accumulate = false).
+    let mut m = workspace::take::<T>(36 * cout * cin);
+
+    let mut start = 0;
+    while start < total {
+        let len = ld.min(total - start);
+        transform_input(
+            geom,
+            x,
+            tiles,
+            start..start + len,
+            &mut v[..36 * cin * ld],
+            ld,
+        );
+        transform_grad_output(
+            geom,
+            dy,
+            tiles,
+            start..start + len,
+            &mut e[..36 * cout * ld],
+            ld,
+        );
+        // M_ξ (+)= Ê_ξ · V_ξᵀ, 36 independent products.
+        let (e_ref, v_ref) = (&e, &v);
+        m.par_chunks_mut(cout * cin)
+            .enumerate()
+            .for_each(|(xi, m_xi)| {
+                gemm_view(
+                    MatRef::new(&e_ref[xi * cout * ld..], cout, len, ld),
+                    MatRef::new(&v_ref[xi * cin * ld..], cin, len, ld).t(),
+                    MatMut::new(m_xi, cout, cin, cin),
+                    start > 0,
+                    Threads::Single,
+                );
+            });
+        start += len;
+    }
+    drop((v, e));
+    // dw[o][c] += Gᵀ M[·][o][c] G, one output channel per task, the input channels as lanes.
+    let m_ref = &m;
+    dw[..cout * cin * 9]
+        .par_chunks_mut(cin * 9)
+        .enumerate()
+        .for_each(|(o, dw_o)| {
+            let mut buf = workspace::take::<T>(27 * cin);
+            let (f, r) = buf.split_at_mut(18 * cin);
+            // Gᵀ along each row of the 6x6 (j), then down its columns (i).
+            for i in 0..6 {
+                let inp: [&[T]; 6] =
+                    std::array::from_fn(|j| &m_ref[((i * 6 + j) * cout + o) * cin..][..cin]);
+                let mut out: [&mut [T]; 3] = split_every(&mut f[i * 3 * cin..], 0, 1, cin);
+                transform_rows(&mut out, inp, grad_kernel_1d);
+            }
+            for k in 0..3 {
+                let inp: [&[T]; 6] = std::array::from_fn(|i| &f[(i * 3 + k) * cin..][..cin]);
+                let mut out: [&mut [T]; 3] = split_every(r, k, 3, cin);
+                transform_rows(&mut out, inp, grad_kernel_1d);
+            }
+            for (c, g) in dw_o.chunks_exact_mut(9).enumerate() {
+                for (tap, v) in g.iter_mut().enumerate() {
+                    *v += r[tap * cin + c];
+                }
+            }
+        });
+}
+
+/// `Ê[ξ][o][t] = (A E_o,t Aᵀ)[ξ]` for the tiles `range` of the batch, into
+/// `e[36][C_out][ld]`, where `E_o,t` is the 4x4 tile of `dy` (zero past the output's edge);
+/// one output channel per task.
+fn transform_grad_output<T: Float>(
+    geom: &WinogradGeom,
+    dy: &[T],
+    tiles: Tiles,
+    range: std::ops::Range<usize>,
+    e: &mut [T],
+    ld: usize,
+) {
+    let [oh, ow] = geom.out_hw();
+    let (cout, start, len) = (geom.cout, range.start, range.len());
+    split_strided(e, 36, cout, ld)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(o, mut e_o)| {
+            let mut buf = workspace::take::<T>(40 * len);
+            let (d, f) = buf.split_at_mut(16 * len);
+            // d[i·4 + j][t] = dy[4ty + i][4tx + j], zero outside.
+            for t in 0..len {
+                let (img, ty, tx) = tiles.locate(start + t);
+                let plane = &dy[(img * cout + o) * oh * ow..][..oh * ow];
+                let (rows, cols) = (4.min(oh - ty * 4), 4.min(ow - tx * 4));
+                for i in 0..4 {
+                    for j in 0..4 {
+                        d[(i * 4 + j) * len + t] = if i < rows && j < cols {
+                            plane[(ty * 4 + i) * ow + tx * 4 + j]
+                        } else {
+                            T::zero()
+                        };
+                    }
+                }
+            }
+            // A down each tile's columns (4 rows to 6), then along its rows (4 columns to 6).
+            for j in 0..4 {
+                let inp: [&[T]; 4] = std::array::from_fn(|i| &d[(i * 4 + j) * len..][..len]);
+                let mut out: [&mut [T]; 6] = split_every(f, j, 4, len);
+                transform_rows(&mut out, inp, grad_output_1d);
+            }
+            for i in 0..6 {
+                let inp: [&[T]; 4] = std::array::from_fn(|j| &f[(i * 4 + j) * len..][..len]);
+                let mut out: [&mut [T]; 6] = e_o.row_group(i * 6, 0..len);
+                transform_rows(&mut out, inp, grad_output_1d);
+            }
+        });
+}
+
+/// `V[ξ][c][t] = (Bᵀ X_c,t B)[ξ]` for the tiles `range` of the batch (`t` counted from
+/// `range.start`), into `v[36][C_in][ld]`; one input channel per task.
+fn transform_input<T: Float>(
+    geom: &WinogradGeom,
+    x: &[T],
+    tiles: Tiles,
+    range: std::ops::Range<usize>,
+    v: &mut [T],
+    ld: usize,
+) {
+    let [h, wd] = geom.in_hw;
+    let (cin, start, len) = (geom.cin, range.start, range.len());
+    split_strided(v, 36, cin, ld)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(c, mut v_c)| {
+            let mut d = workspace::take::<T>(72 * len);
+            let (d, e) = d.split_at_mut(36 * len);
+            // d[i·6 + j][t] = padded x[4ty + i - ph][4tx + j - pw]
+            for t in 0..len {
+                let (img, ty, tx) = tiles.locate(start + t);
+                let xc = &x[(img * cin + c) * h * wd..][..h * wd];
+                gather_tile(xc, geom, ty, tx, |k, val| d[k * len + t] = val);
+            }
+            // Bᵀ down each tile's columns, then along its rows.
+            for j in 0..6 {
+                let inp: [&[T]; 6] = std::array::from_fn(|i| &d[(i * 6 + j) * len..][..len]);
+                let mut out: [&mut [T]; 6] = split_every(e, j, 6, len);
+                transform_rows(&mut out, inp, input_1d);
+            }
+            for i in 0..6 {
+                let inp: [&[T]; 6] = std::array::from_fn(|j| &e[(i * 6 + j) * len..][..len]);
+                let mut out: [&mut [T]; 6] = v_c.row_group(i * 6, 0..len);
+                transform_rows(&mut out, inp, input_1d);
+            }
+        });
 }
 
 /// Calls `put(i·6 + j, value)` for the 6x6 input tile at tile row `ty`, column `tx` of one
@@ -619,6 +842,85 @@ mod tests {
                 &mut z,
             );
             assert_eq!(y, z);
+        }
+    }
+
+    /// The weight gradient by definition: `dw[o][c][i][j] = Σ_n,oy,ox dy[n][o][oy][ox] ·
+    /// x_padded[n][c][oy + i][ox + j]`.
+    fn direct_weight_gradient(g: &WinogradGeom, x: &[f64], dy: &[f64]) -> Vec<f64> {
+        let [h, wd] = g.in_hw;
+        let [oh, ow] = g.out_hw();
+        let mut dw = vec![0.0; g.cout * g.cin * 9];
+        for n in 0..g.n {
+            for o in 0..g.cout {
+                for c in 0..g.cin {
+                    for i in 0..3 {
+                        for j in 0..3 {
+                            let mut s = 0.0;
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    let iy = (oy + i) as isize - g.padding[0] as isize;
+                                    let ix = (ox + j) as isize - g.padding[1] as isize;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
+                                    {
+                                        s += dy[((n * g.cout + o) * oh + oy) * ow + ox]
+                                            * x[((n * g.cin + c) * h + iy as usize) * wd
+                                                + ix as usize];
+                                    }
+                                }
+                            }
+                            dw[((o * g.cin + c) * 3 + i) * 3 + j] += s;
+                        }
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_direct_sums_in_f64() {
+        let mut rng = Rng64::seed(5);
+        for g in GEOMS {
+            let [oh, ow] = g.out_hw();
+            let x = random(g.n * g.cin * g.in_hw[0] * g.in_hw[1], &mut rng);
+            let dy = random(g.n * g.cout * oh * ow, &mut rng);
+            let want = direct_weight_gradient(g, &x, &dy);
+            // It adds to what the gradient holds.
+            let start = random(want.len(), &mut rng);
+            let mut dw = start.clone();
+            weight_gradient(g, &x, &dy, &mut dw);
+            for ((a, b), s) in dw.iter().zip(&want).zip(&start) {
+                assert!(
+                    (a - s - b).abs() < 1e-12 * (1.0 + b.abs()),
+                    "{g:?}: {} vs {b}",
+                    a - s
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_chunks_give_the_same_result() {
+        // Chunks that end inside an image, one tile at a time, and all tiles at once.
+        let mut rng = Rng64::seed(6);
+        let g = WinogradGeom {
+            n: 3,
+            cin: 2,
+            cout: 3,
+            in_hw: [13, 10],
+            padding: [1, 2],
+        };
+        let [oh, ow] = g.out_hw();
+        let x = random(g.n * g.cin * 130, &mut rng);
+        let dy = random(g.n * g.cout * oh * ow, &mut rng);
+        let want = direct_weight_gradient(&g, &x, &dy);
+        for chunk in [1, 5, 17, 1000] {
+            let mut dw = vec![0.0; want.len()];
+            weight_gradient_chunked(&g, &x, &dy, &mut dw, chunk);
+            for (a, b) in dw.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "chunk {chunk}");
+            }
         }
     }
 
