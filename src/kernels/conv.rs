@@ -544,7 +544,8 @@ fn wide_backward_task<T: Float>(
     let ld = images * wide.len;
     for g in 0..geom.groups {
         let w_len = geom.weight_len();
-        let mut dyw = workspace::take::<T>(geom.cout_g * ld).zeroed();
+        // Every element is written below: output rows copied, unused columns set to zero.
+        let mut dyw = workspace::take::<T>(geom.cout_g * ld);
         for i in 0..images {
             for o in 0..geom.cout_g {
                 let channel = g * geom.cout_g + o;
@@ -554,7 +555,9 @@ fn wide_backward_task<T: Float>(
                 }
                 let dst = &mut dyw[o * ld + i * wide.len..][..wide.len];
                 for (d, row) in dst.chunks_mut(wp).zip(src.chunks_exact(ow)) {
-                    d[..ow].copy_from_slice(row);
+                    let (used, unused) = d.split_at_mut(ow);
+                    used.copy_from_slice(row);
+                    unused.fill(T::zero());
                 }
             }
         }

@@ -145,6 +145,18 @@ impl PoolPlan {
         [self.rows.len(), self.cols.len()]
     }
 
+    /// Whether every window is a full 2x2 tile at stride 2 without padding or dilation (the
+    /// pools of LeNet and VGG): window `(i, j)` reads exactly input rows `2i, 2i+1` and
+    /// columns `2j, 2j+1`, and no input cell is read by two windows.
+    pub fn tiles_2x2(&self) -> bool {
+        let tiled = |taps: &[Taps]| {
+            taps.iter()
+                .enumerate()
+                .all(|(o, t)| t.count == 2 && t.first == 2 * o)
+        };
+        self.dilation == [1, 1] && tiled(&self.rows) && tiled(&self.cols)
+    }
+
     fn plane_sizes(&self) -> (usize, usize) {
         let (hw, ohw) = (
             self.in_hw[0] * self.in_hw[1],
@@ -184,7 +196,8 @@ impl Divisor {
 /// for every input column, the winner over the window's rows (element-wise over whole rows, so
 /// it vectorises), and a horizontal pass takes the winner of each window's columns among those.
 /// The horizontal pass breaks ties by flat index (smallest for equal values, largest for NaN),
-/// which gives exactly the row-major rule above.
+/// which gives exactly the row-major rule above. Windows that are 2x2 tiles
+/// ([`PoolPlan::tiles_2x2`]) are read directly instead: four taps each, in row-major order.
 ///
 /// `x` holds whole input planes, `y` and `argmax` the matching output planes.
 pub fn max_pool_forward<T: Float>(
@@ -196,6 +209,23 @@ pub fn max_pool_forward<T: Float>(
     let (hw, ohw) = plan.plane_sizes();
     assert!(x.len() % hw == 0 && y.len() == x.len() / hw * ohw);
     let w = plan.in_hw[1];
+    if plan.tiles_2x2() {
+        let ow = plan.cols.len();
+        match argmax {
+            Some(argmax) => {
+                assert_eq!(argmax.len(), y.len());
+                x.par_chunks(hw)
+                    .zip(y.par_chunks_mut(ohw))
+                    .zip(argmax.par_chunks_mut(ohw))
+                    .for_each(|((x, y), arg)| max_2x2_plane(x, w, ow, y, arg));
+            }
+            None => x
+                .par_chunks(hw)
+                .zip(y.par_chunks_mut(ohw))
+                .for_each(|(x, y)| max_2x2_plane_values(x, w, ow, y)),
+        }
+        return;
+    }
     let run = shifted_run(&plan.cols);
     let plane = |x: &[T], y: &mut [T], arg: Option<&mut [u32]>, scratch: &mut ColumnMax<T>| {
         scratch.resize(w);
@@ -230,6 +260,52 @@ pub fn max_pool_forward<T: Float>(
             .for_each_init(ColumnMax::default, |scratch, (x, y)| {
                 plane(x, y, None, scratch)
             }),
+    }
+}
+
+/// One step of the row-major rule: the window's running winner `(m, at)` gives way to the
+/// next tap `(v, k)` when `v` is larger or NaN, so ties keep the earlier tap and NaNs the
+/// later one. Branch-free.
+#[inline(always)]
+fn take_max<T: Float>(m: &mut T, at: &mut u32, v: T, k: u32) {
+    let take = (v > *m) | v.is_nan();
+    *m = if take { v } else { *m };
+    *at = if take { k } else { *at };
+}
+
+/// [`max_pool_forward`] of one plane (`w` wide) whose windows are 2x2 tiles
+/// ([`PoolPlan::tiles_2x2`]), `ow` outputs per row: the four taps of each window in row-major
+/// order, straight from the two input rows it covers.
+fn max_2x2_plane<T: Float>(x: &[T], w: usize, ow: usize, y: &mut [T], arg: &mut [u32]) {
+    let rows = y.chunks_exact_mut(ow).zip(arg.chunks_exact_mut(ow));
+    for (oh, (y, arg)) in rows.enumerate() {
+        let top = 2 * oh * w;
+        let (a, b) = (&x[top..top + 2 * ow], &x[top + w..top + w + 2 * ow]);
+        let taps = a.chunks_exact(2).zip(b.chunks_exact(2));
+        let (top, w) = (top as u32, w as u32);
+        for (o, ((y, arg), (a, b))) in y.iter_mut().zip(arg.iter_mut()).zip(taps).enumerate() {
+            let first = top + 2 * o as u32;
+            let (mut m, mut at) = (a[0], first);
+            take_max(&mut m, &mut at, a[1], first + 1);
+            take_max(&mut m, &mut at, b[0], first + w);
+            take_max(&mut m, &mut at, b[1], first + w + 1);
+            (*y, *arg) = (m, at);
+        }
+    }
+}
+
+/// [`max_2x2_plane`] without the winners' positions (inference).
+fn max_2x2_plane_values<T: Float>(x: &[T], w: usize, ow: usize, y: &mut [T]) {
+    for (oh, y) in y.chunks_exact_mut(ow).enumerate() {
+        let top = 2 * oh * w;
+        let (a, b) = (&x[top..top + 2 * ow], &x[top + w..top + w + 2 * ow]);
+        for (y, (a, b)) in y.iter_mut().zip(a.chunks_exact(2).zip(b.chunks_exact(2))) {
+            let (mut m, mut at) = (a[0], 0);
+            take_max(&mut m, &mut at, a[1], 0);
+            take_max(&mut m, &mut at, b[0], 0);
+            take_max(&mut m, &mut at, b[1], 0);
+            *y = m;
+        }
     }
 }
 
@@ -778,6 +854,59 @@ mod tests {
                 assert_eq!(&arg[c * ohw..(c + 1) * ohw], &na[..], "case {t}");
             }
         }
+    }
+
+    /// The 2x2-tile path (LeNet's and VGG's pools) against the definition, on planes with an
+    /// odd row or column left over, with values full of ties and NaNs; and which plans take it.
+    #[test]
+    fn max_pool_2x2_tiles_match_the_row_major_rule() {
+        let tile = |l: [usize; 2], ceil: bool| {
+            let win = Window2d::new([2, 2], [2, 2], [0, 0], [1, 1]);
+            let o = win.output_hw("t", l, ceil).unwrap();
+            (o, PoolPlan::window(l, o, [2, 2], [2, 2], [0, 0], [1, 1]))
+        };
+        for (t, l) in [[28, 28], [10, 10], [7, 9], [2, 2], [5, 4]]
+            .into_iter()
+            .enumerate()
+        {
+            let (o, plan) = tile(l, false);
+            assert!(plan.tiles_2x2(), "{l:?}");
+            let planes = 5;
+            let (hw, ohw) = (l[0] * l[1], o[0] * o[1]);
+            for values in [3, 5] {
+                let mut rng = Rng64::seed(40 + t as u64);
+                let x: Vec<f64> = (0..planes * hw)
+                    .map(|_| match rng.below(values) {
+                        0 => -1.0,
+                        1 => 0.5,
+                        2 => f64::NAN,
+                        _ => rng.uniform(),
+                    })
+                    .collect();
+                let mut y = vec![0.0; planes * ohw];
+                let mut arg = vec![0; y.len()];
+                max_pool_forward(&plan, &x, &mut y, Some(&mut arg));
+                let mut y_only = vec![0.0; y.len()];
+                max_pool_forward(&plan, &x, &mut y_only, None);
+                let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+                for c in 0..planes {
+                    let xc = &x[c * hw..(c + 1) * hw];
+                    let (ny, na) = naive_max(xc, l, o, [2, 2], [2, 2], [0, 0], [1, 1]);
+                    assert_eq!(&arg[c * ohw..(c + 1) * ohw], &na[..], "{l:?}");
+                    for i in 0..ohw {
+                        assert!(same(y[c * ohw + i], ny[i]), "{l:?}");
+                        assert!(same(y_only[c * ohw + i], ny[i]), "{l:?}");
+                    }
+                }
+            }
+        }
+        // Not tiles: a partial last window (ceil mode), overlap, padding, dilation.
+        assert!(!tile([7, 7], true).1.tiles_2x2());
+        let other = |k, s, p, d| PoolPlan::window([8, 8], [3, 3], [k; 2], [s; 2], [p; 2], [d; 2]);
+        assert!(!other(2, 3, 0, 1).tiles_2x2());
+        assert!(!other(3, 2, 0, 1).tiles_2x2());
+        assert!(!other(2, 2, 1, 1).tiles_2x2());
+        assert!(!other(2, 2, 0, 2).tiles_2x2());
     }
 
     #[test]
