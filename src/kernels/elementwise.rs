@@ -96,13 +96,7 @@ pub fn apply_mask<T: Float>(g: &mut [T], keep: &[u8]) {
             *v = if k == 0 { T::zero() } else { *v };
         }
     }
-    if g.len() < PARALLEL_MIN {
-        vectorized(|| run(g, keep));
-    } else {
-        g.par_chunks_mut(CHUNK)
-            .zip(keep.par_chunks(CHUNK))
-            .for_each(|(g, k)| vectorized(|| run(g, k)));
-    }
+    zipped_chunks(g, keep, run);
 }
 
 /// `y[i] += x[i]` (the residual sum, and gradients meeting where a value fans out).
@@ -117,6 +111,13 @@ pub fn add_assign<T: Float>(y: &mut [T], x: &[T]) {
             *a += b;
         }
     }
+    zipped_chunks(y, x, run);
+}
+
+/// Runs `run(y, x)` compiled for the CPU's vector unit: on the whole slices when they are
+/// short, else on matching chunks of `CHUNK` elements in parallel. `y` and `x` have one length.
+#[inline(always)]
+fn zipped_chunks<T: Send, U: Sync>(y: &mut [T], x: &[U], run: impl Fn(&mut [T], &[U]) + Sync) {
     if y.len() < PARALLEL_MIN {
         vectorized(|| run(y, x));
     } else {
