@@ -18,6 +18,9 @@
 //! The input is `[batch, C, N, N]` with the model's natural `C x N x N` (`--size N` overrides
 //! `N`), filled with fixed pseudo-random values; LeNets get 10 classes, the others 1000
 //! (`--classes`). `--threads N` sizes the one thread pool ([`convnet::set_num_threads`]).
+//! `--replicas N` trains `N` copies of the model at once, each on its own thread and its share
+//! of the batch ([`convnet::model::Replicated`]; default 1: one model whose layers use the
+//! whole pool); inference always runs one model.
 
 mod common;
 
@@ -31,7 +34,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: bench --model NAME [--batch N] [--mode train|infer] [--iters N] \
-[--warmup N] [--threads N] [--dtype f32|f64] [--size N] [--classes N]";
+[--warmup N] [--threads N] [--replicas N] [--dtype f32|f64] [--size N] [--classes N]";
 
 struct Args {
     model: String,
@@ -40,6 +43,7 @@ struct Args {
     iters: usize,
     warmup: usize,
     threads: Option<usize>,
+    replicas: usize,
     f64: bool,
     size: Option<usize>,
     classes: Option<usize>,
@@ -53,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         iters: 10,
         warmup: 2,
         threads: None,
+        replicas: 1,
         f64: false,
         size: None,
         classes: None,
@@ -90,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--warmup: `{value}` is not a whole number"))?
             }
             "--threads" => args.threads = Some(positive(&value)?),
+            "--replicas" => args.replicas = positive(&value)?,
             "--dtype" => {
                 args.f64 = match value.as_str() {
                     "f32" => false,
@@ -123,6 +129,14 @@ fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>
     let classes = args.classes.unwrap_or(info.classes);
     convnet::init::manual_seed(0);
     let mut model = zoo::build::<T>(&args.model, classes)?;
+    if args.replicas > 1 {
+        let mut first = Some(model);
+        model = Box::new(convnet::model::Replicated::new(args.replicas, || {
+            first
+                .take()
+                .map_or_else(|| zoo::build::<T>(&args.model, classes), Ok)
+        })?);
+    }
     let [c, natural, _] = info.input;
     let side = args.size.unwrap_or(natural);
     let shape = [args.batch, c, side, side];
@@ -136,7 +150,7 @@ fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>
     let mut opt = Sgd::new(SgdConfig::new(1e-4).momentum(0.9))?;
     model.set_mode(if args.train { Mode::Train } else { Mode::Eval });
     eprintln!(
-        "{} ({}, {} params): {} batch {} at {c}x{side}x{side}, {}, {} threads",
+        "{} ({}, {} params): {} batch {} at {c}x{side}x{side}, {}, {} threads, {} replicas",
         args.model,
         T::DTYPE.to_lowercase(),
         model.num_params(),
@@ -147,7 +161,8 @@ fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>
         } else {
             "Layer::infer"
         },
-        convnet::num_threads()
+        convnet::num_threads(),
+        args.replicas
     );
     let mut times = Vec::with_capacity(args.iters);
     for i in 0..args.warmup + args.iters {

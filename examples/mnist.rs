@@ -20,6 +20,7 @@ mod common;
 
 use convnet::data::{DataLoader, LoaderConfig, Mnist, MNIST_MEAN, MNIST_STD};
 use convnet::io::save_weights;
+use convnet::model::Replicated;
 use convnet::optim::{Adam, AdamConfig, CosineAnnealing, Sgd, SgdConfig};
 use convnet::train::{EvalStats, Trainer};
 use convnet::zoo::lenet5_modern;
@@ -30,7 +31,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str = "usage: mnist [--epochs N] [--batch-size N] [--lr X] [--optimizer adam|sgd] \
-[--data DIR] [--out DIR] [--resume CHECKPOINT] [--threads N] [--seed N] [--distributed]";
+[--data DIR] [--out DIR] [--resume CHECKPOINT] [--threads N] [--replicas N] [--seed N] \
+[--distributed]";
 
 struct Args {
     epochs: usize,
@@ -41,6 +43,7 @@ struct Args {
     out: PathBuf,
     resume: Option<PathBuf>,
     threads: Option<usize>,
+    replicas: Option<usize>,
     seed: u64,
     distributed: bool,
 }
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         out: PathBuf::from("out/mnist"),
         resume: None,
         threads: None,
+        replicas: None,
         seed: 1,
         distributed: false,
     };
@@ -123,6 +127,13 @@ fn parse_args() -> Result<Args, String> {
                     ))
                 }
                 n => args.threads = Some(n),
+            },
+            "--replicas" => match number(&value)? {
+                0 => return Err("--replicas must be at least 1".into()),
+                n if n > MAX_THREADS => {
+                    return Err(format!("--replicas {n} is more than {MAX_THREADS}"))
+                }
+                n => args.replicas = Some(n),
             },
             "--seed" => {
                 args.seed = value
@@ -292,8 +303,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         return result;
     }
+    // One replica of LeNet-5 per thread, each training on its share of every batch: a step
+    // this small gains little from splitting each layer over threads.
     train(&args, &mut |model| {
-        Ok(Box::new(model) as Box<dyn Layer<f32>>)
+        let replicas = args.replicas.unwrap_or_else(convnet::num_threads);
+        if replicas <= 1 {
+            return Ok(Box::new(model) as Box<dyn Layer<f32>>);
+        }
+        let mut first = Some(model);
+        let replicated = Replicated::new(replicas, || {
+            first.take().map_or_else(|| lenet5_modern::<f32>(10), Ok)
+        })?;
+        Ok(Box::new(replicated) as Box<dyn Layer<f32>>)
     })
 }
 
@@ -378,8 +399,13 @@ fn train(
         convnet::num_threads(),
         if world > 1 {
             format!(" x {world} processes ({} images each per step)", args.batch_size.div_ceil(world))
-        } else {
+        } else if args.distributed {
             String::new()
+        } else {
+            match args.replicas.unwrap_or_else(convnet::num_threads) {
+                1 => String::new(),
+                n => format!(", {n} replicas of the model (one per thread)"),
+            }
         }
     );
 
