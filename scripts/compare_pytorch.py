@@ -23,6 +23,10 @@ pixels (zero fill, before normalising with mean 0.1307 and std 0.3081), 10 epoch
 evaluation (batch 500) and a checkpoint after every epoch, data read from data/mnist/*.gz.
 It reports the wall time of each whole process and its final test accuracy.
 
+Small models train as `Replicated` in convnet (`bench --replicas THREADS`: one replica per thread,
+each on its share of the batch; the rows in `REPLICATED`, marked in the table), which is how the
+crate trains them (the mnist example does the same); `--no-replicas` turns that off.
+
 Rows: `MODEL` (every mode listed for it) or `MODEL:MODE`, comma-separated; `mnist` for the
 recipe. `--quick` runs 3 timed iterations after 1 warm-up and a 1-epoch mnist recipe. `--f64`
 also times convnet in f64 on each row (right after its f32 run) and prints a second table with
@@ -56,6 +60,9 @@ TABLE = [
     ("resnet50", "train", 8, 224),
     ("resnet50", "infer", 8, 224),
 ]
+
+# Models whose convnet training runs one replica per thread (`bench --replicas`).
+REPLICATED = {"lenet5", "lenet5_modern"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,6 +281,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="3 iterations, 1-epoch mnist")
     p.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    p.add_argument("--no-replicas", action="store_true",
+                   help="train every model as one replica (no `bench --replicas`)")
     p.add_argument("--f64", action="store_true",
                    help="also time convnet in f64 on each row (issue 7: within 2.5x of f32)")
     # Worker mode (internal): one PyTorch measurement in this process.
@@ -314,7 +323,10 @@ def main():
     for model, mode, batch, side in rows:
         common = ["--model", model, "--mode", mode, "--batch", str(batch), "--size", str(side),
                   "--iters", str(iters), "--warmup", str(warmup), "--threads", str(a.threads)]
-        rc, out, err, rss_c, _ = run_measured([str(examples / "bench"), *common,
+        replicas = (a.threads if mode == "train" and model in REPLICATED and not a.no_replicas
+                    else 1)
+        mine = [*common, "--replicas", str(replicas)]
+        rc, out, err, rss_c, _ = run_measured([str(examples / "bench"), *mine,
                                                "--dtype", "f32"])
         if rc != 0:
             fail(f"bench {model} {mode}", rc, out, err)
@@ -326,13 +338,14 @@ def main():
         print(f"convnet: {line_c}   PyTorch: {line_t}", file=sys.stderr)
         rate_64 = None
         if a.f64:
-            rc, out, err, _, _ = run_measured([str(examples / "bench"), *common,
+            rc, out, err, _, _ = run_measured([str(examples / "bench"), *mine,
                                                "--dtype", "f64"])
             if rc != 0:
                 fail(f"bench {model} {mode} f64", rc, out, err)
             rate_64, line_64 = last_line_rate(out)
             print(f"convnet f64: {line_64}", file=sys.stderr)
-        results.append((model, mode, batch, side, rate_c, rate_t, rss_c, rss_t, rate_64))
+        shown = mode if replicas == 1 else f"{mode} ({replicas} replicas)"
+        results.append((model, shown, batch, side, rate_c, rate_t, rss_c, rss_t, rate_64))
 
     if results:
         print(f"convnet against PyTorch {torch_version}, {a.threads} threads, f32, median of "
