@@ -52,5 +52,36 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The most this machine's GEMM reaches: a 1024x1024x1024 product on the whole pool and on one
+/// thread (the reference for the per-layer rates of `cargo bench --bench layers`).
+fn peak(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_peak_f32");
+    group.sample_size(10);
+    let n = 1024;
+    let a: Vec<f32> = (0..n * n).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    group.throughput(Throughput::Elements((2 * n * n * n) as u64));
+    for (label, threads) in [("pool", Threads::Pool), ("one_thread", Threads::Single)] {
+        group.bench_function(BenchmarkId::new(label, format!("{n}x{n}x{n}")), |bench| {
+            let mut c = vec![0f32; n * n];
+            bench.iter(|| {
+                gemm(
+                    n,
+                    n,
+                    n,
+                    black_box(&a),
+                    Op::N,
+                    black_box(&b),
+                    Op::N,
+                    &mut c,
+                    false,
+                    threads,
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, peak);
 criterion_main!(benches);
