@@ -125,3 +125,65 @@ fn a_diverging_loss_is_reported_with_its_step() {
         other => panic!("expected a non-finite loss error, got {other:?}"),
     }
 }
+
+/// `small_cnn` without its dropout, so that one model and its replicas compute the same thing.
+fn small_cnn_deterministic(seed: u64) -> Sequential<f32> {
+    Sequential::new()
+        .add(Conv2d::new(Conv2dConfig::new(1, 8, 5).stride(2).padding(2).seed(seed)).unwrap())
+        .add(ReLU::new())
+        .add(MaxPool2d::new(MaxPool2dConfig::new(2)).unwrap())
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(8 * 7 * 7, 10).seed(seed + 1)).unwrap())
+}
+
+#[test]
+fn replicas_train_as_one_model_and_resume_exactly() {
+    use convnet::model::Replicated;
+    let Some(mnist) = mnist() else { return };
+    let train = mnist.train.take(600);
+    let data = loader(&train, 50);
+
+    // Three replicas on shares of 17, 17 and 16 images follow the single model's Adam steps
+    // (the gradients differ only in the order of their sums).
+    let mut single = Trainer::new(
+        small_cnn_deterministic(3),
+        Adam::new(AdamConfig::new(1e-3)).unwrap(),
+    )
+    .with_progress(ProgressStyle::Off);
+    let replicated = Replicated::new(3, || Ok(small_cnn_deterministic(3))).unwrap();
+    let mut split = Trainer::new(replicated, Adam::new(AdamConfig::new(1e-3)).unwrap())
+        .with_progress(ProgressStyle::Off);
+    let a = single.train_epoch(&data).unwrap();
+    let b = split.train_epoch(&data).unwrap();
+    assert!((a.loss - b.loss).abs() < 1e-4 * a.loss.abs(), "{} vs {}", a.loss, b.loss);
+    let (one, many) = (state_dict(&single.model), state_dict(&split.model));
+    assert_eq!(one.len(), many.len());
+    for ((name, x), (name2, y)) in one.iter().zip(&many) {
+        assert_eq!(name, name2);
+        let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(diff <= 1e-4 * scale, "{name}: {diff} (scale {scale})");
+    }
+
+    // With dropout, replicas draw their masks from generators forked from replica 0's, which
+    // the checkpoint keeps: a resumed run repeats the uninterrupted one exactly.
+    let new_trainer = |seed| {
+        let replicated = Replicated::new(2, || Ok(small_cnn(seed))).unwrap();
+        Trainer::new(replicated, Adam::new(AdamConfig::new(1e-3)).unwrap())
+            .with_progress(ProgressStyle::Off)
+    };
+    let mut straight = new_trainer(5);
+    straight.train_epoch(&data).unwrap();
+    straight.train_epoch(&data).unwrap();
+    let dir = std::env::temp_dir().join(format!("convnet-replicas-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("ckpt.safetensors");
+    let mut first = new_trainer(5);
+    first.train_epoch(&data).unwrap();
+    first.save_checkpoint(&ckpt).unwrap();
+    let mut resumed = new_trainer(77);
+    resumed.load_checkpoint(&ckpt).unwrap();
+    resumed.train_epoch(&data).unwrap();
+    assert_eq!(state_dict(&straight.model), state_dict(&resumed.model));
+    std::fs::remove_dir_all(&dir).ok();
+}
