@@ -551,6 +551,19 @@ fn class6_mnist_refuses_absurd_thread_counts_at_once() {
 }
 
 #[test]
+fn class6_mnist_refuses_zero_or_absurd_replica_counts() {
+    for count in ["0", "1000000", "two"] {
+        let out = std::process::Command::new(example("mnist"))
+            .args(["--replicas", count, "--epochs", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--replicas {count}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--replicas"), "--replicas {count}: {err}");
+    }
+}
+
+#[test]
 fn class5_mnist_example_reports_zero_sized_images() {
     let dir = tmp_dir("mnist-zero");
     for (name, dims) in [
