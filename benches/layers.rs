@@ -100,7 +100,14 @@ fn conv(c: &mut Criterion) {
         let x = input(&[BATCH, cin, side, side]);
         let out = conv.output_shape(x.shape()).unwrap();
         let flops = 2 * out.iter().product::<usize>() * cin * k * k;
-        time_layer(&mut group, &format!("conv_{name}"), &mut conv, &x, flops, 2 * flops);
+        time_layer(
+            &mut group,
+            &format!("conv_{name}"),
+            &mut conv,
+            &x,
+            flops,
+            2 * flops,
+        );
     }
     group.finish();
 }
@@ -111,17 +118,20 @@ fn pool(c: &mut Criterion) {
     let pools: [(&str, usize, usize, usize, bool, [usize; 4]); 4] = [
         ("pool_resnet_3x3s2", 3, 2, 1, false, [BATCH, 64, 112, 112]),
         ("pool_vgg_2x2s2", 2, 2, 0, false, [BATCH, 64, 224, 224]),
-        ("pool_googlenet_3x3s2_ceil", 3, 2, 0, true, [BATCH, 192, 56, 56]),
+        (
+            "pool_googlenet_3x3s2_ceil",
+            3,
+            2,
+            0,
+            true,
+            [BATCH, 192, 56, 56],
+        ),
         ("pool_googlenet_3x3s1", 3, 1, 1, false, [BATCH, 480, 14, 14]),
     ];
     for (name, k, s, p, ceil, shape) in pools {
-        let mut layer = MaxPool2d::<f32>::new(
-            MaxPool2dConfig::new(k)
-                .stride(s)
-                .padding(p)
-                .ceil_mode(ceil),
-        )
-        .unwrap();
+        let mut layer =
+            MaxPool2d::<f32>::new(MaxPool2dConfig::new(k).stride(s).padding(p).ceil_mode(ceil))
+                .unwrap();
         let x = input(&shape);
         let n = x.len();
         time_layer(&mut group, name, &mut layer, &x, n, n);
@@ -131,7 +141,11 @@ fn pool(c: &mut Criterion) {
 
 fn bn(c: &mut Criterion) {
     let mut group = short(c);
-    for shape in [[BATCH, 64, 112, 112], [BATCH, 256, 56, 56], [BATCH, 1024, 14, 14]] {
+    for shape in [
+        [BATCH, 64, 112, 112],
+        [BATCH, 256, 56, 56],
+        [BATCH, 1024, 14, 14],
+    ] {
         let mut layer = BatchNorm2d::<f32>::new(BatchNorm2dConfig::new(shape[1])).unwrap();
         let x = input(&shape);
         let n = x.len();

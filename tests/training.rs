@@ -155,7 +155,12 @@ fn replicas_train_as_one_model_and_resume_exactly() {
         .with_progress(ProgressStyle::Off);
     let a = single.train_epoch(&data).unwrap();
     let b = split.train_epoch(&data).unwrap();
-    assert!((a.loss - b.loss).abs() < 1e-4 * a.loss.abs(), "{} vs {}", a.loss, b.loss);
+    assert!(
+        (a.loss - b.loss).abs() < 1e-4 * a.loss.abs(),
+        "{} vs {}",
+        a.loss,
+        b.loss
+    );
     let (one, many) = (state_dict(&single.model), state_dict(&split.model));
     assert_eq!(one.len(), many.len());
     for ((name, x), (name2, y)) in one.iter().zip(&many) {

@@ -118,7 +118,9 @@ impl<T: Float, L: Layer<T>> Replicated<T, L> {
                     .num_threads(1)
                     .thread_name(move |_| format!("convnet-replica-{r}"))
                     .build()
-                    .map_err(|e| Error::config("Replicated", format!("thread for replica {r}: {e}")))
+                    .map_err(|e| {
+                        Error::config("Replicated", format!("thread for replica {r}: {e}"))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         let mut model = Replicated {
@@ -254,13 +256,12 @@ impl<T: Float, L: Layer<T>> Replicated<T, L> {
                 *slot = Some(piece);
             }
         }
-        let busy: Vec<(&mut L, Tensor<T>, &rayon::ThreadPool)> =
-            std::iter::once(&mut self.primary)
-                .chain(self.others.iter_mut())
-                .zip(slots)
-                .zip(self.pools.iter())
-                .filter_map(|((m, x), pool)| Some((m, x?, pool)))
-                .collect();
+        let busy: Vec<(&mut L, Tensor<T>, &rayon::ThreadPool)> = std::iter::once(&mut self.primary)
+            .chain(self.others.iter_mut())
+            .zip(slots)
+            .zip(self.pools.iter())
+            .filter_map(|((m, x), pool)| Some((m, x?, pool)))
+            .collect();
         if busy.len() == 1 {
             // One share: no other replica to wait for, so let the layers use the whole pool.
             return busy.into_iter().map(|(m, x, _)| step(m, x)).collect();
@@ -491,7 +492,10 @@ mod tests {
                     &flat(&net, true),
                     &flat(&single, true),
                 );
-                assert!(flat(&net, true).iter().any(|g| *g != 0.0), "{what}: zero gradients");
+                assert!(
+                    flat(&net, true).iter().any(|g| *g != 0.0),
+                    "{what}: zero gradients"
+                );
             }
         }
     }
@@ -509,7 +513,11 @@ mod tests {
                 model.backward(&dy).unwrap_or_else(|e| panic!("{e}"));
             }
             // Two backward passes without zero_grad: the gradients add up.
-            assert_close("accumulated gradients", &flat(&net, true), &flat(&single, true));
+            assert_close(
+                "accumulated gradients",
+                &flat(&net, true),
+                &flat(&single, true),
+            );
             // A plain SGD step through `visit_mut`, as an optimizer does it.
             for model in [&mut net as &mut dyn Layer<f64>, &mut single] {
                 model.visit_mut(&mut |_, slot| {
