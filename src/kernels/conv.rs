@@ -195,6 +195,17 @@ impl ConvGeom {
         let width = rows.len() * self.out_hw[1];
         let ld = images * width;
         let mut buf = workspace::take::<T>(self.taps() * ld);
+        if self.identity() && rows == (0..self.out_hw[0]) {
+            // 1x1: an image's columns are its planes, side by side.
+            let plane = self.plane();
+            for i in 0..images {
+                let x_i = &x[i * self.image_len() + g * group_in..][..group_in];
+                for (c, x_c) in x_i.chunks_exact(plane).enumerate() {
+                    buf[c * ld + i * width..][..plane].copy_from_slice(x_c);
+                }
+            }
+            return buf;
+        }
         for i in 0..images {
             let block = Block {
                 rows: rows.clone(),
@@ -810,7 +821,11 @@ fn backward_task<T: Float>(
     let (plane, taps, ow) = (geom.plane(), geom.taps(), geom.out_hw[1]);
     let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
     let group_out = geom.cout_g * plane;
-    dx.fill(T::zero());
+    // A 1x1 identity convolution writes every element of dx below (the product, or a copy of
+    // it); the others add into it.
+    if !geom.identity() {
+        dx.fill(T::zero());
+    }
     if let Some(wide) = geom.wide() {
         wide_backward_task(geom, &wide, x, images, w, dy, dx, dw, db, threads);
         return;
@@ -878,12 +893,19 @@ fn backward_task<T: Float>(
                     threads,
                 );
                 for i in 0..images {
+                    let dx_i = &mut dx[i * geom.image_len() + g * group_in..][..group_in];
+                    if geom.identity() {
+                        // 1x1: image i's part of dX's columns is its planes.
+                        for (c, dx_c) in dx_i.chunks_exact_mut(plane).enumerate() {
+                            dx_c.copy_from_slice(&dcol[c * cols + i * plane..][..plane]);
+                        }
+                        continue;
+                    }
                     let block = Block {
                         rows: rows.clone(),
                         offset: i * plane,
                         ld: cols,
                     };
-                    let dx_i = &mut dx[i * geom.image_len() + g * group_in..][..group_in];
                     col2im_block(
                         &dcol,
                         geom.cin_g,
@@ -1090,6 +1112,8 @@ mod tests {
             (3, 1, 2, 5, [11, 11], [3, 3], [2, 2], [1, 1], [1, 1]), // stride 2: im2col
             (4, 2, 3, 2, [5, 5], [5, 5], [1, 1], [0, 0], [1, 1]),   // dense
             (2, 1, 16, 16, [8, 8], [3, 3], [1, 1], [1, 1], [1, 1]), // Winograd
+            (5, 2, 3, 5, [7, 7], [1, 1], [1, 1], [0, 0], [1, 1]),   // 1x1, images side by side
+            (2, 1, 4, 3, [24, 23], [1, 1], [1, 1], [0, 0], [1, 1]), // 1x1, one image a task
         ];
         for (case, (n, groups, cin_g, cout_g, in_hw, k, st, pad, dil)) in
             cases.into_iter().enumerate()
@@ -1109,7 +1133,8 @@ mod tests {
                 0..=2 => assert!(g.wide().is_some()),
                 3..=5 => assert!(g.wide().is_none()),
                 6 => assert!(g.dense()),
-                _ => assert!(g.winograd().is_some()),
+                7 => assert!(g.winograd().is_some()),
+                _ => assert!(g.identity() && g.wide().is_none()),
             }
             let mut random =
                 |len: usize| -> Vec<f64> { (0..len).map(|_| rng.uniform() - 0.5).collect() };

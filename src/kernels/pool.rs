@@ -46,6 +46,19 @@ pub struct PoolPlan {
     pub rows: Vec<Taps>,
     /// Taps of each output column.
     pub cols: Vec<Taps>,
+    /// The window the taps come from, for a sliding-window plan (`None` for adaptive bins).
+    pub sliding: Option<Sliding>,
+}
+
+/// The window of a sliding-window [`PoolPlan`]; all pairs are `[height, width]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sliding {
+    /// Taps per window.
+    pub kernel: [usize; 2],
+    /// Step between windows.
+    pub stride: [usize; 2],
+    /// Implicit padding above and left of the input.
+    pub padding: [usize; 2],
 }
 
 /// The taps of a sliding window along one axis of length `len` with `out` positions.
@@ -127,6 +140,11 @@ impl PoolPlan {
             dilation,
             rows: axis(0),
             cols: axis(1),
+            sliding: Some(Sliding {
+                kernel,
+                stride,
+                padding,
+            }),
         }
     }
 
@@ -137,6 +155,7 @@ impl PoolPlan {
             dilation: [1, 1],
             rows: adaptive_axis(in_hw[0], out_hw[0]),
             cols: adaptive_axis(in_hw[1], out_hw[1]),
+            sliding: None,
         }
     }
 
@@ -192,11 +211,12 @@ impl Divisor {
 /// in-plane index of the winner: the first maximum in row-major window order, or the last NaN
 /// if the window holds one (NaN counts as a maximum, as in PyTorch).
 ///
-/// The max is separable, so each output row is computed in two passes: a vertical pass takes,
-/// for every input column, the winner over the window's rows (element-wise over whole rows, so
-/// it vectorises), and a horizontal pass takes the winner of each window's columns among those.
-/// The horizontal pass breaks ties by flat index (smallest for equal values, largest for NaN),
-/// which gives exactly the row-major rule above. Windows that are 2x2 tiles
+/// The max is separable, so each plane is computed in two passes over a copy of it padded with
+/// -inf (see [`Padded`]), where every window is whole: a vertical pass takes, for every padded
+/// column, the winner over each window's rows, and a horizontal pass the winner of each
+/// window's columns among those; both are element-wise loops over whole planes, so they
+/// vectorise. Both passes pick winners by one strict order on (value, flat index) (see
+/// [`beats`]), which gives exactly the row-major rule above. Windows that are 2x2 tiles
 /// ([`PoolPlan::tiles_2x2`]) are read directly instead: four taps each, in row-major order.
 ///
 /// `x` holds whole input planes, `y` and `argmax` the matching output planes.
@@ -226,40 +246,22 @@ pub fn max_pool_forward<T: Float>(
         }
         return;
     }
-    let run = shifted_run(&plan.cols);
-    let plane = |x: &[T], y: &mut [T], arg: Option<&mut [u32]>, scratch: &mut ColumnMax<T>| {
-        scratch.resize(w);
-        let ow = plan.cols.len();
-        let mut arg = arg;
-        for (r, (y, oy)) in plan.rows.iter().zip(y.chunks_exact_mut(ow).zip(0..)) {
-            let arg = arg.as_deref_mut().map(|a| &mut a[oy * ow..(oy + 1) * ow]);
-            if r.count == 0 {
-                y.fill(T::neg_infinity());
-                if let Some(arg) = arg {
-                    arg.fill(NO_TAP);
-                }
-                continue;
+    match plan.sliding {
+        Some(sliding) => padded_max_pool(plan, &sliding, x, y, argmax),
+        // Adaptive bins (no layer max-pools this way): one window at a time.
+        None => match argmax {
+            Some(argmax) => {
+                assert_eq!(argmax.len(), y.len());
+                x.par_chunks(hw)
+                    .zip(y.par_chunks_mut(ohw))
+                    .zip(argmax.par_chunks_mut(ohw))
+                    .for_each(|((x, y), arg)| max_by_taps(plan, x, y, Some(arg)));
             }
-            scratch.rows(x, w, r, plan.dilation[0]);
-            scratch.windows(&plan.cols, &run, plan.dilation[1], w, y, arg);
-        }
-    };
-    match argmax {
-        Some(argmax) => {
-            assert_eq!(argmax.len(), y.len());
-            x.par_chunks(hw)
+            None => x
+                .par_chunks(hw)
                 .zip(y.par_chunks_mut(ohw))
-                .zip(argmax.par_chunks_mut(ohw))
-                .for_each_init(ColumnMax::default, |scratch, ((x, y), arg)| {
-                    plane(x, y, Some(arg), scratch)
-                });
-        }
-        None => x
-            .par_chunks(hw)
-            .zip(y.par_chunks_mut(ohw))
-            .for_each_init(ColumnMax::default, |scratch, (x, y)| {
-                plane(x, y, None, scratch)
-            }),
+                .for_each(|(x, y)| max_by_taps(plan, x, y, None)),
+        },
     }
 }
 
@@ -309,253 +311,346 @@ fn max_2x2_plane_values<T: Float>(x: &[T], w: usize, ow: usize, y: &mut [T]) {
     }
 }
 
-/// The vertical pass of [`max_pool_forward`]: per input column, the winning value over one
-/// window's rows and the row it sits in. Each row is folded in from one pair of buffers into
-/// the other (`spare`), so every element is written unconditionally and the loop vectorises.
-#[derive(Default)]
-struct ColumnMax<T> {
-    best: Vec<T>,
-    row: Vec<u32>,
-    spare_best: Vec<T>,
-    spare_row: Vec<u32>,
-}
-
-/// One row into the running column winners: `next = take ? (v, at) : (best, row)` with
-/// `take = v > best or v is NaN`. A function of its own so that the slices are known not to
-/// alias and the select loop vectorises.
+/// Whether tap `(v, k)` (value, flat input index) beats the running winner `(b, i)` under the
+/// row-major rule of [`max_pool_forward`] stated as an order: NaN above every number, a larger
+/// number above a smaller one, and among equals the smaller index for numbers (the first
+/// maximum) and the larger for NaNs (the last NaN). Padding is `(-inf, NO_TAP)`: it loses to
+/// every input cell, even one holding -inf. The order is strict and total on distinct cells,
+/// so the winner does not depend on the order taps are visited in (which makes the separable
+/// passes exact). Branch-free.
 #[inline(always)]
-fn fold_row<T: Float>(
-    next_best: &mut [T],
-    next_row: &mut [u32],
-    best: &[T],
-    row: &[u32],
-    xr: &[T],
-    at: u32,
-) {
-    let next = next_best.iter_mut().zip(next_row.iter_mut());
-    for ((nb, nr), ((&b, &r), &v)) in next.zip(best.iter().zip(row).zip(xr)) {
-        // `|`, not `||`: no branch.
-        let take = (v > b) | v.is_nan();
-        *nb = if take { v } else { b };
-        *nr = if take { at } else { r };
-    }
+fn beats<T: Float>(v: T, k: u32, b: T, i: u32) -> bool {
+    (v.is_nan() & (!b.is_nan() | (k > i))) | (v > b) | ((v == b) & (k < i))
 }
 
-impl<T: Float> ColumnMax<T> {
-    fn resize(&mut self, w: usize) {
-        for v in [&mut self.best, &mut self.spare_best] {
-            v.resize(w, T::zero());
-        }
-        for v in [&mut self.row, &mut self.spare_row] {
-            v.resize(w, 0);
-        }
-    }
-
-    /// Winner of every column over rows `r.first + i·dh`: a later row takes over when it is
-    /// strictly larger or NaN (so ties keep the first row, NaNs the last).
-    fn rows(&mut self, x: &[T], w: usize, r: &Taps, dh: usize) {
-        let first = r.first;
-        self.best.copy_from_slice(&x[first * w..(first + 1) * w]);
-        self.row.fill(first as u32);
-        for i in 1..r.count {
-            let at = first + i * dh;
-            let xr = &x[at * w..(at + 1) * w];
-            let (best, row) = (&self.best[..w], &self.row[..w]);
-            let (next_best, next_row) = (&mut self.spare_best[..w], &mut self.spare_row[..w]);
-            vectorized(|| fold_row(next_best, next_row, best, row, xr, at as u32));
-            std::mem::swap(&mut self.best, &mut self.spare_best);
-            std::mem::swap(&mut self.row, &mut self.spare_row);
-        }
-    }
-
-    /// The horizontal pass: each output column's winner among its window's columns. Outputs
-    /// in `run` (full windows one column apart) go through the shifted-slice loops below; the
-    /// rest (borders, strides above 1) one window at a time.
-    fn windows(
-        &mut self,
-        cols: &[Taps],
-        run: &Run,
-        dw: usize,
-        w: usize,
-        y: &mut [T],
-        arg: Option<&mut [u32]>,
-    ) {
-        let (best, row) = (&self.best, &self.row);
-        let flat = |col: usize| row[col] as usize * w + col;
-        let taps = cols.get(run.outputs.start).map_or(0, |c| c.count);
-        match arg {
-            None => {
-                for (o, (c, y)) in cols.iter().zip(y.iter_mut()).enumerate() {
-                    if run.outputs.contains(&o) {
-                        continue;
-                    }
-                    let mut m = T::neg_infinity();
-                    for j in 0..c.count {
-                        let v = best[c.first + j * dw];
-                        if v > m || v.is_nan() {
-                            m = v;
-                        }
-                    }
-                    *y = m;
-                }
-                if !run.outputs.is_empty() {
-                    let first = cols[run.outputs.start].first;
-                    let y = &mut y[run.outputs.clone()];
-                    match run.stride {
-                        1 => vectorized(|| max_of_shifts::<T, 1>(y, best, first, taps, dw)),
-                        _ => vectorized(|| max_of_shifts::<T, 2>(y, best, first, taps, dw)),
-                    }
-                }
-            }
-            Some(arg) => {
-                for (o, ((c, y), a)) in cols
-                    .iter()
-                    .zip(y.iter_mut())
-                    .zip(arg.iter_mut())
-                    .enumerate()
-                {
-                    if run.outputs.contains(&o) {
-                        continue;
-                    }
-                    if c.count == 0 {
-                        (*y, *a) = (T::neg_infinity(), NO_TAP);
-                        continue;
-                    }
-                    let (mut m, mut at) = (best[c.first], flat(c.first));
-                    for j in 1..c.count {
-                        let col = c.first + j * dw;
-                        let (v, k) = (best[col], flat(col));
-                        let take = if v.is_nan() {
-                            !m.is_nan() || k > at
-                        } else {
-                            v > m || (v == m && k < at)
-                        };
-                        if take {
-                            (m, at) = (v, k);
-                        }
-                    }
-                    (*y, *a) = (m, at as u32);
-                }
-                if !run.outputs.is_empty() {
-                    let first = cols[run.outputs.start].first;
-                    let flat_index = &mut self.spare_row;
-                    for (col, (f, &r)) in flat_index.iter_mut().zip(row).enumerate() {
-                        *f = r * w as u32 + col as u32;
-                    }
-                    let out = run.outputs.clone();
-                    let (y, arg) = (&mut y[out.clone()], &mut arg[out]);
-                    let flat = &*flat_index;
-                    match run.stride {
-                        1 => vectorized(|| {
-                            argmax_of_shifts::<T, 1>(y, arg, best, flat, first, taps, dw)
-                        }),
-                        _ => vectorized(|| {
-                            argmax_of_shifts::<T, 2>(y, arg, best, flat, first, taps, dw)
-                        }),
-                    }
+/// [`max_pool_forward`] of a plan without a sliding window (adaptive bins), one window at a
+/// time in row-major tap order.
+fn max_by_taps<T: Float>(plan: &PoolPlan, x: &[T], y: &mut [T], mut arg: Option<&mut [u32]>) {
+    let (w, [dh, dw]) = (plan.in_hw[1], plan.dilation);
+    let windows = plan
+        .rows
+        .iter()
+        .flat_map(|r| plan.cols.iter().map(move |c| (r, c)));
+    for (o, (r, c)) in windows.enumerate() {
+        let (mut m, mut at) = (T::neg_infinity(), NO_TAP);
+        for i in 0..r.count {
+            for j in 0..c.count {
+                let k = (r.first + i * dh) * w + c.first + j * dw;
+                if beats(x[k], k as u32, m, at) {
+                    (m, at) = (x[k], k as u32);
                 }
             }
         }
-    }
-}
-
-/// The stretch of output columns whose windows are all full and start `stride` input columns
-/// apart (stride 1 or 2): there the horizontal pass is a max over shifted (strided) slices of
-/// the column winners, a vector loop. Empty for other strides or when too short to pay.
-#[derive(Clone, Debug, Default)]
-struct Run {
-    outputs: std::ops::Range<usize>,
-    stride: usize,
-}
-
-fn shifted_run(cols: &[Taps]) -> Run {
-    let taps = cols.iter().map(|c| c.count).max().unwrap_or(0);
-    let Some(start) = cols.iter().position(|c| c.count == taps) else {
-        return Run::default();
-    };
-    // With padding and dilation a later window's first in-bounds tap can lie left of an
-    // earlier one's: such columns are no run.
-    let stride = match cols.get(start + 1) {
-        Some(next) if next.count == taps => match next.first.checked_sub(cols[start].first) {
-            Some(stride) => stride,
-            None => return Run::default(),
-        },
-        _ => return Run::default(),
-    };
-    let mut end = start + 1;
-    while end < cols.len()
-        && cols[end].count == taps
-        && cols[end].first == cols[end - 1].first + stride
-    {
-        end += 1;
-    }
-    let long_enough = end - start >= 16 / stride.max(1);
-    if taps < 2 || !(1..=2).contains(&stride) || !long_enough {
-        Run::default()
-    } else {
-        Run {
-            outputs: start..end,
-            stride,
+        y[o] = m;
+        if let Some(arg) = arg.as_deref_mut() {
+            arg[o] = at;
         }
     }
 }
 
-/// `y[o] = max_j best[first + o·S + j·dw]` over `taps` taps, NaN winning (as in the scalar
-/// rule).
-#[inline(always)]
-fn max_of_shifts<T: Float, const S: usize>(
+/// The padded plane of a sliding-window max pooling: the input plane copied into a larger
+/// one (`rows x pitch`) whose extra cells, the window's padding and ceil mode's overhang, hold
+/// -inf and index [`NO_TAP`]. There every window is whole: output `(oh, ow)` reads padded
+/// cells `(oh·Sh + i·dh, ow·Sw + j·dw)`, and both passes are loops over whole planes.
+#[derive(Clone, Copy, Debug)]
+struct Padded {
+    /// Padded rows.
+    rows: usize,
+    /// Padded row length, a multiple of the width stride.
+    pitch: usize,
+    /// Padding rows above the input and columns left of it.
+    top: usize,
+    left: usize,
+}
+
+impl Padded {
+    fn new(plan: &PoolPlan, s: &Sliding) -> Self {
+        let out = plan.out_hw();
+        let reach =
+            |a: usize| (out[a] - 1) * s.stride[a] + plan.dilation[a] * (s.kernel[a] - 1) + 1;
+        Padded {
+            rows: (s.padding[0] + plan.in_hw[0]).max(reach(0)),
+            pitch: (s.padding[1] + plan.in_hw[1])
+                .max(reach(1))
+                .next_multiple_of(s.stride[1]),
+            top: s.padding[0],
+            left: s.padding[1],
+        }
+    }
+}
+
+/// Per-task buffers of [`padded_max_pool`]: the padded plane and its cells' flat input
+/// indices, the column winners (`oh` padded rows, then a tail of padding so the last
+/// windows stay in bounds), and the winners of every window start in a padded row before
+/// the `ow` real ones are copied out.
+struct MaxScratch<T> {
+    plane: Vec<T>,
+    index: Vec<u32>,
+    col: Vec<T>,
+    col_at: Vec<u32>,
+    out: Vec<T>,
+    out_at: Vec<u32>,
+}
+
+impl<T: Float> MaxScratch<T> {
+    fn new(plan: &PoolPlan, s: &Sliding, p: &Padded, argmax: bool) -> Self {
+        let (w, [oh, _]) = (plan.in_hw[1], plan.out_hw());
+        let cells = p.rows * p.pitch;
+        let cols = oh * p.pitch + plan.dilation[1] * (s.kernel[1] - 1) + s.stride[1];
+        let outs = oh * p.pitch / s.stride[1];
+        let index = if argmax {
+            (0..cells)
+                .map(|cell| {
+                    let (r, c) = (cell / p.pitch, cell % p.pitch);
+                    let (r, c) = (r.wrapping_sub(p.top), c.wrapping_sub(p.left));
+                    if r < plan.in_hw[0] && c < w {
+                        (r * w + c) as u32
+                    } else {
+                        NO_TAP
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let tap_len = |n: usize| if argmax { n } else { 0 };
+        MaxScratch {
+            plane: vec![T::neg_infinity(); cells],
+            index,
+            col: vec![T::neg_infinity(); cols],
+            col_at: vec![NO_TAP; tap_len(cols)],
+            out: vec![T::neg_infinity(); outs],
+            out_at: vec![NO_TAP; tap_len(outs)],
+        }
+    }
+}
+
+/// [`max_pool_forward`] of a sliding-window plan through the [`Padded`] plane, in three loops
+/// over whole planes: the vertical pass takes, for every padded column and output row, the
+/// winner over the window's rows (with stride 1 along the height, one loop over all output
+/// rows at once); the horizontal pass takes the winner over each window's columns among
+/// those, for every window start in a padded row; the first `ow` of each row are the output.
+fn padded_max_pool<T: Float>(
+    plan: &PoolPlan,
+    s: &Sliding,
+    x: &[T],
     y: &mut [T],
-    best: &[T],
-    first: usize,
+    argmax: Option<&mut [u32]>,
+) {
+    let (hw, ohw) = plan.plane_sizes();
+    let p = Padded::new(plan, s);
+    // Small planes go several to a task, so that each task's loops are long.
+    let planes = (4096 / (p.rows * p.pitch)).max(1);
+    let with_argmax = argmax.is_some();
+    let init = || MaxScratch::new(plan, s, &p, with_argmax);
+    match argmax {
+        Some(argmax) => {
+            assert_eq!(argmax.len(), y.len());
+            x.par_chunks(planes * hw)
+                .zip(y.par_chunks_mut(planes * ohw))
+                .zip(argmax.par_chunks_mut(planes * ohw))
+                .for_each_init(init, |scratch, ((x, y), arg)| {
+                    vectorized(
+                        #[inline(always)]
+                        || padded_planes(plan, s, &p, scratch, x, y, Some(arg)),
+                    )
+                });
+        }
+        None => x
+            .par_chunks(planes * hw)
+            .zip(y.par_chunks_mut(planes * ohw))
+            .for_each_init(init, |scratch, (x, y)| {
+                vectorized(
+                    #[inline(always)]
+                    || padded_planes(plan, s, &p, scratch, x, y, None),
+                )
+            }),
+    }
+}
+
+/// Consecutive planes of [`padded_max_pool`], one at a time (inlined into [`vectorized`]'s
+/// wide-vector function: its loops are the ones to vectorise).
+#[inline(always)]
+fn padded_planes<T: Float>(
+    plan: &PoolPlan,
+    s: &Sliding,
+    p: &Padded,
+    scratch: &mut MaxScratch<T>,
+    x: &[T],
+    y: &mut [T],
+    mut arg: Option<&mut [u32]>,
+) {
+    let (hw, ohw) = plan.plane_sizes();
+    for (i, (x, y)) in x.chunks_exact(hw).zip(y.chunks_exact_mut(ohw)).enumerate() {
+        let arg = arg.as_deref_mut().map(|a| &mut a[i * ohw..(i + 1) * ohw]);
+        padded_plane(plan, s, p, scratch, x, y, arg);
+    }
+}
+
+/// One plane of [`padded_max_pool`].
+#[inline(always)]
+fn padded_plane<T: Float>(
+    plan: &PoolPlan,
+    s: &Sliding,
+    p: &Padded,
+    scratch: &mut MaxScratch<T>,
+    x: &[T],
+    y: &mut [T],
+    arg: Option<&mut [u32]>,
+) {
+    let ([h, w], [oh, ow], [dh, dw]) = (plan.in_hw, plan.out_hw(), plan.dilation);
+    let (sh, sw, pitch) = (s.stride[0], s.stride[1], p.pitch);
+    let MaxScratch {
+        plane,
+        index,
+        col,
+        col_at,
+        out,
+        out_at,
+    } = scratch;
+    // The padding cells of `plane` keep the -inf they were made with.
+    for (r, x) in x.chunks_exact(w).enumerate().take(h) {
+        plane[(p.top + r) * pitch + p.left..][..w].copy_from_slice(x);
+    }
+    // Vertical pass: column winners of output row o over padded rows o·Sh + i·dh.
+    let row_blocks = if sh == 1 { 1 } else { oh };
+    let len = oh * pitch / row_blocks;
+    for b in 0..row_blocks {
+        let (dst, src) = (b * len, b * sh * pitch);
+        col[dst..dst + len].copy_from_slice(&plane[src..src + len]);
+        if arg.is_some() {
+            col_at[dst..dst + len].copy_from_slice(&index[src..src + len]);
+        }
+        for i in 1..s.kernel[0] {
+            let src = src + i * dh * pitch;
+            let (v, m) = (&plane[src..src + len], &mut col[dst..dst + len]);
+            if arg.is_some() {
+                let (k, at) = (&index[src..src + len], &mut col_at[dst..dst + len]);
+                fold_argmax(m, at, v, k);
+            } else {
+                fold_max(m, v);
+            }
+        }
+    }
+    // Horizontal pass: the winner of padded columns q·Sw + j·dw for every start q.
+    let outs = oh * pitch / sw;
+    let (out, out_at) = (&mut out[..outs], &mut out_at[..]);
+    match (sw, arg.is_some()) {
+        (1, false) => shifts_max::<T, 1>(out, col, s.kernel[1], dw, 1),
+        (2, false) => shifts_max::<T, 2>(out, col, s.kernel[1], dw, 2),
+        (_, false) => shifts_max::<T, 0>(out, col, s.kernel[1], dw, sw),
+        (1, true) => {
+            shifts_argmax::<T, 1>(out, &mut out_at[..outs], col, col_at, s.kernel[1], dw, 1)
+        }
+        (2, true) => {
+            shifts_argmax::<T, 2>(out, &mut out_at[..outs], col, col_at, s.kernel[1], dw, 2)
+        }
+        (_, true) => {
+            shifts_argmax::<T, 0>(out, &mut out_at[..outs], col, col_at, s.kernel[1], dw, sw)
+        }
+    }
+    // The real outputs: the first `ow` window starts of each row.
+    let row = pitch / sw;
+    for (y, out) in y.chunks_exact_mut(ow).zip(out.chunks_exact(row)) {
+        y.copy_from_slice(&out[..ow]);
+    }
+    if let Some(arg) = arg {
+        for (a, out_at) in arg.chunks_exact_mut(ow).zip(out_at.chunks_exact(row)) {
+            a.copy_from_slice(&out_at[..ow]);
+        }
+    }
+}
+
+/// `m = max(m, v)` element-wise, NaN winning.
+#[inline(always)]
+fn fold_max<T: Float>(m: &mut [T], v: &[T]) {
+    for (m, &v) in m.iter_mut().zip(v) {
+        // `|`, not `||`: no branch.
+        let take = (v > *m) | v.is_nan();
+        *m = if take { v } else { *m };
+    }
+}
+
+/// `(m, at) = (v, k)` element-wise where the tap [`beats`] the running winner.
+#[inline(always)]
+fn fold_argmax<T: Float>(m: &mut [T], at: &mut [u32], v: &[T], k: &[u32]) {
+    for ((m, at), (&v, &k)) in m.iter_mut().zip(at.iter_mut()).zip(v.iter().zip(k)) {
+        let take = beats(v, k, *m, *at);
+        *m = if take { v } else { *m };
+        *at = if take { k } else { *at };
+    }
+}
+
+/// `out[q] = max_j col[q·S + j·dw]` over `taps` taps, NaN winning. `S` is the stride when
+/// it is a constant (1 or 2, so the loops vectorise), 0 to use `stride`.
+#[inline(always)]
+fn shifts_max<T: Float, const S: usize>(
+    out: &mut [T],
+    col: &[T],
     taps: usize,
     dw: usize,
+    stride: usize,
 ) {
-    let span = (y.len() - 1) * S + 1;
-    let src = &best[first..first + span];
-    for (o, m) in y.iter_mut().enumerate() {
-        *m = src[o * S];
+    let s = if S == 0 { stride } else { S };
+    let n = out.len() * s;
+    if s == 1 {
+        out.copy_from_slice(&col[..n]);
+        for j in 1..taps {
+            fold_max(out, &col[j * dw..j * dw + n]);
+        }
+        return;
+    }
+    for (m, c) in out.iter_mut().zip(col[..n].chunks_exact(s)) {
+        *m = c[0];
     }
     for j in 1..taps {
-        let src = &best[first + j * dw..first + j * dw + span];
-        for (o, m) in y.iter_mut().enumerate() {
-            let v = src[o * S];
+        for (m, c) in out.iter_mut().zip(col[j * dw..j * dw + n].chunks_exact(s)) {
+            let v = c[0];
             let take = (v > *m) | v.is_nan();
             *m = if take { v } else { *m };
         }
     }
 }
 
-/// [`max_of_shifts`] with the winner's flat index: ties go to the smaller index, NaNs to the
-/// larger (the row-major rule of [`max_pool_forward`]).
+/// [`shifts_max`] with the winners' flat input indices, by [`beats`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn argmax_of_shifts<T: Float, const S: usize>(
-    y: &mut [T],
-    arg: &mut [u32],
-    best: &[T],
-    flat: &[u32],
-    first: usize,
+fn shifts_argmax<T: Float, const S: usize>(
+    out: &mut [T],
+    out_at: &mut [u32],
+    col: &[T],
+    col_at: &[u32],
     taps: usize,
     dw: usize,
+    stride: usize,
 ) {
-    let span = (y.len() - 1) * S + 1;
-    let (src, idx) = (&best[first..first + span], &flat[first..first + span]);
-    for (o, (m, a)) in y.iter_mut().zip(arg.iter_mut()).enumerate() {
-        (*m, *a) = (src[o * S], idx[o * S]);
+    let s = if S == 0 { stride } else { S };
+    let n = out.len() * s;
+    if s == 1 {
+        out.copy_from_slice(&col[..n]);
+        out_at.copy_from_slice(&col_at[..n]);
+        for j in 1..taps {
+            let tap = j * dw..j * dw + n;
+            fold_argmax(out, out_at, &col[tap.clone()], &col_at[tap]);
+        }
+        return;
+    }
+    let outs = out.iter_mut().zip(out_at.iter_mut());
+    for ((m, a), (c, k)) in outs.zip(col[..n].chunks_exact(s).zip(col_at[..n].chunks_exact(s))) {
+        (*m, *a) = (c[0], k[0]);
     }
     for j in 1..taps {
-        let at = first + j * dw;
-        let (src, idx) = (&best[at..at + span], &flat[at..at + span]);
-        for (o, (m, a)) in y.iter_mut().zip(arg.iter_mut()).enumerate() {
-            let (v, k) = (src[o * S], idx[o * S]);
-            let (b, i) = (*m, *a);
-            let take = (v.is_nan() & (!b.is_nan() | (k > i))) | (v > b) | ((v == b) & (k < i));
-            *m = if take { v } else { b };
-            *a = if take { k } else { i };
+        let tap = j * dw..j * dw + n;
+        let taps = col[tap.clone()]
+            .chunks_exact(s)
+            .zip(col_at[tap].chunks_exact(s));
+        for ((m, a), (c, k)) in out.iter_mut().zip(out_at.iter_mut()).zip(taps) {
+            let (v, k) = (c[0], k[0]);
+            let take = beats(v, k, *m, *a);
+            *m = if take { v } else { *m };
+            *a = if take { k } else { *a };
         }
     }
 }
-
 /// Max pooling backward: `dx[argmax[o]] += dy[o]` (adds into `dx`).
 pub fn max_pool_backward<T: Float>(plan: &PoolPlan, dy: &[T], argmax: &[u32], dx: &mut [T]) {
     let (hw, ohw) = plan.plane_sizes();
@@ -920,6 +1015,110 @@ mod tests {
         assert!(y.iter().all(|&v| v == -5.0));
         // Output (1, 1) sees the whole plane; (2, 2) starts at input (1, 1).
         assert_eq!(arg, vec![0, 0, 1, 0, 0, 1, 3, 3, 4]);
+    }
+
+    /// GoogLeNet's pools (3x3 at stride 1 pad 1 in the inception branches, 3x3 stride 2 in
+    /// ceil mode between stages) and other shapes of the padded path (stride 3, dilation with
+    /// padding, odd sizes), in f64 and f32, several planes, against the definition; values
+    /// drawn from {-inf, -1, 0, 1, NaN, uniform} so that windows hold ties, NaNs, and -inf
+    /// cells that must still beat the padding.
+    #[test]
+    fn padded_max_pool_matches_the_definition_in_f64_and_f32() {
+        let cases: [Case; 12] = [
+            ([28, 28], [3, 3], [1, 1], [1, 1], [1, 1], true),
+            ([14, 14], [3, 3], [1, 1], [1, 1], [1, 1], true),
+            ([7, 7], [3, 3], [1, 1], [1, 1], [1, 1], true),
+            ([112, 112], [3, 3], [2, 2], [0, 0], [1, 1], true),
+            ([56, 56], [3, 3], [2, 2], [0, 0], [1, 1], true),
+            ([14, 14], [3, 3], [2, 2], [0, 0], [1, 1], true),
+            ([27, 13], [3, 3], [2, 2], [1, 1], [1, 1], true),
+            ([5, 3], [3, 3], [1, 1], [1, 1], [1, 1], false),
+            ([11, 17], [3, 4], [3, 3], [1, 2], [1, 1], true),
+            ([10, 9], [2, 3], [3, 1], [1, 1], [2, 2], false),
+            ([9, 12], [3, 2], [1, 2], [0, 1], [1, 3], true),
+            ([1, 2], [3, 3], [2, 2], [1, 1], [1, 1], true),
+        ];
+        for (t, &(l, k, s, p, d, ceil)) in cases.iter().enumerate() {
+            let o = Window2d::new(k, s, p, d).output_hw("t", l, ceil).unwrap();
+            let plan = PoolPlan::window(l, o, k, s, p, d);
+            assert!(!plan.tiles_2x2());
+            let planes = 3;
+            let (hw, ohw) = (l[0] * l[1], o[0] * o[1]);
+            for values in [6, 5, 3] {
+                let mut rng = Rng64::seed(300 + 10 * t as u64 + values as u64);
+                let x: Vec<f64> = (0..planes * hw)
+                    .map(|_| match rng.below(values) {
+                        0 => -1.0,
+                        1 => f64::NEG_INFINITY,
+                        2 => 0.0,
+                        3 => 1.0,
+                        4 => f64::NAN,
+                        // Exact in f32, so both precisions share one definition.
+                        _ => rng.uniform() as f32 as f64,
+                    })
+                    .collect();
+                let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let mut y = vec![0.0; planes * ohw];
+                let mut arg = vec![0; y.len()];
+                max_pool_forward(&plan, &x, &mut y, Some(&mut arg));
+                let mut y_only = vec![0.0; y.len()];
+                max_pool_forward(&plan, &x, &mut y_only, None);
+                let mut yf = vec![0.0f32; y.len()];
+                let mut argf = vec![0; y.len()];
+                max_pool_forward(&plan, &xf, &mut yf, Some(&mut argf));
+                let mut yf_only = vec![0.0f32; y.len()];
+                max_pool_forward(&plan, &xf, &mut yf_only, None);
+                let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+                for c in 0..planes {
+                    let (ny, na) = naive_max(&x[c * hw..(c + 1) * hw], l, o, k, s, p, d);
+                    let at = c * ohw..(c + 1) * ohw;
+                    assert_eq!(&arg[at.clone()], &na[..], "case {t}");
+                    assert_eq!(&argf[at.clone()], &na[..], "case {t} f32");
+                    for (i, &want) in ny.iter().enumerate() {
+                        let i = c * ohw + i;
+                        assert!(same(y[i], want), "case {t}");
+                        assert!(same(y_only[i], want), "case {t}");
+                        assert!(same(yf[i] as f64, want), "case {t} f32");
+                        assert!(same(yf_only[i] as f64, want), "case {t} f32");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A plan without a sliding window (adaptive bins) against the definition.
+    #[test]
+    fn adaptive_max_pool_matches_the_definition() {
+        let (l, o) = ([7, 10], [3, 4]);
+        let plan = PoolPlan::adaptive(l, o);
+        let mut rng = Rng64::seed(5);
+        let x: Vec<f64> = (0..2 * 70)
+            .map(|_| match rng.below(4) {
+                0 => 0.0,
+                1 => f64::NAN,
+                _ => rng.uniform(),
+            })
+            .collect();
+        let (mut y, mut arg) = (vec![0.0; 24], vec![0; 24]);
+        max_pool_forward(&plan, &x, &mut y, Some(&mut arg));
+        let bin = |i: usize, l: usize, o: usize| (i * l / o)..((i + 1) * l).div_ceil(o);
+        for c in 0..2 {
+            for (oh, ow) in (0..o[0]).flat_map(|a| (0..o[1]).map(move |b| (a, b))) {
+                let (mut best, mut at) = (f64::NEG_INFINITY, NO_TAP);
+                for h in bin(oh, l[0], o[0]) {
+                    for w in bin(ow, l[1], o[1]) {
+                        let idx = h * l[1] + w;
+                        let v = x[c * 70 + idx];
+                        if at == NO_TAP || v > best || v.is_nan() {
+                            (best, at) = (v, idx as u32);
+                        }
+                    }
+                }
+                let i = c * 12 + oh * o[1] + ow;
+                assert_eq!(arg[i], at);
+                assert!(y[i] == best || (y[i].is_nan() && best.is_nan()));
+            }
+        }
     }
 
     #[test]

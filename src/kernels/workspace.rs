@@ -28,12 +28,18 @@ pub struct Workspace<T: Float> {
 pub fn take<T: Float>(len: usize) -> Workspace<T> {
     let reused = POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        // The largest idle buffer of this element type, so big requests do not grow many.
-        let best = pool
+        // The smallest idle buffer of this element type that holds `len` (so small requests
+        // leave the big buffers to big ones), else the largest (the one to grow).
+        let sizes = pool
             .iter()
             .enumerate()
-            .filter_map(|(i, b)| b.downcast_ref::<Vec<T>>().map(|v| (i, v.len())))
-            .max_by_key(|&(_, n)| n)
+            .filter_map(|(i, b)| b.downcast_ref::<Vec<T>>().map(|v| (i, v.len())));
+        let fits = sizes
+            .clone()
+            .filter(|&(_, n)| n >= len)
+            .min_by_key(|&(_, n)| n);
+        let best = fits
+            .or_else(|| sizes.max_by_key(|&(_, n)| n))
             .map(|(i, _)| i);
         best.map(|i| pool.swap_remove(i))
     });
@@ -118,6 +124,22 @@ mod tests {
         // Element types do not mix.
         let d = take::<f64>(5).zeroed();
         assert!(d.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn small_requests_leave_the_big_buffer_to_big_ones() {
+        let (big, small) = (take::<f32>(4096), take::<f32>(16));
+        let (big_ptr, small_ptr) = (big.as_ptr(), small.as_ptr());
+        drop((big, small));
+        // Best fit: the small request gets the small buffer, and the big one, taken while
+        // the small one is out, is the big buffer as it was (not a grown copy).
+        let s = take::<f32>(8);
+        let b = take::<f32>(4000);
+        assert_eq!((s.as_ptr(), b.as_ptr()), (small_ptr, big_ptr));
+        // Too big for every idle buffer: the largest grows.
+        drop((s, b));
+        let huge = take::<f32>(10_000);
+        assert_eq!(huge.len(), 10_000);
     }
 
     #[test]
