@@ -314,8 +314,8 @@ fn overwrite<'a, T: Float>(t: &mut Tensor<T>, flat: &'a [T]) -> &'a [T] {
 fn add_into<'a, T: Float>(t: &mut Tensor<T>, flat: &'a [T]) -> &'a [T] {
     let (head, rest) = flat.split_at(t.len().min(flat.len()));
     match t.as_slice_mut() {
-        Some(s) => s.iter_mut().zip(head).for_each(|(v, &h)| *v = *v + h),
-        None => t.iter_mut().zip(head).for_each(|(v, &h)| *v = *v + h),
+        Some(s) => s.iter_mut().zip(head).for_each(|(v, &h)| *v += h),
+        None => t.iter_mut().zip(head).for_each(|(v, &h)| *v += h),
     }
     rest
 }
