@@ -115,7 +115,8 @@ fn conv(c: &mut Criterion) {
 fn pool(c: &mut Criterion) {
     let mut group = short(c);
     // (name, kernel, stride, padding, ceil mode, input shape)
-    let pools: [(&str, usize, usize, usize, bool, [usize; 4]); 4] = [
+    type Pool = (&'static str, usize, usize, usize, bool, [usize; 4]);
+    let pools: [Pool; 4] = [
         ("pool_resnet_3x3s2", 3, 2, 1, false, [BATCH, 64, 112, 112]),
         ("pool_vgg_2x2s2", 2, 2, 0, false, [BATCH, 64, 224, 224]),
         (
