@@ -231,37 +231,61 @@ pub fn max_pool_forward<T: Float>(
     let w = plan.in_hw[1];
     if plan.tiles_2x2() {
         let ow = plan.cols.len();
-        match argmax {
-            Some(argmax) => {
-                assert_eq!(argmax.len(), y.len());
-                x.par_chunks(hw)
-                    .zip(y.par_chunks_mut(ohw))
-                    .zip(argmax.par_chunks_mut(ohw))
-                    .for_each(|((x, y), arg)| max_2x2_plane(x, w, ow, y, arg));
-            }
-            None => x
-                .par_chunks(hw)
-                .zip(y.par_chunks_mut(ohw))
-                .for_each(|(x, y)| max_2x2_plane_values(x, w, ow, y)),
-        }
+        for_each_plane_group(
+            x,
+            y,
+            argmax,
+            1,
+            plan,
+            || (),
+            |_, x, y, arg| match arg {
+                Some(arg) => max_2x2_plane(x, w, ow, y, arg),
+                None => max_2x2_plane_values(x, w, ow, y),
+            },
+        );
         return;
     }
     match plan.sliding {
         Some(sliding) => padded_max_pool(plan, &sliding, x, y, argmax),
         // Adaptive bins (no layer max-pools this way): one window at a time.
-        None => match argmax {
-            Some(argmax) => {
-                assert_eq!(argmax.len(), y.len());
-                x.par_chunks(hw)
-                    .zip(y.par_chunks_mut(ohw))
-                    .zip(argmax.par_chunks_mut(ohw))
-                    .for_each(|((x, y), arg)| max_by_taps(plan, x, y, Some(arg)));
-            }
-            None => x
-                .par_chunks(hw)
-                .zip(y.par_chunks_mut(ohw))
-                .for_each(|(x, y)| max_by_taps(plan, x, y, None)),
-        },
+        None => for_each_plane_group(
+            x,
+            y,
+            argmax,
+            1,
+            plan,
+            || (),
+            |_, x, y, arg| max_by_taps(plan, x, y, arg),
+        ),
+    }
+}
+
+/// Runs `body(scratch, x, y, argmax)` in parallel over groups of `planes` consecutive planes:
+/// the matching chunks of input, output and (when given) winners' positions. Each task gets
+/// a `scratch` from `init`.
+fn for_each_plane_group<T: Float, S>(
+    x: &[T],
+    y: &mut [T],
+    argmax: Option<&mut [u32]>,
+    planes: usize,
+    plan: &PoolPlan,
+    init: impl Fn() -> S + Send + Sync,
+    body: impl Fn(&mut S, &[T], &mut [T], Option<&mut [u32]>) + Send + Sync,
+) {
+    let (hw, ohw) = plan.plane_sizes();
+    let (x_len, y_len) = (planes * hw, planes * ohw);
+    match argmax {
+        Some(argmax) => {
+            assert_eq!(argmax.len(), y.len());
+            x.par_chunks(x_len)
+                .zip(y.par_chunks_mut(y_len))
+                .zip(argmax.par_chunks_mut(y_len))
+                .for_each_init(init, |s, ((x, y), arg)| body(s, x, y, Some(arg)));
+        }
+        None => x
+            .par_chunks(x_len)
+            .zip(y.par_chunks_mut(y_len))
+            .for_each_init(init, |s, (x, y)| body(s, x, y, None)),
     }
 }
 
@@ -437,35 +461,17 @@ fn padded_max_pool<T: Float>(
     y: &mut [T],
     argmax: Option<&mut [u32]>,
 ) {
-    let (hw, ohw) = plan.plane_sizes();
     let p = Padded::new(plan, s);
     // Small planes go several to a task, so that each task's loops are long.
     let planes = (4096 / (p.rows * p.pitch)).max(1);
     let with_argmax = argmax.is_some();
     let init = || MaxScratch::new(plan, s, &p, with_argmax);
-    match argmax {
-        Some(argmax) => {
-            assert_eq!(argmax.len(), y.len());
-            x.par_chunks(planes * hw)
-                .zip(y.par_chunks_mut(planes * ohw))
-                .zip(argmax.par_chunks_mut(planes * ohw))
-                .for_each_init(init, |scratch, ((x, y), arg)| {
-                    vectorized(
-                        #[inline(always)]
-                        || padded_planes(plan, s, &p, scratch, x, y, Some(arg)),
-                    )
-                });
-        }
-        None => x
-            .par_chunks(planes * hw)
-            .zip(y.par_chunks_mut(planes * ohw))
-            .for_each_init(init, |scratch, (x, y)| {
-                vectorized(
-                    #[inline(always)]
-                    || padded_planes(plan, s, &p, scratch, x, y, None),
-                )
-            }),
-    }
+    for_each_plane_group(x, y, argmax, planes, plan, init, |scratch, x, y, arg| {
+        vectorized(
+            #[inline(always)]
+            || padded_planes(plan, s, &p, scratch, x, y, arg),
+        )
+    });
 }
 
 /// Consecutive planes of [`padded_max_pool`], one at a time (inlined into [`vectorized`]'s
@@ -565,19 +571,34 @@ fn padded_plane<T: Float>(
 #[inline(always)]
 fn fold_max<T: Float>(m: &mut [T], v: &[T]) {
     for (m, &v) in m.iter_mut().zip(v) {
-        // `|`, not `||`: no branch.
-        let take = (v > *m) | v.is_nan();
-        *m = if take { v } else { *m };
+        *m = nan_max(*m, v);
     }
+}
+
+/// `max(m, v)` with a NaN `v` winning (the value half of [`take_max`]). Branch-free.
+#[inline(always)]
+fn nan_max<T: Float>(m: T, v: T) -> T {
+    // `|`, not `||`: no branch.
+    if (v > m) | v.is_nan() {
+        v
+    } else {
+        m
+    }
+}
+
+/// `(m, at) = (v, k)` where the tap [`beats`] the running winner. Branch-free.
+#[inline(always)]
+fn take_beating<T: Float>(m: &mut T, at: &mut u32, v: T, k: u32) {
+    let take = beats(v, k, *m, *at);
+    *m = if take { v } else { *m };
+    *at = if take { k } else { *at };
 }
 
 /// `(m, at) = (v, k)` element-wise where the tap [`beats`] the running winner.
 #[inline(always)]
 fn fold_argmax<T: Float>(m: &mut [T], at: &mut [u32], v: &[T], k: &[u32]) {
     for ((m, at), (&v, &k)) in m.iter_mut().zip(at.iter_mut()).zip(v.iter().zip(k)) {
-        let take = beats(v, k, *m, *at);
-        *m = if take { v } else { *m };
-        *at = if take { k } else { *at };
+        take_beating(m, at, v, k);
     }
 }
 
@@ -605,9 +626,7 @@ fn shifts_max<T: Float, const S: usize>(
     }
     for j in 1..taps {
         for (m, c) in out.iter_mut().zip(col[j * dw..j * dw + n].chunks_exact(s)) {
-            let v = c[0];
-            let take = (v > *m) | v.is_nan();
-            *m = if take { v } else { *m };
+            *m = nan_max(*m, c[0]);
         }
     }
 }
@@ -644,10 +663,7 @@ fn shifts_argmax<T: Float, const S: usize>(
             .chunks_exact(s)
             .zip(col_at[tap].chunks_exact(s));
         for ((m, a), (c, k)) in out.iter_mut().zip(out_at.iter_mut()).zip(taps) {
-            let (v, k) = (c[0], k[0]);
-            let take = beats(v, k, *m, *a);
-            *m = if take { v } else { *m };
-            *a = if take { k } else { *a };
+            take_beating(m, a, c[0], k[0]);
         }
     }
 }
