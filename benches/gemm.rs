@@ -5,10 +5,47 @@
 //! cargo bench --bench gemm
 
 use convnet::kernels::gemm::{gemm, Op, Threads};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use std::hint::black_box;
+
+/// Fixed pseudo-random operands `A [m x k]` and `B [k x n]`.
+fn operands(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    let a = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
+    let b = (0..k * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    (a, b)
+}
+
+/// Times convnet's `C = A · B` (`A [m x k]`, `B [k x n]`) with `threads`.
+fn time_convnet(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    (m, n, k): (usize, usize, usize),
+    (a, b): (&[f32], &[f32]),
+    threads: Threads,
+) {
+    group.bench_function(id, |bench| {
+        let mut c = vec![0f32; m * n];
+        bench.iter(|| {
+            gemm(
+                m,
+                n,
+                k,
+                black_box(a),
+                Op::N,
+                black_box(b),
+                Op::N,
+                &mut c,
+                false,
+                threads,
+            )
+        });
+    });
+}
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm_f32");
@@ -18,27 +55,11 @@ fn bench(c: &mut Criterion) {
         (128, 784, 1152),
         (512, 512, 512),
     ] {
-        let a: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+        let (a, b) = operands(m, n, k);
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         let label = format!("{m}x{n}x{k}");
-        group.bench_function(BenchmarkId::new("convnet", &label), |bench| {
-            let mut c = vec![0f32; m * n];
-            bench.iter(|| {
-                gemm(
-                    m,
-                    n,
-                    k,
-                    black_box(&a),
-                    Op::N,
-                    black_box(&b),
-                    Op::N,
-                    &mut c,
-                    false,
-                    Threads::Pool,
-                )
-            });
-        });
+        let id = BenchmarkId::new("convnet", &label);
+        time_convnet(&mut group, id, (m, n, k), (&a, &b), Threads::Pool);
         let aa = Array2::from_shape_vec((m, k), a.clone()).unwrap();
         let bb = Array2::from_shape_vec((k, n), b.clone()).unwrap();
         group.bench_function(
@@ -58,27 +79,11 @@ fn peak(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm_peak_f32");
     group.sample_size(10);
     let n = 1024;
-    let a: Vec<f32> = (0..n * n).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
-    let b: Vec<f32> = (0..n * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    let (a, b) = operands(n, n, n);
     group.throughput(Throughput::Elements((2 * n * n * n) as u64));
     for (label, threads) in [("pool", Threads::Pool), ("one_thread", Threads::Single)] {
-        group.bench_function(BenchmarkId::new(label, format!("{n}x{n}x{n}")), |bench| {
-            let mut c = vec![0f32; n * n];
-            bench.iter(|| {
-                gemm(
-                    n,
-                    n,
-                    n,
-                    black_box(&a),
-                    Op::N,
-                    black_box(&b),
-                    Op::N,
-                    &mut c,
-                    false,
-                    threads,
-                )
-            });
-        });
+        let id = BenchmarkId::new(label, format!("{n}x{n}x{n}"));
+        time_convnet(&mut group, id, (n, n, n), (&a, &b), threads);
     }
     group.finish();
 }
