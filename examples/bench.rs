@@ -130,12 +130,11 @@ fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>
     convnet::init::manual_seed(0);
     let mut model = zoo::build::<T>(&args.model, classes)?;
     if args.replicas > 1 {
-        let mut first = Some(model);
-        model = Box::new(convnet::model::Replicated::new(args.replicas, || {
-            first
-                .take()
-                .map_or_else(|| zoo::build::<T>(&args.model, classes), Ok)
-        })?);
+        model = Box::new(convnet::model::Replicated::from_model(
+            model,
+            args.replicas,
+            || zoo::build::<T>(&args.model, classes),
+        )?);
     }
     let [c, natural, _] = info.input;
     let side = args.size.unwrap_or(natural);

@@ -310,10 +310,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if replicas <= 1 {
             return Ok(Box::new(model) as Box<dyn Layer<f32>>);
         }
-        let mut first = Some(model);
-        let replicated = Replicated::new(replicas, || {
-            first.take().map_or_else(|| lenet5_modern::<f32>(10), Ok)
-        })?;
+        let replicated = Replicated::from_model(model, replicas, || lenet5_modern::<f32>(10))?;
         Ok(Box::new(replicated) as Box<dyn Layer<f32>>)
     })
 }

@@ -84,10 +84,20 @@ impl<T: Float, L: Layer<T>> Replicated<T, L> {
     /// copies do not have the same parameter names and sizes, or when a thread cannot be
     /// started; passes on the errors of `build`.
     pub fn new(replicas: usize, mut build: impl FnMut() -> Result<L>) -> Result<Self> {
+        Self::from_model(build()?, replicas, build)
+    }
+
+    /// Like [`Replicated::new`], with a model already built (trained, or loaded from a file)
+    /// as replica 0: `build` makes the other `replicas - 1`, which then take its parameters
+    /// and buffers.
+    pub fn from_model(
+        primary: L,
+        replicas: usize,
+        mut build: impl FnMut() -> Result<L>,
+    ) -> Result<Self> {
         if replicas == 0 {
             return Err(Error::config("Replicated", "needs at least 1 replica"));
         }
-        let primary = build()?;
         let others = (1..replicas).map(|_| build()).collect::<Result<Vec<L>>>()?;
         let layout = |m: &L| {
             let mut v = Vec::new();
@@ -576,9 +586,36 @@ mod tests {
     }
 
     #[test]
+    fn a_given_model_is_replica_0_and_the_others_take_its_weights() {
+        let mut trained = lenet5_modern::<f64>(10).unwrap_or_else(|e| panic!("{e}"));
+        trained.visit_mut(&mut |_, slot| {
+            if let SlotMut::Param(p) = slot {
+                p.value.mapv_inplace(|v| 0.5 * v + 0.01);
+            }
+        });
+        let want = flat(&trained, false);
+        let mut net = Replicated::from_model(trained, 3, || lenet5_modern::<f64>(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_close("replica 0's weights", &flat(&net, false), &want);
+        let mut single = reference(net.inner());
+        let x = random(&[6, 1, 28, 28], 7);
+        let y = net.forward(&x).unwrap_or_else(|e| panic!("{e}"));
+        let y_ref = single.forward(&x).unwrap_or_else(|e| panic!("{e}"));
+        assert_close("output of 3 replicas", &y, &y_ref);
+    }
+
+    #[test]
     fn bad_use_is_a_typed_error() {
         assert!(matches!(
             Replicated::new(0, || lenet5_modern::<f64>(10)),
+            Err(Error::InvalidConfig { .. })
+        ));
+        assert!(matches!(
+            Replicated::from_model(
+                lenet5_modern::<f64>(10).unwrap_or_else(|e| panic!("{e}")),
+                0,
+                || lenet5_modern::<f64>(10)
+            ),
             Err(Error::InvalidConfig { .. })
         ));
         let mut calls = 0;
