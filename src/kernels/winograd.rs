@@ -313,35 +313,37 @@ fn forward_chunked<T: Float>(
             .into_par_iter()
             .enumerate()
             .for_each(|(o, mut y_o)| {
-                let mut buf = workspace::take::<T>(40 * len);
-                let (f, r) = buf.split_at_mut(24 * len);
-                // Aᵀ along each tile's rows (j), then down its columns (i).
-                for i in 0..6 {
-                    let inp: [&[T]; 6] =
-                        std::array::from_fn(|j| &m_ref[((i * 6 + j) * cout + o) * ld..][..len]);
-                    let mut out: [&mut [T]; 4] =
-                        split4(&mut f[i * 4 * len..(i + 1) * 4 * len], len);
-                    transform_rows(&mut out, inp, output_1d);
-                }
-                for k in 0..4 {
-                    let inp: [&[T]; 6] = std::array::from_fn(|i| &f[(i * 4 + k) * len..][..len]);
-                    let mut out: [&mut [T]; 4] = split_every(r, k, 4, len);
-                    transform_rows(&mut out, inp, output_1d);
-                }
-                // r[row·4 + col][t] -> y, cropped.
-                for t in 0..len {
-                    let (img, ty, tx) = tiles.locate(start + t);
-                    let plane = y_o.image(img - img0);
-                    let rows = 4.min(oh - ty * 4);
-                    let cols = 4.min(ow - tx * 4);
-                    for row in 0..rows {
-                        let dst = &mut plane[(ty * 4 + row) * ow + tx * 4..][..cols];
-                        for (col, v) in dst.iter_mut().enumerate() {
-                            *v = r[(row * 4 + col) * len + t];
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let mut mt = [[T::zero(); LANES]; 36];
+                        let mut f = [[T::zero(); LANES]; 24];
+                        let mut r = [[T::zero(); LANES]; 16];
+                        for t0 in (0..len).step_by(LANES) {
+                            let lanes = LANES.min(len - t0);
+                            for (xi, row) in mt.iter_mut().enumerate() {
+                                copy_lanes(row, &m_ref[(xi * cout + o) * ld + t0..], lanes);
+                            }
+                            output_tile(&mt, &mut f, &mut r);
+                            for row in r.iter_mut() {
+                                op.apply(o, &mut row[..lanes]);
+                            }
+                            // r[row·4 + col][lane] -> y, cropped.
+                            for l in 0..lanes {
+                                let (img, ty, tx) = tiles.locate(start + t0 + l);
+                                let plane = y_o.image(img - img0);
+                                let rows = 4.min(oh - ty * 4);
+                                let cols = 4.min(ow - tx * 4);
+                                for row in 0..rows {
+                                    let dst = &mut plane[(ty * 4 + row) * ow + tx * 4..][..cols];
+                                    for (col, v) in dst.iter_mut().enumerate() {
+                                        *v = r[row * 4 + col][l];
+                                    }
+                                }
+                            }
                         }
-                        op.apply(o, dst);
-                    }
-                }
+                    },
+                );
             });
         start += len;
     }
@@ -490,34 +492,37 @@ fn transform_grad_output<T: Float>(
         .into_par_iter()
         .enumerate()
         .for_each(|(o, mut e_o)| {
-            let mut buf = workspace::take::<T>(40 * len);
-            let (d, f) = buf.split_at_mut(16 * len);
-            // d[i·4 + j][t] = dy[4ty + i][4tx + j], zero outside.
-            for t in 0..len {
-                let (img, ty, tx) = tiles.locate(start + t);
-                let plane = &dy[(img * cout + o) * oh * ow..][..oh * ow];
-                let (rows, cols) = (4.min(oh - ty * 4), 4.min(ow - tx * 4));
-                for i in 0..4 {
-                    for j in 0..4 {
-                        d[(i * 4 + j) * len + t] = if i < rows && j < cols {
-                            plane[(ty * 4 + i) * ow + tx * 4 + j]
-                        } else {
-                            T::zero()
-                        };
+            let plane_of = |img: usize| &dy[(img * cout + o) * oh * ow..][..oh * ow];
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut d = [[T::zero(); LANES]; 16];
+                    let mut f = [[T::zero(); LANES]; 24];
+                    let mut e = [[T::zero(); LANES]; 36];
+                    for t0 in (0..len).step_by(LANES) {
+                        let lanes = LANES.min(len - t0);
+                        // d[i·4 + j][lane] = dy[4ty + i][4tx + j], zero outside.
+                        for l in 0..lanes {
+                            let (img, ty, tx) = tiles.locate(start + t0 + l);
+                            let plane = plane_of(img);
+                            let (rows, cols) = (4.min(oh - ty * 4), 4.min(ow - tx * 4));
+                            for i in 0..4 {
+                                for j in 0..4 {
+                                    d[i * 4 + j][l] = if i < rows && j < cols {
+                                        plane[(ty * 4 + i) * ow + tx * 4 + j]
+                                    } else {
+                                        T::zero()
+                                    };
+                                }
+                            }
+                        }
+                        grad_output_tile(&d, &mut f, &mut e);
+                        for (xi, row) in e.iter().enumerate() {
+                            copy_lanes(&mut e_o.row(xi)[t0..], row, lanes);
+                        }
                     }
-                }
-            }
-            // A down each tile's columns (4 rows to 6), then along its rows (4 columns to 6).
-            for j in 0..4 {
-                let inp: [&[T]; 4] = std::array::from_fn(|i| &d[(i * 4 + j) * len..][..len]);
-                let mut out: [&mut [T]; 6] = split_every(f, j, 4, len);
-                transform_rows(&mut out, inp, grad_output_1d);
-            }
-            for i in 0..6 {
-                let inp: [&[T]; 4] = std::array::from_fn(|j| &f[(i * 4 + j) * len..][..len]);
-                let mut out: [&mut [T]; 6] = e_o.row_group(i * 6, 0..len);
-                transform_rows(&mut out, inp, grad_output_1d);
-            }
+                },
+            );
         });
 }
 
@@ -537,25 +542,27 @@ fn transform_input<T: Float>(
         .into_par_iter()
         .enumerate()
         .for_each(|(c, mut v_c)| {
-            let mut d = workspace::take::<T>(72 * len);
-            let (d, e) = d.split_at_mut(36 * len);
-            // d[i·6 + j][t] = padded x[4ty + i - ph][4tx + j - pw]
-            for t in 0..len {
-                let (img, ty, tx) = tiles.locate(start + t);
-                let xc = &x[(img * cin + c) * h * wd..][..h * wd];
-                gather_tile(xc, geom, ty, tx, |k, val| d[k * len + t] = val);
-            }
-            // Bᵀ down each tile's columns, then along its rows.
-            for j in 0..6 {
-                let inp: [&[T]; 6] = std::array::from_fn(|i| &d[(i * 6 + j) * len..][..len]);
-                let mut out: [&mut [T]; 6] = split_every(e, j, 6, len);
-                transform_rows(&mut out, inp, input_1d);
-            }
-            for i in 0..6 {
-                let inp: [&[T]; 6] = std::array::from_fn(|j| &e[(i * 6 + j) * len..][..len]);
-                let mut out: [&mut [T]; 6] = v_c.row_group(i * 6, 0..len);
-                transform_rows(&mut out, inp, input_1d);
-            }
+            let channel_of = |img: usize| &x[(img * cin + c) * h * wd..][..h * wd];
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mut d = [[T::zero(); LANES]; 36];
+                    let mut e = [[T::zero(); LANES]; 36];
+                    let mut v = [[T::zero(); LANES]; 36];
+                    for t0 in (0..len).step_by(LANES) {
+                        let lanes = LANES.min(len - t0);
+                        // d[i·6 + j][lane] = padded x[4ty + i - ph][4tx + j - pw]
+                        for l in 0..lanes {
+                            let (img, ty, tx) = tiles.locate(start + t0 + l);
+                            gather_tile(channel_of(img), geom, ty, tx, |k, val| d[k][l] = val);
+                        }
+                        input_tile(&d, &mut e, &mut v);
+                        for (xi, row) in v.iter().enumerate() {
+                            copy_lanes(&mut v_c.row(xi)[t0..], row, lanes);
+                        }
+                    }
+                },
+            );
         });
 }
 
@@ -599,6 +606,89 @@ fn gather_tile<T: Float>(
     }
 }
 
+/// Tiles transformed side by side: one vector register of f32 on AVX2 (two on f64).
+const LANES: usize = 8;
+
+/// One value per tile for [`LANES`] tiles.
+type Lanes<T> = [T; LANES];
+
+/// `dst[..lanes] = src[..lanes]`: a full group as one fixed-size (vector) copy, the last
+/// short group out of line. (Written as two equal copies, the compiler merges them into one
+/// call to `memmove` of a run-time length, too slow for eight values.)
+#[inline(always)]
+fn copy_lanes<T: Copy>(dst: &mut [T], src: &[T], lanes: usize) {
+    if lanes == LANES {
+        dst[..LANES].copy_from_slice(&src[..LANES]);
+    } else {
+        copy_short_group(dst, src, lanes);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn copy_short_group<T: Copy>(dst: &mut [T], src: &[T], lanes: usize) {
+    dst[..lanes].copy_from_slice(&src[..lanes]);
+}
+
+/// `dst[dst_at(k)][l] = f(src[src_at(0)][l], …)[k]` for every lane `l`: a 1-D transform of
+/// `LANES` tiles at once. The index maps are constants once inlined, so the compiler sees
+/// fixed-size arrays and turns the lane loop into vector arithmetic.
+#[inline(always)]
+fn per_lane<T: Float, const I: usize, const K: usize>(
+    src: &[Lanes<T>],
+    src_at: impl Fn(usize) -> usize,
+    dst: &mut [Lanes<T>],
+    dst_at: impl Fn(usize) -> usize,
+    f: impl Fn([T; I]) -> [T; K],
+) {
+    for l in 0..LANES {
+        let v = f(std::array::from_fn(|i| src[src_at(i)][l]));
+        for (k, v) in v.into_iter().enumerate() {
+            dst[dst_at(k)][l] = v;
+        }
+    }
+}
+
+/// `out = Bᵀ d B` for `LANES` 6x6 input tiles `d[i·6 + j]`: down each column (into `cols`),
+/// then along each row.
+#[inline(always)]
+fn input_tile<T: Float>(d: &[Lanes<T>; 36], cols: &mut [Lanes<T>; 36], out: &mut [Lanes<T>; 36]) {
+    for j in 0..6 {
+        per_lane(d, |i| i * 6 + j, cols, |i| i * 6 + j, input_1d);
+    }
+    for i in 0..6 {
+        per_lane(cols, |j| i * 6 + j, out, |k| i * 6 + k, input_1d);
+    }
+}
+
+/// `out = A e Aᵀ` for `LANES` 4x4 output-gradient tiles `e[i·4 + j]`: down each column (4
+/// rows to 6, into `cols`), then along each row (4 columns to 6).
+#[inline(always)]
+fn grad_output_tile<T: Float>(
+    e: &[Lanes<T>; 16],
+    cols: &mut [Lanes<T>; 24],
+    out: &mut [Lanes<T>; 36],
+) {
+    for j in 0..4 {
+        per_lane(e, |i| i * 4 + j, cols, |i| i * 4 + j, grad_output_1d);
+    }
+    for i in 0..6 {
+        per_lane(cols, |j| i * 4 + j, out, |k| i * 6 + k, grad_output_1d);
+    }
+}
+
+/// `out = Aᵀ m A` for `LANES` transformed 6x6 tiles `m[i·6 + j]`: along each row (6 columns
+/// to 4, into `rows`), then down each column (6 rows to 4); the 4x4 result as `[row·4 + col]`.
+#[inline(always)]
+fn output_tile<T: Float>(m: &[Lanes<T>; 36], rows: &mut [Lanes<T>; 24], out: &mut [Lanes<T>; 16]) {
+    for i in 0..6 {
+        per_lane(m, |j| i * 6 + j, rows, |k| i * 4 + k, output_1d);
+    }
+    for k in 0..4 {
+        per_lane(rows, |i| i * 4 + k, out, |row| row * 4 + k, output_1d);
+    }
+}
+
 /// `out[k][t] = f(inp[0][t], …, inp[5][t])[k]` for every `t`: a 1-D transform applied to
 /// many tiles at once.
 ///
@@ -611,7 +701,6 @@ fn transform_rows<T: Float, const I: usize, const K: usize>(
     inp: [&[T]; I],
     f: impl Fn([T; I]) -> [T; K],
 ) {
-    const LANES: usize = 8;
     let n = out[0].len();
     let inp: [&[T]; I] = std::array::from_fn(|i| &inp[i][..n]);
     vectorized(
@@ -660,12 +749,6 @@ fn split_every<T, const K: usize>(
     std::array::from_fn(|_| rows.remove(0))
 }
 
-/// Four consecutive rows of `len`.
-fn split4<T>(buf: &mut [T], len: usize) -> [&mut [T]; 4] {
-    let mut rows: Vec<&mut [T]> = buf.chunks_exact_mut(len).take(4).collect();
-    std::array::from_fn(|_| rows.remove(0))
-}
-
 /// The 36 rows `[ξ][c][..]` of channel `c` of a `[36][channels][ld]` buffer, one handle per
 /// channel so that channels can be filled in parallel.
 fn split_strided<T>(
@@ -693,6 +776,11 @@ struct Strided<'a, T> {
 }
 
 impl<T> Strided<'_, T> {
+    /// Row `ξ` of this channel (its values on plane `ξ`).
+    fn row(&mut self, xi: usize) -> &mut [T] {
+        self.rows[xi]
+    }
+
     /// Columns `cols` of the six rows `first .. first + 6`.
     fn row_group(&mut self, first: usize, cols: std::ops::Range<usize>) -> [&mut [T]; 6] {
         let mut rows: Vec<&mut [T]> = self.rows[first..first + 6]
