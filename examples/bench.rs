@@ -169,7 +169,7 @@ fn measure<T: Float>(args: &Args) -> Result<Vec<f64>, Box<dyn std::error::Error>
         if args.train {
             let logits = model.forward(&x)?;
             let (loss, grad) = loss_fn.forward(&logits, &labels)?;
-            model.backward(&grad)?;
+            model.backward_params(&grad)?;
             opt.step(model.as_mut())?;
             model.zero_grad();
             black_box(loss);

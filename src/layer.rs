@@ -203,6 +203,15 @@ pub trait Layer<T: Float>: Send + Sync {
         self.backward(&grad_output)
     }
 
+    /// [`Layer::backward`] for a caller that has no use for dLoss/dinput (the input is data, as
+    /// for the first layer of a model): accumulates the same parameter gradients, and may skip
+    /// the input gradient. A convolution then drops its `Wᵀ·dY` product and col2im, a third
+    /// of its backward; containers pass the call on to their first layer.
+    /// Default: `backward`, its result dropped.
+    fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
+        self.backward(grad_output).map(drop)
+    }
+
     /// Switches between training and evaluation behaviour. Layers without a difference ignore it.
     fn set_mode(&mut self, _mode: Mode) {}
 
@@ -315,6 +324,9 @@ impl<T: Float, L: Layer<T> + ?Sized> Layer<T> for Box<L> {
     }
     fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
         (**self).backward_owned(grad_output)
+    }
+    fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
+        (**self).backward_params(grad_output)
     }
     fn set_mode(&mut self, mode: Mode) {
         (**self).set_mode(mode)

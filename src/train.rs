@@ -263,7 +263,7 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
                 )));
             }
             self.model.zero_grad();
-            self.model.backward(&grad)?;
+            self.model.backward_params(&grad)?;
             self.optimizer.step(&mut self.model)?;
             self.step += 1;
             i += 1;

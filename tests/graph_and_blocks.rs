@@ -294,3 +294,48 @@ fn inception_matches_finite_differences() {
     let x = random_tensor(&[2, 3, 5, 5], 7);
     check_layer(&mut block, &x, GradCheck::default()).unwrap();
 }
+
+/// Sequentials nested two deep with a convolution first, a residual block and a classifier.
+fn nested(seed: u64) -> Sequential<f64> {
+    let stem = Sequential::new()
+        .add(conv(2, 4, 3, 1, seed))
+        .add(BatchNorm2d::new(BatchNorm2dConfig::new(4)).unwrap())
+        .add(ReLU::new());
+    let block = Residual::new(Sequential::new().add(conv(4, 4, 3, 1, seed + 1)));
+    Sequential::new()
+        .add(stem)
+        .add(block)
+        .add(Flatten::new(FlattenConfig::new()).unwrap())
+        .add(Linear::new(LinearConfig::new(4 * 5 * 5, 3).seed(seed + 2)).unwrap())
+}
+
+#[test]
+fn backward_params_gives_the_parameter_gradients_of_backward() {
+    let x = random_tensor(&[3, 2, 5, 5], 1);
+    let g = random_tensor(&[3, 3], 2);
+    let (mut full, mut params_only) = (nested(10), nested(10));
+    full.forward(&x).unwrap();
+    params_only.forward(&x).unwrap();
+    full.backward(&g).unwrap();
+    params_only.backward_params(&g).unwrap();
+    let (a, b) = (grads_and_buffers(&full), grads_and_buffers(&params_only));
+    assert_eq!(a.len(), b.len());
+    for ((name, u), (_, v)) in a.iter().zip(&b) {
+        assert_eq!(u, v, "{name}");
+    }
+    assert!(a
+        .iter()
+        .any(|(n, t)| n.ends_with("weight.grad") && t.iter().any(|v| *v != 0.0)));
+    // A single layer, and no layers at all.
+    let mut one = Sequential::new().add(conv(2, 3, 3, 1, 4));
+    let mut alone = conv(2, 3, 3, 1, 4);
+    let y = one.forward(&x).unwrap();
+    alone.forward(&x).unwrap();
+    let gy = random_tensor(y.shape(), 3);
+    one.backward_params(&gy).unwrap();
+    alone.backward(&gy).unwrap();
+    assert_eq!(grads_and_buffers(&one)[0].1, grads_and_buffers(&alone)[0].1);
+    let mut empty = Sequential::<f64>::new();
+    empty.forward(&x).unwrap();
+    empty.backward_params(&x).unwrap();
+}

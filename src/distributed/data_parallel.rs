@@ -402,6 +402,20 @@ impl<T: Float, L: Layer<T>> Layer<T> for DataParallel<T, L> {
         Ok(grad_input)
     }
 
+    /// The wrapped model's [`Layer::backward_params`], then [`DataParallel::synchronize`].
+    fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
+        let shape = self
+            .last
+            .clone()
+            .ok_or_else(|| Error::BackwardBeforeForward {
+                layer: format!("DataParallel({})", self.inner.kind()),
+            })?;
+        if shape.first() != Some(&0) {
+            self.inner.backward_params(grad_output)?;
+        }
+        self.synchronize()
+    }
+
     fn set_mode(&mut self, mode: Mode) {
         self.inner.set_mode(mode)
     }

@@ -545,11 +545,12 @@ fn wide_backward_task<T: Float>(
     images: usize,
     w: &[T],
     dy: &[T],
-    dx: &mut [T],
+    dx: Option<&mut [T]>,
     dw: &mut [T],
     db: &mut [T],
     threads: Threads,
 ) {
+    let mut dx = dx;
     let (plane, taps, ow, wp) = (geom.plane(), geom.taps(), geom.out_hw[1], wide.padded_hw[1]);
     let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
     let ld = images * wide.len;
@@ -582,6 +583,9 @@ fn wide_backward_task<T: Float>(
             threads,
         );
         drop(col);
+        let Some(dx) = dx.as_deref_mut() else {
+            continue;
+        };
         let wt = MatRef::new(&w[g * w_len..][..w_len], geom.cout_g, taps, taps).t();
         let mut dcol = workspace::take::<T>(taps * ld);
         gemm_view(
@@ -634,7 +638,7 @@ fn dense_backward<T: Float>(
     x: &[T],
     w: &[T],
     dy: &[T],
-    dx: &mut [T],
+    mut dx: Option<&mut [T]>,
     dw: &mut [T],
     db: Option<&mut [T]>,
 ) {
@@ -646,8 +650,10 @@ fn dense_backward<T: Float>(
         let w_g = MatRef::new(&w[g * w_len..], geom.cout_g, taps, taps);
         let dw_g = MatMut::new(&mut dw[g * w_len..], geom.cout_g, taps, taps);
         gemm_view(dy_g.t(), x_g, dw_g, true, Threads::Pool);
-        let dx_g = MatMut::new(&mut dx[g * taps..], n, taps, geom.image_len());
-        gemm_view(dy_g, w_g, dx_g, false, Threads::Pool);
+        if let Some(dx) = dx.as_deref_mut() {
+            let dx_g = MatMut::new(&mut dx[g * taps..], n, taps, geom.image_len());
+            gemm_view(dy_g, w_g, dx_g, false, Threads::Pool);
+        }
     }
     if let Some(db) = db {
         for row in dy[..n * cout].chunks_exact(cout) {
@@ -657,7 +663,8 @@ fn dense_backward<T: Float>(
 }
 
 /// Gradients of [`forward`] without epilogue: `dw += Σ dY·colᵀ`, `db += Σ dY` (when given) and
-/// `dx = col2im(Wᵀ · dY)` (every element of `dx` written).
+/// `dx = col2im(Wᵀ · dY)` (when given; every element of `dx` written). Without `dx` the data
+/// gradient's product and col2im are skipped: the first layer of a model needs none.
 ///
 /// The weight gradient is summed per fixed run of tasks and the runs are added in order, so
 /// the result does not depend on scheduling (only on the thread count).
@@ -670,7 +677,7 @@ pub fn backward<T: Float>(
     x: &[T],
     w: &[T],
     dy: &[T],
-    dx: &mut [T],
+    dx: Option<&mut [T]>,
     dw: &mut [T],
     db: Option<&mut [T]>,
 ) {
@@ -685,18 +692,21 @@ fn backward_with<T: Float>(
     x: &[T],
     w: &[T],
     dy: &[T],
-    dx: &mut [T],
+    dx: Option<&mut [T]>,
     dw: &mut [T],
     db: Option<&mut [T]>,
     allow_winograd: bool,
 ) {
     let (n, image_len, out_len) = (geom.n, geom.image_len(), geom.out_len());
-    assert!(x.len() >= n * image_len && dx.len() >= n * image_len && dy.len() >= n * out_len);
+    assert!(x.len() >= n * image_len && dy.len() >= n * out_len);
+    assert!(dx.as_ref().is_none_or(|dx| dx.len() >= n * image_len));
     assert!(
         w.len() >= geom.groups * geom.weight_len() && dw.len() >= geom.groups * geom.weight_len()
     );
     if n == 0 || out_len == 0 {
-        dx[..n * image_len].fill(T::zero());
+        if let Some(dx) = dx {
+            dx[..n * image_len].fill(T::zero());
+        }
         return;
     }
     if geom.dense() {
@@ -721,7 +731,13 @@ fn backward_with<T: Float>(
         .iter()
         .map(|r| r.iter().map(|t| t.len()).sum())
         .collect();
-    let dxs = split_mut(&mut dx[..n * image_len], &run_lens, image_len);
+    let dxs: Vec<Option<&mut [T]>> = match dx {
+        Some(dx) => split_mut(&mut dx[..n * image_len], &run_lens, image_len)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => run_lens.iter().map(|_| None).collect(),
+    };
     let (w_len, db_len) = (
         geom.groups * geom.weight_len(),
         db.as_ref().map_or(0, |d| d.len()),
@@ -729,15 +745,16 @@ fn backward_with<T: Float>(
     let partials: Vec<(workspace::Workspace<T>, workspace::Workspace<T>)> = runs
         .par_iter()
         .zip(dxs)
-        .map(|(run, dx_run)| {
+        .map(|(run, mut dx_run)| {
             let mut dw_run = workspace::take::<T>(w_len).zeroed();
             let mut db_run = workspace::take::<T>(db_len).zeroed();
             let first = run[0].start;
             for images in run.iter() {
                 let xs = &x[images.start * image_len..images.end * image_len];
                 let dys = &dy[images.start * out_len..images.end * out_len];
-                let dxt = &mut dx_run
-                    [(images.start - first) * image_len..(images.end - first) * image_len];
+                let dxt = dx_run.as_deref_mut().map(|dx| {
+                    &mut dx[(images.start - first) * image_len..(images.end - first) * image_len]
+                });
                 backward_task(
                     geom,
                     xs,
@@ -772,7 +789,7 @@ fn winograd_backward<T: Float>(
     x: &[T],
     w: &[T],
     dy: &[T],
-    dx: &mut [T],
+    dx: Option<&mut [T]>,
     dw: &mut [T],
     db: Option<&mut [T]>,
 ) {
@@ -788,6 +805,9 @@ fn winograd_backward<T: Float>(
         });
     }
     winograd::weight_gradient(wg, x, dy, dw);
+    let Some(dx) = dx else {
+        return;
+    };
     let mut flipped = workspace::take::<T>(cout * cin * 9);
     winograd::flip_kernel(w, cout, cin, &mut flipped);
     let data_geom = WinogradGeom {
@@ -813,7 +833,7 @@ fn backward_task<T: Float>(
     images: usize,
     w: &[T],
     dy: &[T],
-    dx: &mut [T],
+    dx: Option<&mut [T]>,
     dw: &mut [T],
     db: &mut [T],
     threads: Threads,
@@ -823,7 +843,8 @@ fn backward_task<T: Float>(
     let group_out = geom.cout_g * plane;
     // A 1x1 identity convolution writes every element of dx below (the product, or a copy of
     // it); the others add into it.
-    if !geom.identity() {
+    let mut dx = dx;
+    if let Some(dx) = dx.as_deref_mut().filter(|_| !geom.identity()) {
         dx.fill(T::zero());
     }
     if let Some(wide) = geom.wide() {
@@ -879,6 +900,9 @@ fn backward_task<T: Float>(
                 threads,
             );
             drop(col_buf);
+            let Some(dx) = dx.as_deref_mut() else {
+                continue;
+            };
             // dX: Wᵀ · dY, written straight into dx for a single 1x1 image, else col2im.
             if images == 1 && geom.identity() {
                 let dst = MatMut::new(&mut dx[g * group_in + r0..], taps, cols, plane);
@@ -1033,7 +1057,7 @@ mod tests {
         let mut dx = vec![f64::NAN; x.len()];
         let mut dw = vec![1.0; w.len()];
         let mut db = vec![1.0; cout];
-        backward(&g, &x, &w, &dy, &mut dx, &mut dw, Some(&mut db));
+        backward(&g, &x, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
         for o in 0..cout {
             let gi = o / cout_g;
             let want_b: f64 = 1.0 + (0..n).map(|i| dy[i * cout + o]).sum::<f64>();
@@ -1149,7 +1173,7 @@ mod tests {
                 vec![0.0; w.len()],
                 vec![0.0; db_ref.len()],
             );
-            backward(&g, &x, &w, &dy, &mut dx, &mut dw, Some(&mut db));
+            backward(&g, &x, &w, &dy, Some(&mut dx), &mut dw, Some(&mut db));
             for (name, got, want) in [
                 ("y", &y, &y_ref),
                 ("dx", &dx, &dx_ref),
@@ -1218,7 +1242,7 @@ mod tests {
         let err = |allow: bool| {
             let mut dx = vec![0f32; x.len()];
             let mut dw = vec![0f32; w.len()];
-            backward_with(g, &x, &w, &dy, &mut dx, &mut dw, None, allow);
+            backward_with(g, &x, &w, &dy, Some(&mut dx), &mut dw, None, allow);
             dw.iter()
                 .zip(&want)
                 .fold(0.0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()))

@@ -401,6 +401,27 @@ impl<T: Float> Conv2d<T> {
 }
 
 impl<T: Float> Conv2d<T> {
+    /// Backward of the last forward: `dW += Σ dY·colᵀ`, `db += Σ dY`, and, when `dx` (shaped
+    /// as the input) is given, `dX = col2im(Wᵀ · dY)`.
+    fn gradients(&mut self, grad_output: &Tensor<T>, dx: Option<&mut Tensor<T>>) -> Result<()> {
+        let name = self.cfg.name();
+        let x = cached(&self.input, &name)?;
+        let plan = self.plan(x.shape())?;
+        expect_shape(&name, &plan.output_shape(), grad_output.shape())?;
+        let dy = contiguous(grad_output);
+        let w = contiguous(&self.weight.value);
+        conv::backward(
+            &plan,
+            &contiguous(x),
+            &w,
+            &dy,
+            dx.map(|dx| super::standard_mut(dx)),
+            super::standard_mut(&mut self.weight.grad),
+            self.bias.as_mut().map(|b| super::standard_mut(&mut b.grad)),
+        );
+        Ok(())
+    }
+
     /// `y = epilogues(W · im2col(x) + b)` for a contiguous input shaped as `plan` says.
     ///
     /// The bias and the leading affine maps fold into one per-channel `scale·acc + shift`, and
@@ -537,23 +558,14 @@ impl<T: Float> Layer<T> for Conv2d<T> {
     }
 
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let name = self.cfg.name();
-        let x = cached(&self.input, &name)?;
-        let plan = self.plan(x.shape())?;
-        expect_shape(&name, &plan.output_shape(), grad_output.shape())?;
-        let dy = contiguous(grad_output);
-        let w = contiguous(&self.weight.value);
-        let mut dx = zeros(x.shape());
-        conv::backward(
-            &plan,
-            &contiguous(x),
-            &w,
-            &dy,
-            super::standard_mut(&mut dx),
-            super::standard_mut(&mut self.weight.grad),
-            self.bias.as_mut().map(|b| super::standard_mut(&mut b.grad)),
-        );
+        let mut dx = zeros(cached(&self.input, &self.cfg.name())?.shape());
+        self.gradients(grad_output, Some(&mut dx))?;
         Ok(dx)
+    }
+
+    /// The weight and bias gradients only: no `Wᵀ·dY`, no col2im.
+    fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
+        self.gradients(grad_output, None)
     }
 
     fn visit(&self, f: &mut dyn FnMut(&str, Slot<'_, T>)) {
@@ -659,6 +671,39 @@ mod tests {
                 .unwrap_or_else(|e| panic!("case {i} {cfg:?}: {e}"));
             assert!(report.coords > 0);
         }
+    }
+
+    #[test]
+    fn backward_params_gives_the_parameter_gradients_of_backward() {
+        let mut cases = grad_cases();
+        // A window as large as the padded image: the dense path (one product per batch).
+        cases.push((Conv2dConfig::new(3, 4, 3), [2, 3, 3, 3]));
+        for (i, (cfg, shape)) in cases.into_iter().enumerate() {
+            let x = random_tensor(&shape, 200 + i as u64);
+            let mut full = layer(cfg.seed(i as u64));
+            let mut params_only = layer(cfg.seed(i as u64));
+            let y = full.forward(&x).unwrap();
+            params_only.forward(&x).unwrap();
+            let g = random_tensor(y.shape(), 300 + i as u64);
+            full.backward(&g).unwrap();
+            params_only.backward_params(&g).unwrap();
+            assert_eq!(
+                full.weight().grad,
+                params_only.weight().grad,
+                "case {i} {cfg:?}"
+            );
+            assert_eq!(
+                full.bias().map(|b| &b.grad),
+                params_only.bias().map(|b| &b.grad),
+                "case {i} {cfg:?}"
+            );
+            assert!(full.weight().grad.iter().any(|v| *v != 0.0), "case {i}");
+        }
+        let mut fresh = layer(Conv2dConfig::new(2, 2, 3));
+        assert!(matches!(
+            fresh.backward_params(&random_tensor(&[1, 2, 3, 3], 1)),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
     }
 
     #[test]

@@ -224,6 +224,24 @@ impl<T: Float, L: Layer<T>> Replicated<T, L> {
 
     /// Runs `step` on every replica with a non-empty share of `input` (cut along axis 0 by
     /// `shares`), each on its own thread, and joins the results along axis 0.
+    /// The shares and input shape of the last forward, once `grad_output` is checked to
+    /// hold that batch.
+    fn last_shares(&self, grad_output: &Tensor<T>) -> Result<(Vec<usize>, Vec<usize>)> {
+        let (shares, input_shape) = self
+            .last
+            .clone()
+            .ok_or_else(|| Error::no_cache(format!("Replicated({})", self.kind())))?;
+        let n: usize = shares.iter().sum();
+        if grad_output.shape().first() != Some(&n) {
+            return Err(Error::shape(
+                "Replicated",
+                format!("[{n}, ...] (the batch of the last forward)"),
+                grad_output.shape(),
+            ));
+        }
+        Ok((shares, input_shape))
+    }
+
     fn run_shares(
         &mut self,
         input: &Tensor<T>,
@@ -381,18 +399,7 @@ impl<T: Float, L: Layer<T>> Layer<T> for Replicated<T, L> {
     /// Every replica's backward on its share of `grad_output`, then the parameter gradients
     /// summed into replica 0.
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let (shares, input_shape) = self
-            .last
-            .clone()
-            .ok_or_else(|| Error::no_cache(format!("Replicated({})", self.kind())))?;
-        let n: usize = shares.iter().sum();
-        if grad_output.shape().first() != Some(&n) {
-            return Err(Error::shape(
-                "Replicated",
-                format!("[{n}, ...] (the batch of the last forward)"),
-                grad_output.shape(),
-            ));
-        }
+        let (shares, input_shape) = self.last_shares(grad_output)?;
         let grad_input = self.run_shares(grad_output, &shares, |m, g| m.backward_owned(g))?;
         self.reduce_gradients();
         if grad_input.shape() != input_shape.as_slice() {
@@ -403,6 +410,18 @@ impl<T: Float, L: Layer<T>> Layer<T> for Replicated<T, L> {
             ));
         }
         Ok(grad_input)
+    }
+
+    /// Every replica's [`Layer::backward_params`] on its share, then the parameter gradients
+    /// summed into replica 0.
+    fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
+        let (shares, _) = self.last_shares(grad_output)?;
+        self.run_shares(grad_output, &shares, |m, g| {
+            m.backward_params(&g)?;
+            Ok(Tensor::zeros(ndarray::IxDyn(&[g.len_of(Axis(0)), 0])))
+        })?;
+        self.reduce_gradients();
+        Ok(())
     }
 
     fn set_mode(&mut self, mode: Mode) {
@@ -508,6 +527,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn backward_params_gives_the_parameter_gradients_of_backward() {
+        for (replicas, batch) in [(1, 3), (2, 5), (3, 2), (3, 0)] {
+            let mut net = Replicated::new(replicas, || lenet5_modern::<f64>(10))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut single = reference(net.inner());
+            let x = random(&[batch, 1, 28, 28], 7 + batch as u64);
+            let dy = random(&[batch, 10], 70 + batch as u64);
+            net.forward(&x).unwrap_or_else(|e| panic!("{e}"));
+            single.forward(&x).unwrap_or_else(|e| panic!("{e}"));
+            net.backward_params(&dy).unwrap_or_else(|e| panic!("{e}"));
+            single.backward(&dy).unwrap_or_else(|e| panic!("{e}"));
+            assert_close(
+                &format!("{replicas} replicas, batch {batch}: parameter gradients"),
+                &flat(&net, true),
+                &flat(&single, true),
+            );
+        }
+        let mut net =
+            Replicated::new(2, || lenet5_modern::<f64>(10)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            net.backward_params(&random(&[2, 10], 1)),
+            Err(Error::BackwardBeforeForward { .. })
+        ));
     }
 
     #[test]

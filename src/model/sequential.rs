@@ -195,6 +195,22 @@ impl<T: Float> Layer<T> for Sequential<T> {
         Ok(g)
     }
 
+    /// Like `backward`, but the first layer is told that no input gradient is wanted.
+    fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
+        let Some((first, rest)) = self.layers.split_first_mut() else {
+            return Ok(());
+        };
+        let mut layers = rest.iter_mut().rev();
+        let Some(last) = layers.next() else {
+            return first.backward_params(grad_output);
+        };
+        let mut g = last.backward(grad_output)?;
+        for layer in layers {
+            g = layer.backward_owned(g)?;
+        }
+        first.backward_params(&g)
+    }
+
     fn summary_rows(&self, input: &[usize], rows: &mut Vec<SummaryRow>) -> Result<Vec<usize>> {
         let mut shape = input.to_vec();
         for layer in &self.layers {
