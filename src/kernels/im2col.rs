@@ -14,6 +14,7 @@
 //! whose input coordinate lies inside the image form one contiguous range per axis, computed
 //! once (`valid_range`), so the inner loops copy or add without bounds tests.
 
+use super::simd::vectorized;
 use crate::geometry::Window2d;
 use crate::tensor::Float;
 
@@ -147,40 +148,48 @@ pub fn im2col_block<T: Float>(
     let [oh, ow] = out_hw;
     let (wh, ww) = (win.h, win.w);
     let (r0, r1) = (block.rows.start, block.rows.end);
-    let mut tap = 0;
-    for xc in x[..image_len].chunks_exact(h * w).take(channels) {
-        for i in 0..wh.kernel {
-            let (ylo, yhi) = valid_range(i * wh.dilation, wh.padding, wh.stride, h, oh);
-            let (ylo, yhi) = (ylo.clamp(r0, r1), yhi.clamp(r0, r1));
-            for j in 0..ww.kernel {
-                let (xlo, xhi) = valid_range(j * ww.dilation, ww.padding, ww.stride, w, ow);
-                let start = tap * block.ld + block.offset;
-                tap += 1;
-                let row = &mut col[start..start + block.width(ow)];
-                zero_run(&mut row[..(ylo - r0) * ow]);
-                zero_run(&mut row[(yhi - r0) * ow..]);
-                for oy in ylo..yhi {
-                    let dst = &mut row[(oy - r0) * ow..(oy - r0 + 1) * ow];
-                    zero_run(&mut dst[..xlo]);
-                    zero_run(&mut dst[xhi..]);
-                    if xlo == xhi {
-                        continue;
-                    }
-                    let iy = oy * wh.stride + i * wh.dilation - wh.padding;
-                    let ix = xlo * ww.stride + j * ww.dilation - ww.padding;
-                    let src = &xc[iy * w + ix..(iy + 1) * w];
-                    let dst = &mut dst[xlo..xhi];
-                    if ww.stride == 1 {
-                        copy_run(dst, &src[..dst.len()]);
-                    } else {
-                        for (d, s) in dst.iter_mut().zip(src.iter().step_by(ww.stride)) {
-                            *d = *s;
+    // Compiled for AVX2 where the CPU has it: the stride-2 copies become vector shuffles.
+    vectorized(
+        #[inline(always)]
+        || {
+            let mut tap = 0;
+            for xc in x[..image_len].chunks_exact(h * w).take(channels) {
+                for i in 0..wh.kernel {
+                    let (ylo, yhi) = valid_range(i * wh.dilation, wh.padding, wh.stride, h, oh);
+                    let (ylo, yhi) = (ylo.clamp(r0, r1), yhi.clamp(r0, r1));
+                    for j in 0..ww.kernel {
+                        let (xlo, xhi) = valid_range(j * ww.dilation, ww.padding, ww.stride, w, ow);
+                        let start = tap * block.ld + block.offset;
+                        tap += 1;
+                        let row = &mut col[start..start + block.width(ow)];
+                        zero_run(&mut row[..(ylo - r0) * ow]);
+                        zero_run(&mut row[(yhi - r0) * ow..]);
+                        for oy in ylo..yhi {
+                            let dst = &mut row[(oy - r0) * ow..(oy - r0 + 1) * ow];
+                            zero_run(&mut dst[..xlo]);
+                            zero_run(&mut dst[xhi..]);
+                            if xlo == xhi {
+                                continue;
+                            }
+                            let iy = oy * wh.stride + i * wh.dilation - wh.padding;
+                            let ix = xlo * ww.stride + j * ww.dilation - ww.padding;
+                            let src = &xc[iy * w + ix..(iy + 1) * w];
+                            let dst = &mut dst[xlo..xhi];
+                            match ww.stride {
+                                1 => copy_run(dst, &src[..dst.len()]),
+                                2 => copy_every_second(dst, src),
+                                stride => {
+                                    for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                                        *d = *s;
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
-        }
-    }
+        },
+    );
 }
 
 /// Runs shorter than this are copied or zeroed inline; longer ones through `memcpy`/`memset`.
@@ -200,6 +209,21 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
         d.copy_from_slice(s);
     }
     dst[n - 8..].copy_from_slice(&src[n - 8..]);
+}
+
+/// `dst[k] = src[2k]`: the stride-2 windows of ResNet's and GoogLeNet's 7x7 stems and of
+/// their stride-2 3x3 convolutions. Pairs of `src`, so the compiler loads whole vectors and
+/// keeps the even lanes (a `step_by(2)` iterator stays one element at a time).
+#[inline(always)]
+fn copy_every_second<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len();
+    let pairs = src.len().min(2 * n) / 2;
+    for (d, pair) in dst[..pairs].iter_mut().zip(src.chunks_exact(2)) {
+        *d = pair[0];
+    }
+    if pairs < n {
+        dst[pairs] = src[2 * pairs];
+    }
 }
 
 /// `dst = 0`, inline for short runs like [`copy_run`].
@@ -252,36 +276,54 @@ pub fn col2im_block<T: Float>(
     let [oh, ow] = out_hw;
     let (wh, ww) = (win.h, win.w);
     let (r0, r1) = (block.rows.start, block.rows.end);
-    let mut tap = 0;
-    for dxc in dx[..image_len].chunks_exact_mut(h * w).take(channels) {
-        for i in 0..wh.kernel {
-            let (ylo, yhi) = valid_range(i * wh.dilation, wh.padding, wh.stride, h, oh);
-            let (ylo, yhi) = (ylo.clamp(r0, r1), yhi.clamp(r0, r1));
-            for j in 0..ww.kernel {
-                let (xlo, xhi) = valid_range(j * ww.dilation, ww.padding, ww.stride, w, ow);
-                let start = tap * block.ld + block.offset;
-                tap += 1;
-                if xlo == xhi {
-                    continue;
-                }
-                let row = &col[start..start + block.width(ow)];
-                for oy in ylo..yhi {
-                    let src = &row[(oy - r0) * ow + xlo..(oy - r0) * ow + xhi];
-                    let iy = oy * wh.stride + i * wh.dilation - wh.padding;
-                    let ix = xlo * ww.stride + j * ww.dilation - ww.padding;
-                    let dst = &mut dxc[iy * w + ix..(iy + 1) * w];
-                    if ww.stride == 1 {
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d += *s;
+    vectorized(
+        #[inline(always)]
+        || {
+            let mut tap = 0;
+            for dxc in dx[..image_len].chunks_exact_mut(h * w).take(channels) {
+                for i in 0..wh.kernel {
+                    let (ylo, yhi) = valid_range(i * wh.dilation, wh.padding, wh.stride, h, oh);
+                    let (ylo, yhi) = (ylo.clamp(r0, r1), yhi.clamp(r0, r1));
+                    for j in 0..ww.kernel {
+                        let (xlo, xhi) = valid_range(j * ww.dilation, ww.padding, ww.stride, w, ow);
+                        let start = tap * block.ld + block.offset;
+                        tap += 1;
+                        if xlo == xhi {
+                            continue;
                         }
-                    } else {
-                        for (d, s) in dst.iter_mut().step_by(ww.stride).zip(src) {
-                            *d += *s;
+                        let row = &col[start..start + block.width(ow)];
+                        for oy in ylo..yhi {
+                            let src = &row[(oy - r0) * ow + xlo..(oy - r0) * ow + xhi];
+                            let iy = oy * wh.stride + i * wh.dilation - wh.padding;
+                            let ix = xlo * ww.stride + j * ww.dilation - ww.padding;
+                            let dst = &mut dxc[iy * w + ix..(iy + 1) * w];
+                            match ww.stride {
+                                1 => dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s),
+                                2 => add_every_second(dst, src),
+                                stride => {
+                                    for (d, s) in dst.iter_mut().step_by(stride).zip(src) {
+                                        *d += *s;
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
-        }
+        },
+    );
+}
+
+/// `dst[2k] += src[k]`, the adjoint of [`copy_every_second`], on pairs of `dst` likewise.
+#[inline(always)]
+fn add_every_second<T: Float>(dst: &mut [T], src: &[T]) {
+    let n = src.len();
+    let pairs = dst.len().min(2 * n) / 2;
+    for (pair, s) in dst.chunks_exact_mut(2).zip(&src[..pairs]) {
+        pair[0] += *s;
+    }
+    if pairs < n {
+        dst[2 * pairs] += src[pairs];
     }
 }
 
@@ -541,6 +583,9 @@ mod tests {
         (1, [1, 1], [3, 3], [1, 1], [1, 1], [1, 1]),
         (4, [4, 4], [1, 1], [1, 1], [0, 0], [1, 1]),
         (2, [3, 8], [1, 5], [1, 2], [0, 4], [1, 3]),
+        // The 7x7 stride-2 stem's geometry on odd and even widths (pairs of a row's end).
+        (2, [15, 14], [7, 7], [2, 2], [3, 3], [1, 1]),
+        (1, [10, 13], [3, 3], [2, 2], [1, 0], [1, 1]),
     ];
 
     #[test]
