@@ -27,6 +27,11 @@ Small models train as `Replicated` in convnet (`bench --replicas THREADS`: one r
 each on its share of the batch; the rows in `REPLICATED`, marked in the table), which is how the
 crate trains them (the mnist example does the same); `--no-replicas` turns that off.
 
+`--rounds N` runs each row's pair N times, convnet and PyTorch alternating, and reports each
+side's median rate over the rounds (its peak RSS is the largest seen) and the smallest and
+largest per-round ratio: on a shared machine whose speed drifts within minutes, one pair of
+runs can land on a fast and a slow phase.
+
 Rows: `MODEL` (every mode listed for it) or `MODEL:MODE`, comma-separated; `mnist` for the
 recipe. `--quick` runs 3 timed iterations after 1 warm-up and a 1-epoch mnist recipe. `--f64`
 also times convnet in f64 on each row (right after its f32 run) and prints a second table with
@@ -35,6 +40,7 @@ the f64/f32 time ratio.
 import argparse
 import gzip
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -279,6 +285,8 @@ def main():
     p.add_argument("--iters", type=int, default=None, help="timed iterations (default 10)")
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations (default 2)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="convnet/PyTorch pairs per row, alternating (default 1)")
     p.add_argument("--quick", action="store_true", help="3 iterations, 1-epoch mnist")
     p.add_argument("--no-build", action="store_true", help="use the binaries as they are")
     p.add_argument("--no-replicas", action="store_true",
@@ -326,16 +334,23 @@ def main():
         replicas = (a.threads if mode == "train" and model in REPLICATED and not a.no_replicas
                     else 1)
         mine = [*common, "--replicas", str(replicas)]
-        rc, out, err, rss_c, _ = run_measured([str(examples / "bench"), *mine,
-                                               "--dtype", "f32"])
-        if rc != 0:
-            fail(f"bench {model} {mode}", rc, out, err)
-        rate_c, line_c = last_line_rate(out)
-        rc, out, err, rss_t, _ = run_measured([*me, "--worker", "bench", *common])
-        if rc != 0:
-            fail(f"PyTorch {model} {mode}", rc, out, err)
-        rate_t, line_t = last_line_rate(out)
-        print(f"convnet: {line_c}   PyTorch: {line_t}", file=sys.stderr)
+        rounds = []
+        for _ in range(max(a.rounds, 1)):
+            rc, out, err, rss_c, _ = run_measured([str(examples / "bench"), *mine,
+                                                   "--dtype", "f32"])
+            if rc != 0:
+                fail(f"bench {model} {mode}", rc, out, err)
+            rate_c, line_c = last_line_rate(out)
+            rc, out, err, rss_t, _ = run_measured([*me, "--worker", "bench", *common])
+            if rc != 0:
+                fail(f"PyTorch {model} {mode}", rc, out, err)
+            rate_t, line_t = last_line_rate(out)
+            print(f"convnet: {line_c}   PyTorch: {line_t}", file=sys.stderr)
+            rounds.append((rate_c, rate_t, rss_c, rss_t))
+        rate_c = statistics.median(r[0] for r in rounds)
+        rate_t = statistics.median(r[1] for r in rounds)
+        rss_c, rss_t = max(r[2] for r in rounds), max(r[3] for r in rounds)
+        spread = [r[0] / r[1] for r in rounds]
         rate_64 = None
         if a.f64:
             rc, out, err, _, _ = run_measured([str(examples / "bench"), *mine,
@@ -345,23 +360,29 @@ def main():
             rate_64, line_64 = last_line_rate(out)
             print(f"convnet f64: {line_64}", file=sys.stderr)
         shown = mode if replicas == 1 else f"{mode} ({replicas} replicas)"
-        results.append((model, shown, batch, side, rate_c, rate_t, rss_c, rss_t, rate_64))
+        results.append((model, shown, batch, side, rate_c, rate_t, rss_c, rss_t, rate_64,
+                        spread))
 
     if results:
         print(f"convnet against PyTorch {torch_version}, {a.threads} threads, f32, median of "
-              f"{iters} iterations after {warmup} warm-up")
+              f"{iters} iterations after {warmup} warm-up"
+              + (f"; each side's median over {a.rounds} alternating rounds" if a.rounds > 1
+                 else ""))
         print()
-        print("| model | mode | convnet img/s | PyTorch img/s | ratio | convnet peak RSS MiB "
-              "| PyTorch peak RSS MiB |")
-        print("|---|---|---:|---:|---:|---:|---:|")
-        for model, mode, batch, side, rc_, rt, mc, mt, _ in results:
+        many = a.rounds > 1
+        print("| model | mode | convnet img/s | PyTorch img/s | ratio | "
+              + ("ratio per round, min-max | " if many else "")
+              + "convnet peak RSS MiB | PyTorch peak RSS MiB |")
+        print("|---|---|---:|---:|---:|" + ("---:|" if many else "") + "---:|---:|")
+        for model, mode, batch, side, rc_, rt, mc, mt, _, spread in results:
+            per_round = f"{min(spread):.2f}-{max(spread):.2f} | " if many else ""
             print(f"| {model} (batch {batch}, {side}x{side}) | {mode} | {rc_:,.2f} | {rt:,.2f} "
-                  f"| {rc_ / rt:.2f} | {mc:,.0f} | {mt:,.0f} |")
+                  f"| {rc_ / rt:.2f} | {per_round}{mc:,.0f} | {mt:,.0f} |")
         if a.f64:
             print()
             print("| model | mode | convnet f32 img/s | convnet f64 img/s | f64 time / f32 time |")
             print("|---|---|---:|---:|---:|")
-            for model, mode, batch, side, rc_, _, _, _, r64 in results:
+            for model, mode, batch, side, rc_, _, _, _, r64, _ in results:
                 print(f"| {model} (batch {batch}, {side}x{side}) | {mode} | {rc_:,.2f} "
                       f"| {r64:,.2f} | {rc_ / r64:.2f} |")
 
