@@ -329,8 +329,8 @@ fn forward_chunked<T: Float>(
                                 op.apply(o, &mut row[..lanes]);
                             }
                             // r[row·4 + col][lane] -> y, cropped.
-                            for l in 0..lanes {
-                                let (img, ty, tx) = tiles.locate(start + t0 + l);
+                            for (l, t) in (start + t0..start + t0 + lanes).enumerate() {
+                                let (img, ty, tx) = tiles.locate(t);
                                 let plane = y_o.image(img - img0);
                                 let rows = 4.min(oh - ty * 4);
                                 let cols = 4.min(ow - tx * 4);
@@ -502,8 +502,8 @@ fn transform_grad_output<T: Float>(
                     for t0 in (0..len).step_by(LANES) {
                         let lanes = LANES.min(len - t0);
                         // d[i·4 + j][lane] = dy[4ty + i][4tx + j], zero outside.
-                        for l in 0..lanes {
-                            let (img, ty, tx) = tiles.locate(start + t0 + l);
+                        for (l, t) in (start + t0..start + t0 + lanes).enumerate() {
+                            let (img, ty, tx) = tiles.locate(t);
                             let plane = plane_of(img);
                             let (rows, cols) = (4.min(oh - ty * 4), 4.min(ow - tx * 4));
                             for i in 0..4 {
@@ -552,8 +552,8 @@ fn transform_input<T: Float>(
                     for t0 in (0..len).step_by(LANES) {
                         let lanes = LANES.min(len - t0);
                         // d[i·6 + j][lane] = padded x[4ty + i - ph][4tx + j - pw]
-                        for l in 0..lanes {
-                            let (img, ty, tx) = tiles.locate(start + t0 + l);
+                        for (l, t) in (start + t0..start + t0 + lanes).enumerate() {
+                            let (img, ty, tx) = tiles.locate(t);
                             gather_tile(channel_of(img), geom, ty, tx, |k, val| d[k][l] = val);
                         }
                         input_tile(&d, &mut e, &mut v);
