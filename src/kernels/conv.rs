@@ -545,12 +545,11 @@ fn wide_backward_task<T: Float>(
     images: usize,
     w: &[T],
     dy: &[T],
-    dx: Option<&mut [T]>,
+    mut dx: Option<&mut [T]>,
     dw: &mut [T],
     db: &mut [T],
     threads: Threads,
 ) {
-    let mut dx = dx;
     let (plane, taps, ow, wp) = (geom.plane(), geom.taps(), geom.out_hw[1], wide.padded_hw[1]);
     let group_in = geom.cin_g * geom.in_hw[0] * geom.in_hw[1];
     let ld = images * wide.len;
@@ -833,7 +832,7 @@ fn backward_task<T: Float>(
     images: usize,
     w: &[T],
     dy: &[T],
-    dx: Option<&mut [T]>,
+    mut dx: Option<&mut [T]>,
     dw: &mut [T],
     db: &mut [T],
     threads: Threads,
@@ -843,7 +842,6 @@ fn backward_task<T: Float>(
     let group_out = geom.cout_g * plane;
     // A 1x1 identity convolution writes every element of dx below (the product, or a copy of
     // it); the others add into it.
-    let mut dx = dx;
     if let Some(dx) = dx.as_deref_mut().filter(|_| !geom.identity()) {
         dx.fill(T::zero());
     }
