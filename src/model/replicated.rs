@@ -222,8 +222,6 @@ impl<T: Float, L: Layer<T>> Replicated<T, L> {
         }
     }
 
-    /// Runs `step` on every replica with a non-empty share of `input` (cut along axis 0 by
-    /// `shares`), each on its own thread, and joins the results along axis 0.
     /// The shares and input shape of the last forward, once `grad_output` is checked to
     /// hold that batch.
     fn last_shares(&self, grad_output: &Tensor<T>) -> Result<(Vec<usize>, Vec<usize>)> {
@@ -242,6 +240,8 @@ impl<T: Float, L: Layer<T>> Replicated<T, L> {
         Ok((shares, input_shape))
     }
 
+    /// Runs `step` on every replica with a non-empty share of `input` (cut along axis 0 by
+    /// `shares`), each on its own thread, and joins the results along axis 0.
     fn run_shares(
         &mut self,
         input: &Tensor<T>,
