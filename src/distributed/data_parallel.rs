@@ -311,6 +311,15 @@ impl<T: Float, L: Layer<T>> DataParallel<T, L> {
         self.recv = recv;
         Ok(())
     }
+
+    /// The input shape of the last forward, or the typed error of a backward before it.
+    fn last_input_shape(&self) -> Result<Vec<usize>> {
+        self.last
+            .clone()
+            .ok_or_else(|| Error::BackwardBeforeForward {
+                layer: format!("DataParallel({})", self.inner.kind()),
+            })
+    }
 }
 
 /// Splits `params` gradient values into buckets of about `per_bucket` values, the last bucket
@@ -387,12 +396,7 @@ impl<T: Float, L: Layer<T>> Layer<T> for DataParallel<T, L> {
     /// The wrapped model's backward, then [`DataParallel::synchronize`]: returns once the
     /// parameter gradients hold their average over the global batch.
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
-        let shape = self
-            .last
-            .clone()
-            .ok_or_else(|| Error::BackwardBeforeForward {
-                layer: format!("DataParallel({})", self.inner.kind()),
-            })?;
+        let shape = self.last_input_shape()?;
         let grad_input = if shape.first() == Some(&0) {
             Tensor::zeros(ndarray::IxDyn(&shape))
         } else {
@@ -404,12 +408,7 @@ impl<T: Float, L: Layer<T>> Layer<T> for DataParallel<T, L> {
 
     /// The wrapped model's [`Layer::backward_params`], then [`DataParallel::synchronize`].
     fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
-        let shape = self
-            .last
-            .clone()
-            .ok_or_else(|| Error::BackwardBeforeForward {
-                layer: format!("DataParallel({})", self.inner.kind()),
-            })?;
+        let shape = self.last_input_shape()?;
         if shape.first() != Some(&0) {
             self.inner.backward_params(grad_output)?;
         }
