@@ -339,3 +339,47 @@ fn backward_params_gives_the_parameter_gradients_of_backward() {
     empty.forward(&x).unwrap();
     empty.backward_params(&x).unwrap();
 }
+
+#[test]
+fn graph_backward_params_gives_the_parameter_gradients_of_backward() {
+    // `dag` has two nodes fed by the input (conv_a, conv_c); a merge of the input with
+    // itself and a node of several outputs cover the other ways a node can sit on the input.
+    let x = random_tensor(&[2, 2, 5, 5], 5);
+    let self_sum = || {
+        GraphBuilder::new("x")
+            .merge("twice", &["x", "x"], Add::new())
+            .layer("conv", "twice", conv(2, 3, 3, 1, 6))
+            .layer("side", "x", conv(2, 3, 3, 1, 7))
+            .merge("cat", &["conv", "side"], Concat::new())
+            .output("cat")
+            .output("side")
+            .build(&[1, 2, 5, 5])
+            .unwrap()
+    };
+    let graphs: [(&str, fn() -> convnet::model::Graph<f64>); 2] =
+        [("dag", dag), ("self_sum", self_sum)];
+    for (what, build) in graphs {
+        let (mut full, mut params_only) = (build(), build());
+        let y = full.forward(&x).unwrap();
+        params_only.forward(&x).unwrap();
+        let g = random_tensor(y.shape(), 8);
+        full.backward(&g).unwrap();
+        params_only.backward_params(&g).unwrap();
+        let (a, b) = (grads_and_buffers(&full), grads_and_buffers(&params_only));
+        assert_eq!(a.len(), b.len(), "{what}");
+        for ((name, u), (_, v)) in a.iter().zip(&b) {
+            assert_eq!(u, v, "{what}: {name}");
+        }
+        assert!(
+            a.iter()
+                .filter(|(n, _)| n.ends_with("weight.grad"))
+                .all(|(_, t)| t.iter().any(|v| *v != 0.0)),
+            "{what}: every weight gets a gradient"
+        );
+    }
+    // Before any forward pass: the typed error of `backward`.
+    assert!(matches!(
+        dag().backward_params(&random_tensor(&[2, 5, 5, 5], 9)),
+        Err(Error::BackwardBeforeForward { .. })
+    ));
+}

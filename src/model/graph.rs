@@ -467,7 +467,17 @@ impl<T: Float> Graph<T> {
     /// loss) and returns dL/dinput. Where a node feeds several others, their gradients sum.
     pub fn backward_all(&mut self, grad_outputs: &[Option<&Tensor<T>>]) -> Result<Tensor<T>> {
         let grads = grad_outputs.iter().map(|g| g.cloned()).collect();
-        Ok(self.backward_capture(grads, None)?.0)
+        let (dx, _) = self.backward_capture(grads, None, false)?;
+        self.input_gradient(dx)
+    }
+
+    /// dL/dinput as the sweep left it: zeros when no gradient reached the input.
+    fn input_gradient(&self, dx: Option<Tensor<T>>) -> Result<Tensor<T>> {
+        match (dx, self.shapes.first()) {
+            (Some(dx), _) => Ok(dx),
+            (None, Some(shape)) => Ok(Tensor::zeros(ndarray::IxDyn(shape))),
+            (None, None) => Err(Error::no_cache("Graph")),
+        }
     }
 
     /// The names of every node, input first, in evaluation order.
@@ -501,7 +511,8 @@ impl<T: Float> Graph<T> {
             ));
         };
         let grads = grad_outputs.iter().map(|g| g.cloned()).collect();
-        let (dx, captured) = self.backward_capture(grads, Some(i))?;
+        let (dx, captured) = self.backward_capture(grads, Some(i), false)?;
+        let dx = self.input_gradient(dx)?;
         let g = match captured {
             Some(g) => g,
             None => match self.shapes.get(i) {
@@ -519,6 +530,10 @@ impl<T: Float> Graph<T> {
     /// A gradient a node sends back must have the shape of the value it goes to, and a merge
     /// must send one per input: a layer of the caller's own that breaks this is an error
     /// naming the node, not a panic in the sum.
+    ///
+    /// With `params_only` the gradient stops at the input: a node fed only by the graph's
+    /// input takes its parameter gradients (`backward_params`) and sends nothing, and the
+    /// returned dL/dinput is `None`.
     // Indexing: `values` (a completed forward) and `grads` have one entry per node; node
     // inputs and outputs are node ids (the invariants above `Graph`).
     #[allow(clippy::indexing_slicing)]
@@ -526,7 +541,8 @@ impl<T: Float> Graph<T> {
         &mut self,
         grad_outputs: Vec<Option<Tensor<T>>>,
         capture: Option<usize>,
-    ) -> Result<(Tensor<T>, Option<Tensor<T>>)> {
+        params_only: bool,
+    ) -> Result<(Option<Tensor<T>>, Option<Tensor<T>>)> {
         if self.shapes.is_empty() {
             return Err(Error::no_cache("Graph"));
         }
@@ -563,6 +579,13 @@ impl<T: Float> Graph<T> {
             let Some(g) = grads[v].take() else { continue };
             if capture == Some(v) {
                 captured = Some(g.clone());
+            }
+            if params_only && self.nodes[v].inputs.iter().all(|&u| u == 0) {
+                // Only the input below: a merge has no parameters, a layer skips dL/dinput.
+                if let Op::Layer(l) = &mut self.nodes[v].op {
+                    l.backward_params(&g)?;
+                }
+                continue;
             }
             let sent: Vec<Tensor<T>> = match &mut self.nodes[v].op {
                 Op::Input => Vec::new(),
@@ -602,11 +625,7 @@ impl<T: Float> Graph<T> {
         if capture == Some(0) {
             captured = grads[0].clone();
         }
-        let dx = match grads[0].take() {
-            Some(dx) => dx,
-            None => Tensor::zeros(ndarray::IxDyn(&self.shapes[0])),
-        };
-        Ok((dx, captured))
+        Ok((grads[0].take(), captured))
     }
 }
 
@@ -653,7 +672,17 @@ impl<T: Float> Layer<T> for Graph<T> {
     fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
         let mut grad = Some(grad_output);
         let grads = (0..self.outputs.len()).map(|_| grad.take()).collect();
-        Ok(self.backward_capture(grads, None)?.0)
+        let (dx, _) = self.backward_capture(grads, None, false)?;
+        self.input_gradient(dx)
+    }
+
+    /// Parameter gradients of the first output's gradient, without dL/dinput: the nodes fed
+    /// by the input skip their data gradient (see [`Layer::backward_params`]).
+    fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
+        let mut grad = Some(grad_output.clone());
+        let grads = (0..self.outputs.len()).map(|_| grad.take()).collect();
+        self.backward_capture(grads, None, true)?;
+        Ok(())
     }
 
     fn set_mode(&mut self, mode: Mode) {
