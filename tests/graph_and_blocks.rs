@@ -356,10 +356,8 @@ fn graph_backward_params_gives_the_parameter_gradients_of_backward() {
             .build(&[1, 2, 5, 5])
             .unwrap()
     };
-    let graphs: [(&str, fn() -> convnet::model::Graph<f64>); 2] =
-        [("dag", dag), ("self_sum", self_sum)];
-    for (what, build) in graphs {
-        let (mut full, mut params_only) = (build(), build());
+    let pairs = [("dag", dag(), dag()), ("self_sum", self_sum(), self_sum())];
+    for (what, mut full, mut params_only) in pairs {
         let y = full.forward(&x).unwrap();
         params_only.forward(&x).unwrap();
         let g = random_tensor(y.shape(), 8);

@@ -27,6 +27,10 @@ struct Node<T: Float> {
     inputs: Vec<usize>,
 }
 
+/// What a backward sweep hands back: dL/dinput (`None` when no gradient reached the input,
+/// or when the sweep stopped there) and the gradient captured at a node, if asked for.
+type SweepGrads<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
+
 /// Collects named nodes in any order; [`GraphBuilder::build`] checks and orders them.
 ///
 /// ```
@@ -542,7 +546,7 @@ impl<T: Float> Graph<T> {
         grad_outputs: Vec<Option<Tensor<T>>>,
         capture: Option<usize>,
         params_only: bool,
-    ) -> Result<(Option<Tensor<T>>, Option<Tensor<T>>)> {
+    ) -> Result<SweepGrads<T>> {
         if self.shapes.is_empty() {
             return Err(Error::no_cache("Graph"));
         }
