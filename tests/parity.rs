@@ -227,3 +227,103 @@ fn every_case_in_the_shared_parity_folder_is_run_and_passes() {
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Copies a batch-norm case with `config.momentum` set to null (PyTorch's cumulative average)
+/// and the running statistics after the pass replaced by `after(name, stored)`.
+fn with_null_momentum(src: &Path, dst: &Path, after: &dyn Fn(&str, Vec<f64>) -> Vec<f64>) {
+    use safetensors::tensor::TensorView;
+    let bytes = std::fs::read(src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = meta.metadata().clone().unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+    config["momentum"] = serde_json::Value::Null;
+    meta.insert("config".into(), config.to_string());
+    let values = |name: &str| -> Vec<f64> {
+        let view = st.tensor(name).unwrap();
+        view.data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let replaced: Vec<(String, Vec<u8>, Vec<usize>)> = ["running_mean_after", "running_var_after"]
+        .iter()
+        .map(|&name| {
+            let data = after(name, values(name));
+            let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (
+                name.to_string(),
+                bytes,
+                st.tensor(name).unwrap().shape().to_vec(),
+            )
+        })
+        .collect();
+    let mut views: Vec<(String, TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("_after"))
+        .collect();
+    for (name, data, shape) in &replaced {
+        views.push((
+            name.clone(),
+            TensorView::new(safetensors::Dtype::F64, shape.clone(), data).unwrap(),
+        ));
+    }
+    let out = safetensors::serialize(views, Some(meta)).unwrap();
+    std::fs::write(dst, out).unwrap();
+}
+
+#[test]
+fn batch_norm_momentum_null_is_the_cumulative_average() {
+    let dir = std::env::temp_dir().join(format!("convnet-parity-bn-null-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = parity_dir().join("batch_norm2d_000.safetensors");
+    // PyTorch's momentum=None weighs the new batch by 1/num_batches_tracked after the
+    // increment: 1 for a fresh counter, so the running stats become the batch's mean and its
+    // unbiased variance, computed here directly from the input [N, C, H, W].
+    let bytes = std::fs::read(&src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let input = st.tensor("input").unwrap();
+    let [n, c, h, w] = <[usize; 4]>::try_from(input.shape()).unwrap();
+    let x: Vec<f64> = input
+        .data()
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let channel = |ch: usize| -> Vec<f64> {
+        (0..n)
+            .flat_map(|i| x[(i * c + ch) * h * w..][..h * w].to_vec())
+            .collect()
+    };
+    let m = (n * h * w) as f64;
+    let mean: Vec<f64> = (0..c)
+        .map(|ch| channel(ch).iter().sum::<f64>() / m)
+        .collect();
+    let var: Vec<f64> = (0..c)
+        .map(|ch| {
+            channel(ch)
+                .iter()
+                .map(|v| (v - mean[ch]).powi(2))
+                .sum::<f64>()
+                / (m - 1.0)
+        })
+        .collect();
+    let cumulative = dir.join("batch_norm2d_000.safetensors");
+    with_null_momentum(&src, &cumulative, &|name, _| match name {
+        "running_mean_after" => mean.clone(),
+        _ => var.clone(),
+    });
+    assert!(
+        runner::run_case(&cumulative).passed(),
+        "{:?}",
+        runner::run_case(&cumulative)
+    );
+    // The stored stats of momentum 0.1 must not match a null momentum.
+    let stale = dir.join("batch_norm2d_001.safetensors");
+    with_null_momentum(&src, &stale, &|_, stored| stored);
+    assert!(matches!(
+        runner::run_case(&stale),
+        Outcome::Fail { ref tensor, .. } if tensor.starts_with("running_")
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}
