@@ -340,20 +340,6 @@ fn as_failure<V>(r: convnet::Result<V>) -> Result<V, Outcome> {
     })
 }
 
-/// The batch-norm momentum of a case's single forward pass. `momentum: null` is PyTorch's
-/// cumulative average, whose weight of the new batch is `1 / num_batches_tracked` after the
-/// increment: `1 / (t + 1)` for a stored counter `t`, which starts at 0 when not stored.
-fn bn_momentum(case: &Case) -> Result<f64, String> {
-    if !case.config["momentum"].is_null() {
-        return case.f64("momentum");
-    }
-    let tracked = match case.inputs.contains_key("num_batches_tracked") {
-        true => case.input("num_batches_tracked")?.sum(),
-        false => 0.0,
-    };
-    Ok(1.0 / (tracked + 1.0))
-}
-
 /// Builds the single layer a simple case describes, or `None` for non-layer cases.
 fn build_layer(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
     let layer: Box<dyn Layer<f64>> = match case.layer.as_str() {
@@ -428,11 +414,16 @@ fn build_layer(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
                 .k(case.f64("k")?),
         ))?),
         "batch_norm2d" => {
-            let cfg = BatchNorm2dConfig::new(case.usize("num_features")?)
+            // `momentum: null` is PyTorch's cumulative average.
+            let cumulative = case.config["momentum"].is_null();
+            let mut cfg = BatchNorm2dConfig::new(case.usize("num_features")?)
                 .eps(case.f64("eps")?)
-                .momentum(bn_momentum(case)?)
+                .cumulative_average(cumulative)
                 .affine(case.bool("affine")?)
                 .track_running_stats(case.bool("track_running_stats")?);
+            if !cumulative {
+                cfg = cfg.momentum(case.f64("momentum")?);
+            }
             Box::new(msg(BatchNorm2d::new(cfg))?)
         }
         "flatten" => {

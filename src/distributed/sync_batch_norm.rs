@@ -113,11 +113,14 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
     }
 
     fn describe(&self) -> String {
+        let average = match self.cfg.running_momentum() {
+            Some(momentum) => format!("momentum {momentum}"),
+            None => "cumulative average".to_string(),
+        };
         format!(
-            "{} features, eps {}, momentum {}, statistics over {} processes",
+            "{} features, eps {}, {average}, statistics over {} processes",
             self.cfg.num_features,
             self.cfg.eps,
-            self.cfg.momentum,
             self.comm.size()
         )
     }
@@ -168,7 +171,7 @@ impl<T: Float> Layer<T> for SyncBatchNorm2d<T> {
             &mut self.running_var,
             &mut self.num_batches_tracked,
             (&mean, &var),
-            self.cfg.momentum,
+            self.cfg.running_momentum(),
             m_global,
         );
         let istd = self.istd(&var);

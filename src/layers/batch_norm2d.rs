@@ -14,6 +14,10 @@ pub struct BatchNorm2dConfig {
     pub eps: f64,
     /// Weight of the *new* batch statistic in the running averages (default `0.1`).
     pub momentum: f64,
+    /// Average every batch equally instead (PyTorch's `momentum=None`): the new batch weighs
+    /// `1 / num_batches_tracked` after the increment, and `momentum` is not used (default
+    /// `false`).
+    pub cumulative_average: bool,
     /// Learn a per-channel scale `weight` and shift `bias` (default `true`).
     pub affine: bool,
     /// Keep running statistics for evaluation (default `true`). Without them batch statistics
@@ -29,6 +33,7 @@ impl BatchNorm2dConfig {
             num_features,
             eps: 1e-5,
             momentum: 0.1,
+            cumulative_average: false,
             affine: true,
             track_running_stats: true,
         }
@@ -44,6 +49,19 @@ impl BatchNorm2dConfig {
     pub fn momentum(mut self, momentum: f64) -> Self {
         self.momentum = momentum;
         self
+    }
+
+    /// Sets `cumulative_average`: running statistics as the plain mean over every training
+    /// batch so far, as PyTorch's `BatchNorm2d(momentum=None)`.
+    pub fn cumulative_average(mut self, cumulative: bool) -> Self {
+        self.cumulative_average = cumulative;
+        self
+    }
+
+    /// The weight of the new batch in the running averages: `Some(momentum)`, or `None` for a
+    /// cumulative average.
+    pub(crate) fn running_momentum(&self) -> Option<f64> {
+        (!self.cumulative_average).then_some(self.momentum)
     }
 
     /// Sets `affine`.
@@ -64,9 +82,10 @@ impl BatchNorm2dConfig {
 ///
 /// ```text
 /// train:    μ = mean(x),  σ² = mean((x - μ)²)  (biased),  istd = 1 / sqrt(σ² + eps)
+///           num_batches_tracked += 1
 ///           running_mean = (1 - momentum)·running_mean + momentum·μ
 ///           running_var  = (1 - momentum)·running_var  + momentum·σ²·m/(m-1)   (unbiased)
-///           num_batches_tracked += 1
+///           (momentum = 1 / num_batches_tracked with `cumulative_average`)
 /// eval:     μ = running_mean,  istd = 1 / sqrt(running_var + eps)     (no update)
 /// forward:  x̂ = (x - μ)·istd,   y = weight·x̂ + bias
 /// backward: dweight += Σ dy·x̂,   dbias += Σ dy,   g = dy·weight
@@ -184,10 +203,16 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
 
     fn describe(&self) -> String {
         let c = &self.cfg;
-        let mut s = format!(
-            "{} features, eps {}, momentum {}",
-            c.num_features, c.eps, c.momentum
-        );
+        let mut s = match c.running_momentum() {
+            Some(momentum) => format!(
+                "{} features, eps {}, momentum {momentum}",
+                c.num_features, c.eps
+            ),
+            None => format!(
+                "{} features, eps {}, cumulative average",
+                c.num_features, c.eps
+            ),
+        };
         if !c.affine {
             s += ", no affine";
         }
@@ -232,7 +257,7 @@ impl<T: Float> Layer<T> for BatchNorm2d<T> {
                         &mut r.var,
                         &mut r.num_batches_tracked,
                         (&stats.mean, &stats.var),
-                        self.cfg.momentum,
+                        self.cfg.running_momentum(),
                         (n * h * w) as f64,
                     );
                 }
@@ -405,18 +430,23 @@ impl<T: Float> BatchNorm2d<T> {
 // ---------------------------------------------------------------------------------------------
 // The steps BatchNorm2d and SyncBatchNorm2d share (the sync layer only adds the all-reduces).
 
-/// `running = (1 - momentum)·running + momentum·batch` for the mean, and for the variance with
-/// the batch's biased `σ²` made unbiased by `m / (m - 1)` over the `m` values it came from;
-/// `num_batches_tracked += 1`.
+/// `num_batches_tracked += 1`; `running = (1 - momentum)·running + momentum·batch` for the
+/// mean, and for the variance with the batch's biased `σ²` made unbiased by `m / (m - 1)` over
+/// the `m` values it came from. A `momentum` of `None` is the cumulative average:
+/// `1 / num_batches_tracked`, counted after the increment.
 pub(crate) fn update_running<T: Float>(
     running_mean: &mut Tensor<T>,
     running_var: &mut Tensor<T>,
     num_batches_tracked: &mut Tensor<T>,
     (mean, var): (&[T], &[T]),
-    momentum: f64,
+    momentum: Option<f64>,
     m: f64,
 ) {
-    let mom = T::of(momentum);
+    num_batches_tracked.mapv_inplace(|t| t + T::one());
+    let mom = match momentum {
+        Some(momentum) => T::of(momentum),
+        None => num_batches_tracked.sum().recip(),
+    };
     let unbiased = T::of(m / (m - 1.0));
     for (r, &b) in running_mean.iter_mut().zip(mean) {
         *r = (T::one() - mom) * *r + mom * b;
@@ -424,7 +454,6 @@ pub(crate) fn update_running<T: Float>(
     for (r, &b) in running_var.iter_mut().zip(var) {
         *r = (T::one() - mom) * *r + mom * b * unbiased;
     }
-    num_batches_tracked.mapv_inplace(|t| t + T::one());
 }
 
 /// `dweight += Σ dy·x̂`, `dbias += Σ dy`, per channel.
@@ -592,6 +621,74 @@ mod tests {
         assert!((y[[0, 0, 0, 0]] - (1.0 - rm) / f64::sqrt(rv)).abs() < 1e-15);
         assert_eq!(buffer(&bn, "num_batches_tracked")[[]], 1.0);
         assert!((buffer(&bn, "running_mean")[0] - 0.25).abs() < 1e-15);
+    }
+
+    #[test]
+    fn cumulative_average_weighs_every_batch_equally() {
+        // Batch statistics by their definition: per channel over N·H·W values, the mean and
+        // the unbiased variance.
+        let stats = |x: &Tensor<f64>| -> (Vec<f64>, Vec<f64>) {
+            let c = x.shape()[1];
+            let values = |ch: usize| -> Vec<f64> {
+                x.index_axis(ndarray::Axis(1), ch).iter().copied().collect()
+            };
+            let mean: Vec<f64> = (0..c)
+                .map(|ch| values(ch).iter().sum::<f64>() / values(ch).len() as f64)
+                .collect();
+            let var = (0..c)
+                .map(|ch| {
+                    let v = values(ch);
+                    let ss: f64 = v.iter().map(|a| (a - mean[ch]).powi(2)).sum();
+                    ss / (v.len() - 1) as f64
+                })
+                .collect();
+            (mean, var)
+        };
+        let near = |got: f64, want: f64| {
+            assert!(
+                (got - want).abs() <= 1e-13 * (1.0 + want.abs()),
+                "{got} vs {want}"
+            );
+        };
+        let cfg = BatchNorm2dConfig::new(2)
+            .momentum(0.7)
+            .cumulative_average(true);
+        let mut bn = BatchNorm2d::new(cfg).unwrap();
+        assert_eq!(bn.describe(), "2 features, eps 0.00001, cumulative average");
+        let batches: Vec<Tensor<f64>> = (0..3)
+            .map(|i| random_tensor(&[3, 2, 2, 3], 40 + i) * (1.0 + i as f64) + i as f64)
+            .collect();
+        let (mut mean_sum, mut var_sum) = (vec![0.0; 2], vec![0.0; 2]);
+        for (k, x) in batches.iter().enumerate() {
+            bn.forward(x).unwrap();
+            let (m, v) = stats(x);
+            for ch in 0..2 {
+                mean_sum[ch] += m[ch];
+                var_sum[ch] += v[ch];
+            }
+            // After k + 1 batches: the plain mean of their statistics (momentum unused).
+            let count = (k + 1) as f64;
+            assert_eq!(buffer(&bn, "num_batches_tracked")[[]], count);
+            for ch in 0..2 {
+                near(buffer(&bn, "running_mean")[ch], mean_sum[ch] / count);
+                near(buffer(&bn, "running_var")[ch], var_sum[ch] / count);
+            }
+        }
+        // A loaded count carries on: after 4 tracked batches the fifth weighs 1/5.
+        let mut bn = BatchNorm2d::new(cfg).unwrap();
+        randomize(&mut bn, 7);
+        bn.visit_mut(&mut |name, slot| {
+            if let ("num_batches_tracked", SlotMut::Buffer(b)) = (name, slot) {
+                b.fill(4.0);
+            }
+        });
+        let before = buffer(&bn, "running_mean");
+        bn.forward(&batches[0]).unwrap();
+        let (m, _) = stats(&batches[0]);
+        for ch in 0..2 {
+            let want = (4.0 * before[ch] + m[ch]) / 5.0;
+            near(buffer(&bn, "running_mean")[ch], want);
+        }
     }
 
     /// Every parameter gradient and buffer, by name.
