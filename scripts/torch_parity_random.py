@@ -23,7 +23,7 @@ stride, downsample, groups, base_width and dilation; both Inception variants; SG
 dampening, nesterov, weight decay), Adam and AdamW.
 
 `--extras` writes, instead, configurations the README format does not list: maximize and
-amsgrad optimizers (convnet has neither: the runner reports them UNSUPPORTED), a non-null
+amsgrad optimizers (with AMSGrad's `max_exp_avg_sq` state after each step), a non-null
 avg-pool divisor_override, batch-norm momentum=None (PyTorch's cumulative average), flatten
 with other dims and 2-D/3-D inputs, 2-D/3-D concat and residual_add, 3-D softmax,
 log_softmax and LRN. Put them in a folder of their own:
@@ -663,7 +663,7 @@ def optimizer(layer, extras=False):
                       amsgrad=amsgrad)
             cls = torch.optim.Adam if layer == "adam" else torch.optim.AdamW
             cfg = dict(optimizer=f"torch.optim.{cls.__name__}", **dict(kw, betas=list(kw["betas"])))
-            keys = ["exp_avg", "exp_avg_sq"]
+            keys = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
         scale = r.choice([1.0, 1e-3, 100.0])
         p0 = c.randn(*shape)
         grads = [c.randn(*shape, scale=scale) for _ in range(3)]

@@ -327,3 +327,34 @@ fn batch_norm_momentum_null_is_the_cumulative_average() {
     ));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Optimizer options outside the shared format's fixed values (`amsgrad`, `maximize`), in
+/// cases of the same format made by `scripts/torch_parity_random.py --extras --seed 41
+/// --per-layer 4 --only sgd adam adamw`: each must pass, and the folder must hold both.
+#[test]
+fn amsgrad_and_maximize_match_pytorch() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_extras");
+    let results = runner::run_dir(&dir).unwrap();
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|(_, outcome)| !outcome.passed())
+        .map(|(file, outcome)| runner::report_line(file, outcome))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let mut flags = (0, 0, 0);
+    for (file, _) in &results {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&meta.metadata().as_ref().unwrap()["config"]).unwrap();
+        let on = |key: &str| config[key].as_bool() == Some(true);
+        let amsgrad_state = meta.tensors().keys().any(|k| k.ends_with("max_exp_avg_sq"));
+        flags.0 += usize::from(on("amsgrad") && amsgrad_state);
+        flags.1 += usize::from(on("maximize") && file.starts_with("adam"));
+        flags.2 += usize::from(on("maximize") && file.starts_with("sgd"));
+    }
+    assert!(
+        flags.0 > 0 && flags.1 > 0 && flags.2 > 0,
+        "cases with AMSGrad (and its state), Adam maximizing, SGD maximizing: {flags:?}"
+    );
+}

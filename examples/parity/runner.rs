@@ -545,6 +545,11 @@ fn betas(case: &Case) -> Result<(f64, f64), String> {
     }
 }
 
+/// An optimizer's boolean option: `false` when the config leaves it out (PyTorch's default).
+fn flag(case: &Case, key: &str) -> bool {
+    case.config[key].as_bool().unwrap_or(false)
+}
+
 fn compute(case: &Case) -> Result<Results, Outcome> {
     let fail = |why: String| Outcome::Fail {
         tensor: "-".into(),
@@ -552,13 +557,6 @@ fn compute(case: &Case) -> Result<Results, Outcome> {
         why,
     };
     let mut res = Results::new();
-    for flag in ["maximize", "amsgrad"] {
-        if case.config[flag].as_bool() == Some(true) {
-            return Err(Outcome::Unsupported {
-                reason: format!("{flag}=true"),
-            });
-        }
-    }
     match build_layer(case) {
         Err(why) => return Err(fail(why)),
         Ok(Some(mut layer)) => {
@@ -626,7 +624,8 @@ fn compute(case: &Case) -> Result<Results, Outcome> {
                 .momentum(case.f64("momentum").map_err(fail)?)
                 .dampening(case.f64("dampening").map_err(fail)?)
                 .nesterov(case.bool("nesterov").map_err(fail)?)
-                .weight_decay(case.f64("weight_decay").map_err(fail)?);
+                .weight_decay(case.f64("weight_decay").map_err(fail)?)
+                .maximize(flag(case, "maximize"));
             run_optimizer(&mut as_failure(Sgd::new(cfg))?, case, &mut res).map_err(fail)?;
         }
         "adam" | "adamw" => {
@@ -636,11 +635,14 @@ fn compute(case: &Case) -> Result<Results, Outcome> {
                 case.f64("eps").map_err(fail)?,
                 case.f64("weight_decay").map_err(fail)?,
             );
+            let (amsgrad, maximize) = (flag(case, "amsgrad"), flag(case, "maximize"));
             if case.layer == "adam" {
                 let cfg = AdamConfig::new(lr).betas(b1, b2).eps(eps).weight_decay(wd);
+                let cfg = cfg.amsgrad(amsgrad).maximize(maximize);
                 run_optimizer(&mut as_failure(Adam::new(cfg))?, case, &mut res).map_err(fail)?;
             } else {
                 let cfg = AdamWConfig::new(lr).betas(b1, b2).eps(eps).weight_decay(wd);
+                let cfg = cfg.amsgrad(amsgrad).maximize(maximize);
                 run_optimizer(&mut as_failure(AdamW::new(cfg))?, case, &mut res).map_err(fail)?;
             }
         }

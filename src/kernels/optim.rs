@@ -14,6 +14,8 @@ use crate::tensor::Float;
 pub struct SgdStep<T> {
     /// Learning rate.
     pub lr: T,
+    /// The gradient's sign: 1, or -1 to maximize.
+    pub grad_sign: T,
     /// L2 weight decay, added to the gradient as `wd·p`.
     pub weight_decay: T,
     /// Momentum factor μ.
@@ -26,29 +28,29 @@ pub struct SgdStep<T> {
     pub first: bool,
 }
 
-/// Plain SGD: `p -= lr·(g + wd·p)`.
+/// Plain SGD: `p -= lr·(sign·g + wd·p)` (`sign` is -1 to maximize).
 ///
 /// # Panics
 /// If the slices differ in length.
-pub fn sgd<T: Float>(p: &mut [T], g: &[T], lr: T, wd: T) {
+pub fn sgd<T: Float>(p: &mut [T], g: &[T], lr: T, sign: T, wd: T) {
     assert_eq!(p.len(), g.len(), "sgd: lengths");
     #[inline(always)]
-    fn run<T: Float>(p: &mut [T], g: &[T], lr: T, wd: T) {
+    fn run<T: Float>(p: &mut [T], g: &[T], lr: T, sign: T, wd: T) {
         for (p, &g) in p.iter_mut().zip(g) {
-            *p -= lr * (g + wd * *p);
+            *p -= lr * (sign * g + wd * *p);
         }
     }
     if p.len() < PARALLEL_MIN {
-        vectorized(|| run(p, g, lr, wd));
+        vectorized(|| run(p, g, lr, sign, wd));
     } else {
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
-            .for_each(|(p, g)| vectorized(|| run(p, g, lr, wd)));
+            .for_each(|(p, g)| vectorized(|| run(p, g, lr, sign, wd)));
     }
 }
 
 /// SGD with a momentum buffer:
-/// `g' = g + wd·p`, `buf = g'` (first step) or `μ·buf + keep·g'`,
+/// `g' = sign·g + wd·p`, `buf = g'` (first step) or `μ·buf + keep·g'`,
 /// `d = g' + μ·buf` (Nesterov) or `buf`, `p -= lr·d`.
 ///
 /// # Panics
@@ -66,7 +68,7 @@ pub fn sgd_momentum<T: Float>(p: &mut [T], g: &[T], buf: &mut [T], s: SgdStep<T>
         s: SgdStep<T>,
     ) {
         for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
-            let g = g + s.weight_decay * *p;
+            let g = s.grad_sign * g + s.weight_decay * *p;
             *b = if FIRST {
                 g
             } else {
@@ -96,6 +98,8 @@ pub fn sgd_momentum<T: Float>(p: &mut [T], g: &[T], buf: &mut [T], s: SgdStep<T>
 pub struct AdamStep<T> {
     /// `p *= shrink` first (AdamW's decoupled decay; 1 for Adam).
     pub shrink: T,
+    /// The gradient's sign: 1, or -1 to maximize.
+    pub grad_sign: T,
     /// L2 decay added to the gradient as `wd·p` (Adam; 0 for AdamW).
     pub coupled_wd: T,
     /// β₁.
@@ -114,33 +118,70 @@ pub struct AdamStep<T> {
     pub eps: T,
 }
 
-/// Adam(W): `p *= shrink`, `g' = g + wd·p`, `m = β₁·m + (1-β₁)·g'`,
-/// `v = β₂·v + (1-β₂)·g'²`, `p -= step_size·m / (sqrt(v) / bc2 + ε)`.
+/// Adam(W): `p *= shrink`, `g' = sign·g + wd·p`, `m = β₁·m + (1-β₁)·g'`,
+/// `v = β₂·v + (1-β₂)·g'²`, `p -= step_size·m / (sqrt(v̂) / bc2 + ε)`, where `v̂ = v`, or with
+/// AMSGrad (`v_max` given) `v̂ = v_max = max(v_max, v)`, NaN kept.
 ///
 /// # Panics
 /// If the slices differ in length.
-pub fn adam<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], s: AdamStep<T>) {
+pub fn adam<T: Float>(
+    p: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    v_max: Option<&mut [T]>,
+    s: AdamStep<T>,
+) {
+    let v_max_len = v_max.as_ref().map_or(g.len(), |w| w.len());
     assert!(
-        p.len() == g.len() && m.len() == g.len() && v.len() == g.len(),
+        p.len() == g.len() && m.len() == g.len() && v.len() == g.len() && v_max_len == g.len(),
         "adam: lengths"
     );
     #[inline(always)]
-    fn run<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], s: AdamStep<T>) {
+    fn run<T: Float, const AMSGRAD: bool>(
+        p: &mut [T],
+        g: &[T],
+        m: &mut [T],
+        v: &mut [T],
+        v_max: &mut [T],
+        s: AdamStep<T>,
+    ) {
+        let mut v_max = v_max.iter_mut();
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
             *p *= s.shrink;
-            let g = g + s.coupled_wd * *p;
+            let g = s.grad_sign * g + s.coupled_wd * *p;
             *m = s.beta1 * *m + s.one_m_beta1 * g;
             *v = s.beta2 * *v + s.one_m_beta2 * g * g;
-            *p -= s.step_size * *m / (v.sqrt() / s.bias_correction2_sqrt + s.eps);
+            let mut v_hat = *v;
+            if AMSGRAD {
+                if let Some(w) = v_max.next() {
+                    // A NaN is kept, as torch.maximum keeps it. (`|`: no branch.)
+                    if (*v > *w) | v.is_nan() {
+                        *w = *v;
+                    }
+                    v_hat = *w;
+                }
+            }
+            *p -= s.step_size * *m / (v_hat.sqrt() / s.bias_correction2_sqrt + s.eps);
         }
     }
+    let chunk = |p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], w: Option<&mut [T]>| match w {
+        Some(w) => vectorized(|| run::<T, true>(p, g, m, v, w, s)),
+        None => vectorized(|| run::<T, false>(p, g, m, v, &mut [], s)),
+    };
     if p.len() < PARALLEL_MIN {
-        vectorized(|| run(p, g, m, v, s));
-    } else {
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-            .for_each(|((p, g), (m, v))| vectorized(|| run(p, g, m, v, s)));
+        chunk(p, g, m, v, v_max);
+        return;
+    }
+    let states = m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK));
+    let params = p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK));
+    match v_max {
+        Some(w) => params
+            .zip(states.zip(w.par_chunks_mut(CHUNK)))
+            .for_each(|((p, g), ((m, v), w))| chunk(p, g, m, v, Some(w))),
+        None => params
+            .zip(states)
+            .for_each(|((p, g), (m, v))| chunk(p, g, m, v, None)),
     }
 }
 
@@ -156,14 +197,20 @@ mod tests {
             let p0: Vec<f32> = (0..n).map(|i| ((i * 11) % 17) as f32 * 0.2 - 1.5).collect();
 
             let mut p = p0.clone();
-            sgd(&mut p, &g, 0.1, 0.01);
+            sgd(&mut p, &g, 0.1, 1.0, 0.01);
             for i in 0..n {
                 assert_eq!(p[i], p0[i] - 0.1 * (g[i] + 0.01 * p0[i]));
+            }
+            let mut p = p0.clone();
+            sgd(&mut p, &g, 0.1, -1.0, 0.01);
+            for i in 0..n {
+                assert_eq!(p[i], p0[i] - 0.1 * (-g[i] + 0.01 * p0[i]));
             }
 
             for (first, nesterov) in [(true, false), (false, false), (true, true), (false, true)] {
                 let s = SgdStep {
                     lr: 0.1,
+                    grad_sign: 1.0,
                     weight_decay: 0.01,
                     momentum: 0.9,
                     keep: 0.75,
@@ -183,6 +230,7 @@ mod tests {
 
             let s = AdamStep {
                 shrink: 0.999,
+                grad_sign: 1.0,
                 coupled_wd: 0.01,
                 beta1: 0.9,
                 beta2: 0.99,
@@ -193,7 +241,7 @@ mod tests {
                 eps: 1e-8,
             };
             let (mut p, mut m, mut v) = (p0.clone(), vec![0.5f32; n], vec![0.25f32; n]);
-            adam(&mut p, &g, &mut m, &mut v, s);
+            adam(&mut p, &g, &mut m, &mut v, None, s);
             for i in 0..n {
                 let pi = p0[i] * 0.999;
                 let gi = g[i] + 0.01 * pi;
@@ -201,6 +249,24 @@ mod tests {
                 let vi = 0.99 * 0.25 + 0.01 * gi * gi;
                 assert_eq!((m[i], v[i]), (mi, vi));
                 assert_eq!(p[i], pi - 0.002 * mi / (vi.sqrt() / 0.3 + 1e-8));
+            }
+            // AMSGrad, maximizing: the running maximum of v divides, whichever is larger.
+            let s = AdamStep {
+                grad_sign: -1.0,
+                ..s
+            };
+            let w0: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 0.0 } else { 9.0 }).collect();
+            let (mut p, mut m, mut v, mut w) =
+                (p0.clone(), vec![0.5f32; n], vec![0.25f32; n], w0.clone());
+            adam(&mut p, &g, &mut m, &mut v, Some(&mut w), s);
+            for i in 0..n {
+                let pi = p0[i] * 0.999;
+                let gi = -g[i] + 0.01 * pi;
+                let mi = 0.9 * 0.5 + 0.1 * gi;
+                let vi = 0.99 * 0.25 + 0.01 * gi * gi;
+                let wi = w0[i].max(vi);
+                assert_eq!((m[i], v[i], w[i]), (mi, vi, wi));
+                assert_eq!(p[i], pi - 0.002 * mi / (wi.sqrt() / 0.3 + 1e-8));
             }
         }
     }

@@ -4,13 +4,15 @@
 //! ```text
 //! t = t + 1                                          (per parameter)
 //! Adam:  g = grad + wd·p                 AdamW:  p = p·(1 - lr·wd),  g = grad
+//!                                        (grad negated first with `maximize`)
 //! m = β1·m + (1 - β1)·g
 //! v = β2·v + (1 - β2)·g²
-//! p = p - lr/(1 - β1^t) · m / (sqrt(v)/sqrt(1 - β2^t) + eps)      (eps after the sqrt)
+//! v̂ = v,   or with `amsgrad`:  v̂ = v_max = max(v_max, v)
+//! p = p - lr/(1 - β1^t) · m / (sqrt(v̂)/sqrt(1 - β2^t) + eps)      (eps after the sqrt)
 //! ```
 //!
-//! State per parameter: `<param>.exp_avg` (m), `<param>.exp_avg_sq` (v) and the 0-d
-//! `<param>.step` (t).
+//! State per parameter: `<param>.exp_avg` (m), `<param>.exp_avg_sq` (v), with AMSGrad
+//! `<param>.max_exp_avg_sq` (v_max), and the 0-d `<param>.step` (t).
 //!
 //! The two optimizers have separate configs only because their default weight decay
 //! differs, as in PyTorch: [`AdamConfig`] defaults to 0, [`AdamWConfig`] to 0.01.
@@ -37,6 +39,10 @@ macro_rules! adam_config {
             pub eps: f64,
             #[doc = concat!("Weight decay (`>= 0`); default `", stringify!($default_wd), "`.")]
             pub weight_decay: f64,
+            /// AMSGrad: divide by the running maximum of `v` (default `false`).
+            pub amsgrad: bool,
+            /// Maximize the objective instead of minimizing it (default `false`).
+            pub maximize: bool,
         }
 
         impl $name {
@@ -50,6 +56,8 @@ macro_rules! adam_config {
                     betas: (0.9, 0.999),
                     eps: 1e-8,
                     weight_decay: $default_wd,
+                    amsgrad: false,
+                    maximize: false,
                 }
             }
 
@@ -68,6 +76,18 @@ macro_rules! adam_config {
             /// Weight decay.
             pub fn weight_decay(mut self, weight_decay: f64) -> Self {
                 self.weight_decay = weight_decay;
+                self
+            }
+
+            /// AMSGrad on or off (PyTorch's `amsgrad`).
+            pub fn amsgrad(mut self, amsgrad: bool) -> Self {
+                self.amsgrad = amsgrad;
+                self
+            }
+
+            /// Maximize instead of minimize (PyTorch's `maximize`).
+            pub fn maximize(mut self, maximize: bool) -> Self {
+                self.maximize = maximize;
                 self
             }
         }
@@ -96,6 +116,8 @@ struct Moments<T: Float> {
     step: Tensor<T>,
     exp_avg: Tensor<T>,
     exp_avg_sq: Tensor<T>,
+    /// AMSGrad's running maximum of `exp_avg_sq` (`None` without AMSGrad).
+    max_exp_avg_sq: Option<Tensor<T>>,
 }
 
 /// What Adam and AdamW share: hyperparameters, the update and the state.
@@ -107,6 +129,8 @@ struct Core<T: Float> {
     betas: (f64, f64),
     eps: f64,
     weight_decay: f64,
+    amsgrad: bool,
+    maximize: bool,
     state: BTreeMap<String, Moments<T>>,
 }
 
@@ -118,6 +142,7 @@ impl<T: Float> Core<T> {
         betas: (f64, f64),
         eps: f64,
         weight_decay: f64,
+        (amsgrad, maximize): (bool, bool),
     ) -> Result<Self> {
         check_range(what, "lr", lr, 0.0, true, f64::INFINITY)?;
         check_range(what, "beta1", betas.0, 0.0, false, 1.0)?;
@@ -144,20 +169,22 @@ impl<T: Float> Core<T> {
             betas,
             eps,
             weight_decay,
+            amsgrad,
+            maximize,
             state: BTreeMap::new(),
         })
     }
 
     fn update(&mut self, name: &str, param: &mut Param<T>) -> Result<()> {
         let old = self.state.get(name);
-        let moments = old.map(|s| [&s.exp_avg, &s.exp_avg_sq]);
-        check_update(
-            self.what,
-            self.lr,
-            name,
-            param,
-            moments.as_ref().map_or(&[][..], |m| &m[..]),
-        )?;
+        let moments: Vec<&Tensor<T>> = old.map_or(Vec::new(), |s| {
+            [&s.exp_avg, &s.exp_avg_sq]
+                .into_iter()
+                .chain(s.max_exp_avg_sq.as_ref())
+                .collect()
+        });
+        check_update(self.what, self.lr, name, param, &moments)?;
+        let amsgrad = self.amsgrad;
         let s = self.state.entry(name.to_string()).or_insert_with(|| {
             let zeros = || Tensor::zeros(param.value.raw_dim());
             Moments {
@@ -165,6 +192,7 @@ impl<T: Float> Core<T> {
                 step: Tensor::zeros(ndarray::IxDyn(&[])),
                 exp_avg: zeros(),
                 exp_avg_sq: zeros(),
+                max_exp_avg_sq: amsgrad.then(zeros),
             }
         });
         s.steps += 1;
@@ -186,6 +214,7 @@ impl<T: Float> Core<T> {
 
         let step = AdamStep {
             shrink,
+            grad_sign: if self.maximize { -T::one() } else { T::one() },
             coupled_wd,
             beta1,
             beta2,
@@ -197,7 +226,11 @@ impl<T: Float> Core<T> {
         };
         let (p, g) = (row_major(&mut param.value)?, row_major(&mut param.grad)?);
         let (m, v) = (row_major(&mut s.exp_avg)?, row_major(&mut s.exp_avg_sq)?);
-        optim::adam(p, g, m, v, step);
+        let v_max = match s.max_exp_avg_sq.as_mut() {
+            Some(w) => Some(row_major(w)?),
+            None => None,
+        };
+        optim::adam(p, g, m, v, v_max, step);
         Ok(())
     }
 
@@ -205,13 +238,16 @@ impl<T: Float> Core<T> {
         for (name, s) in &self.state {
             f(&format!("{name}.exp_avg"), &s.exp_avg);
             f(&format!("{name}.exp_avg_sq"), &s.exp_avg_sq);
+            if let Some(w) = &s.max_exp_avg_sq {
+                f(&format!("{name}.max_exp_avg_sq"), w);
+            }
             f(&format!("{name}.step"), &s.step);
         }
     }
 
     fn load_state(&mut self, entries: Vec<(String, Tensor<T>)>) -> Result<()> {
         let what = self.what;
-        type Parts<T> = [Option<Tensor<T>>; 3];
+        type Parts<T> = [Option<Tensor<T>>; 4];
         let mut parts: BTreeMap<String, Parts<T>> = BTreeMap::new();
         for (entry, tensor) in entries {
             let (param, kind) = split_state_name(what, &entry)?;
@@ -219,6 +255,7 @@ impl<T: Float> Core<T> {
                 "exp_avg" => 0,
                 "exp_avg_sq" => 1,
                 "step" => 2,
+                "max_exp_avg_sq" if self.amsgrad => 3,
                 _ => return Err(Error::input(what, format!("unknown state entry `{entry}`"))),
             };
             let e = parts.entry(param.to_string()).or_default().get_mut(slot);
@@ -230,7 +267,7 @@ impl<T: Float> Core<T> {
             }
         }
         let mut state = BTreeMap::new();
-        for (param, [m, v, step]) in parts {
+        for (param, [m, v, step, v_max]) in parts {
             let missing =
                 |e: &str| Error::input(what, format!("state of `{param}` lacks `{param}.{e}`"));
             let (m, v, step) = (
@@ -238,12 +275,18 @@ impl<T: Float> Core<T> {
                 v.ok_or_else(|| missing("exp_avg_sq"))?,
                 step.ok_or_else(|| missing("step"))?,
             );
-            if m.shape() != v.shape() {
-                return Err(Error::shape(
-                    format!("{what} ({param}.exp_avg_sq)"),
-                    fmt_shape(m.shape()),
-                    v.shape(),
-                ));
+            let v_max = match self.amsgrad {
+                true => Some(v_max.ok_or_else(|| missing("max_exp_avg_sq"))?),
+                false => None,
+            };
+            for (entry, t) in [("exp_avg_sq", Some(&v)), ("max_exp_avg_sq", v_max.as_ref())] {
+                if let Some(t) = t.filter(|t| t.shape() != m.shape()) {
+                    return Err(Error::shape(
+                        format!("{what} ({param}.{entry})"),
+                        fmt_shape(m.shape()),
+                        t.shape(),
+                    ));
+                }
             }
             let steps = match step.shape() {
                 [] => step.first().map_or(f64::NAN, |x| x.as_f64()),
@@ -266,6 +309,7 @@ impl<T: Float> Core<T> {
                 step,
                 exp_avg: m,
                 exp_avg_sq: v,
+                max_exp_avg_sq: v_max,
             };
             state.insert(param, moments);
         }
@@ -287,14 +331,22 @@ macro_rules! adam_optimizer {
             #[doc = concat!("A `", $kind, "` optimizer; errors when `lr <= 0`, a beta is outside `[0, 1)`, ")]
             /// or `eps` or the weight decay is negative (or anything is not finite).
             pub fn new(cfg: $config) -> Result<Self> {
-                let core = Core::new($kind, $decoupled, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)?;
+                let flags = (cfg.amsgrad, cfg.maximize);
+                let core = Core::new($kind, $decoupled, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay, flags)?;
                 Ok($name { core })
             }
 
             /// The configuration, with the current learning rate.
             pub fn config(&self) -> $config {
                 let c = &self.core;
-                $config { lr: c.lr, betas: c.betas, eps: c.eps, weight_decay: c.weight_decay }
+                $config {
+                    lr: c.lr,
+                    betas: c.betas,
+                    eps: c.eps,
+                    weight_decay: c.weight_decay,
+                    amsgrad: c.amsgrad,
+                    maximize: c.maximize,
+                }
             }
         }
 
@@ -450,6 +502,45 @@ mod tests {
             .iter()
             .zip(&p64.value)
             .all(|(&a, &b)| (a as f64 - b).abs() < 1e-5 * (1.0 + b.abs())));
+    }
+
+    #[test]
+    fn amsgrad_state_round_trips_and_is_required() {
+        let cfg = AdamConfig::new(1e-2).amsgrad(true);
+        let mut a = Adam::<f64>::new(cfg).unwrap();
+        let mut pa = Param::new(Tensor::from_elem(ndarray::IxDyn(&[3]), 1.0));
+        // A large gradient, then small ones: v falls below its maximum, which keeps dividing.
+        for scale in [10.0, 0.1] {
+            pa.grad = Tensor::from_elem(ndarray::IxDyn(&[3]), scale);
+            a.update("w", &mut pa).unwrap();
+        }
+        let state = a.state();
+        let get = |name: &str| state.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        let (v, v_max) = (get("w.exp_avg_sq"), get("w.max_exp_avg_sq"));
+        assert!(v_max.iter().zip(&v).all(|(w, v)| w > v), "{v_max} vs {v}");
+        let mut b = Adam::<f64>::new(cfg).unwrap();
+        b.load_state(state.clone()).unwrap();
+        let mut pb = pa.clone();
+        for (opt, p) in [(&mut a, &mut pa), (&mut b, &mut pb)] {
+            p.grad = Tensor::from_elem(ndarray::IxDyn(&[3]), 0.1);
+            opt.update("w", p).unwrap();
+        }
+        assert_eq!(pa.value, pb.value);
+        // Without its maximum the state is incomplete; without AMSGrad the entry is unknown.
+        let without: Vec<_> = state
+            .iter()
+            .filter(|(n, _)| !n.ends_with("max_exp_avg_sq"))
+            .cloned()
+            .collect();
+        assert!(matches!(
+            b.load_state(without),
+            Err(Error::InvalidInput { .. })
+        ));
+        let mut plain = Adam::<f64>::new(AdamConfig::new(1e-2)).unwrap();
+        assert!(matches!(
+            plain.load_state(state),
+            Err(Error::InvalidInput { .. })
+        ));
     }
 
     #[test]

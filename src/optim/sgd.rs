@@ -2,7 +2,7 @@
 //! exactly as `torch.optim.SGD`:
 //!
 //! ```text
-//! g = grad + wd·p
+//! g = grad + wd·p                     (g = -grad + wd·p with maximize)
 //! buf = g                              (first step: no dampening)
 //! buf = μ·buf + (1 - dampening)·g      (later steps)
 //! d = g + μ·buf   if nesterov,   else   d = buf        (d = g when μ = 0: no buffer kept)
@@ -30,6 +30,8 @@ pub struct SgdConfig {
     pub nesterov: bool,
     /// L2 penalty `wd` added to the gradient as `wd·p` (`>= 0`).
     pub weight_decay: f64,
+    /// Maximize the objective: step along the gradient instead of against it.
+    pub maximize: bool,
 }
 
 impl SgdConfig {
@@ -41,6 +43,7 @@ impl SgdConfig {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            maximize: false,
         }
     }
 
@@ -65,6 +68,12 @@ impl SgdConfig {
     /// L2 weight decay.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Maximize instead of minimize (PyTorch's `maximize`).
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
         self
     }
 }
@@ -122,13 +131,19 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         check_update(WHAT, self.cfg.lr, name, param, buf.as_slice())?;
         let lr = T::of(self.cfg.lr);
         let wd = T::of(self.cfg.weight_decay);
+        let grad_sign = if self.cfg.maximize {
+            -T::one()
+        } else {
+            T::one()
+        };
         if self.cfg.momentum == 0.0 {
             let (p, g) = (row_major(&mut param.value)?, row_major(&mut param.grad)?);
-            optim::sgd(p, g, lr, wd);
+            optim::sgd(p, g, lr, grad_sign, wd);
             return Ok(());
         }
         let step = SgdStep {
             lr,
+            grad_sign,
             weight_decay: wd,
             momentum: T::of(self.cfg.momentum),
             keep: T::one() - T::of(self.cfg.dampening),
