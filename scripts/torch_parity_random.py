@@ -22,7 +22,8 @@ stats, momentum 0..1; losses with large logits and label smoothing; the ResNet b
 stride, downsample, groups, base_width and dilation; both Inception variants; SGD (momentum,
 dampening, nesterov, weight decay), Adam and AdamW.
 
-`--extras` writes, instead, configurations the README format does not list: maximize and
+`--extras` writes, instead, configurations the README format does not list: the composite
+blocks with other batch-norm eps and momentum (None too, torchvision's `norm_layer`), maximize and
 amsgrad optimizers (with AMSGrad's `max_exp_avg_sq` state after each step), a non-null
 avg-pool divisor_override, batch-norm momentum=None (PyTorch's cumulative average), flatten
 with other dims and 2-D/3-D inputs, 2-D/3-D concat and residual_add, 3-D softmax,
@@ -532,7 +533,18 @@ def run_composite(m, c, shape, mode):
     return t
 
 
-def resnet_basicblock(c):
+def other_norm(c, m, cfg):
+    """Gives every batch norm of block `m` a random eps and momentum (None: the cumulative
+    average), recorded as the config's bn_eps / bn_momentum: torchvision's `norm_layer`."""
+    eps = c.r.choice([1e-5, 1e-3, 0.01, round(c.r.uniform(1e-6, 0.1), 6)])
+    momentum = c.r.choice([0.1, 0.01, 0.5, 1.0, None])
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eps, mod.momentum = eps, momentum
+    cfg.update(bn_eps=eps, bn_momentum=momentum)
+
+
+def resnet_basicblock(c, norm=False):
     r = c.r
     inplanes, planes = r.randint(1, 16), r.randint(1, 16)
     big = r.random() < 0.35  # >= 16 channels: Winograd convs inside the block
@@ -550,14 +562,16 @@ def resnet_basicblock(c):
         shape = [r.randint(1, 4), inplanes, r.randint(8, 32), r.randint(8, 32)]
     if mode == "train" and shape[0] == 1:
         shape[0] = 2
-    t = run_composite(m, c, shape, mode)
     cfg = dict(source="torchvision.models.resnet.BasicBlock", inplanes=inplanes, planes=planes,
                stride=stride, downsample=downsample, expansion=1, bn_eps=1e-5, bn_momentum=0.1,
                mode=mode, input_shape=shape, gen={"seed": c.seed})
+    if norm:
+        other_norm(c, m, cfg)
+    t = run_composite(m, c, shape, mode)
     return cfg, t
 
 
-def resnet_bottleneck(c):
+def resnet_bottleneck(c, norm=False):
     r = c.r
     big = r.random() < 0.35
     planes = r.randint(16, 24) if big else r.randint(1, 8)
@@ -582,11 +596,13 @@ def resnet_bottleneck(c):
         shape = [r.randint(1, 3), inplanes, r.randint(8, 28), r.randint(8, 28)]
     if mode == "train" and shape[0] == 1:
         shape[0] = 2
-    t = run_composite(m, c, shape, mode)
     cfg = dict(source="torchvision.models.resnet.Bottleneck", inplanes=inplanes, planes=planes,
                stride=stride, downsample=downsample, groups=groups, base_width=base_width,
                dilation=dilation, expansion=4, width=width, bn_eps=1e-5, bn_momentum=0.1,
                mode=mode, input_shape=shape, gen={"seed": c.seed})
+    if norm:
+        other_norm(c, m, cfg)
+    t = run_composite(m, c, shape, mode)
     return cfg, t
 
 
@@ -607,7 +623,7 @@ class InceptionV1Paper(nn.Module):
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
-def inception(paper):
+def inception(paper, norm=False):
     def make(c):
         r = c.r
         big = r.random() < 0.35
@@ -629,6 +645,8 @@ def inception(paper):
             m = importlib.import_module("torchvision.models.googlenet").Inception(*ch).to(DT)
             cfg.update(source="torchvision.models.googlenet.Inception", branch3_kernel_size=3,
                        conv_bias=False, bn_eps=1e-3, bn_momentum=0.1, mode=mode)
+            if norm:
+                other_norm(c, m, cfg)
         # (Gaussian inputs: a near-tie in branch4's 3x3 max pool has negligible probability)
         t = run_composite(m, c, shape, mode)
         cfg.update(input_shape=shape, gen={"seed": c.seed})
@@ -725,6 +743,9 @@ EXTRAS = {
     "softmax": softmaxish(torch.softmax, three_d=True),
     "log_softmax": softmaxish(torch.log_softmax, three_d=True),
     "local_response_norm": lambda c: local_response_norm(c, three_d=True),
+    "resnet_basicblock": lambda c: resnet_basicblock(c, norm=True),
+    "resnet_bottleneck": lambda c: resnet_bottleneck(c, norm=True),
+    "inception_torchvision": inception(paper=False, norm=True),
     "sgd": optimizer("sgd", extras=True),
     "adam": optimizer("adam", extras=True),
     "adamw": optimizer("adamw", extras=True),

@@ -328,11 +328,13 @@ fn batch_norm_momentum_null_is_the_cumulative_average() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Optimizer options outside the shared format's fixed values (`amsgrad`, `maximize`), in
-/// cases of the same format made by `scripts/torch_parity_random.py --extras --seed 41
-/// --per-layer 4 --only sgd adam adamw`: each must pass, and the folder must hold both.
+/// Options outside the shared format's fixed values, in cases of the same format made by
+/// `scripts/torch_parity_random.py --extras`: optimizers with `amsgrad` and `maximize` (seed
+/// 41, `--per-layer 4 --only sgd adam adamw`) and ResNet / Inception blocks whose batch norms
+/// have other eps and momentum, `null` among them (six small cases of seeds 64-69,
+/// `--per-layer 2`, renumbered). Each must pass, and the folder must hold every kind.
 #[test]
-fn amsgrad_and_maximize_match_pytorch() {
+fn amsgrad_maximize_and_block_norms_match_pytorch() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_extras");
     let results = runner::run_dir(&dir).unwrap();
     let failures: Vec<String> = results
@@ -341,7 +343,7 @@ fn amsgrad_and_maximize_match_pytorch() {
         .map(|(file, outcome)| runner::report_line(file, outcome))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let mut flags = (0, 0, 0);
+    let mut flags = (0, 0, 0, 0, 0);
     for (file, _) in &results {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
@@ -352,9 +354,13 @@ fn amsgrad_and_maximize_match_pytorch() {
         flags.0 += usize::from(on("amsgrad") && amsgrad_state);
         flags.1 += usize::from(on("maximize") && file.starts_with("adam"));
         flags.2 += usize::from(on("maximize") && file.starts_with("sgd"));
+        let momentum = &config["bn_momentum"];
+        flags.3 += usize::from(momentum.is_null() && config["mode"] == "train");
+        flags.4 += usize::from(momentum.as_f64().is_some_and(|m| m != 0.1));
     }
     assert!(
-        flags.0 > 0 && flags.1 > 0 && flags.2 > 0,
-        "cases with AMSGrad (and its state), Adam maximizing, SGD maximizing: {flags:?}"
+        flags.0 > 0 && flags.1 > 0 && flags.2 > 0 && flags.3 > 0 && flags.4 > 0,
+        "cases with AMSGrad (and its state), Adam maximizing, SGD maximizing, a training block \
+         with cumulative batch norm, a block with another momentum: {flags:?}"
     );
 }

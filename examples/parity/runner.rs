@@ -443,35 +443,35 @@ fn build_layer(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
 
 /// Builds the composite block (ResNet block or Inception module) a case describes, or `None`.
 fn build_block(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
-    let expect_bn = |eps: f64| -> Result<(), String> {
-        let (got_eps, got_momentum) = (case.f64("bn_eps")?, case.f64("bn_momentum")?);
-        if got_eps != eps || got_momentum != 0.1 {
-            return Err(format!("batch norm eps {got_eps} / momentum {got_momentum} differ from the zoo's {eps} / 0.1"));
-        }
-        Ok(())
+    // The blocks' batch norms, as the case configures them (`bn_momentum: null` is PyTorch's
+    // cumulative average).
+    let norm = || -> Result<BatchNorm2dConfig, String> {
+        let norm = BatchNorm2dConfig::new(0).eps(case.f64("bn_eps")?);
+        Ok(match case.config["bn_momentum"].is_null() {
+            true => norm.cumulative_average(true),
+            false => norm.momentum(case.f64("bn_momentum")?),
+        })
     };
     let block: Box<dyn Layer<f64>> = match case.layer.as_str() {
-        "resnet_basicblock" => {
-            expect_bn(1e-5)?;
-            Box::new(msg(zoo::basic_block(
+        "resnet_basicblock" => Box::new(msg(zoo::basic_block_with_norm(
+            case.usize("inplanes")?,
+            case.usize("planes")?,
+            case.usize("stride")?,
+            case.bool("downsample")?,
+            &norm()?,
+        ))?),
+        "resnet_bottleneck" => Box::new(msg(zoo::bottleneck_with_norm(
+            (
                 case.usize("inplanes")?,
                 case.usize("planes")?,
                 case.usize("stride")?,
                 case.bool("downsample")?,
-            ))?)
-        }
-        "resnet_bottleneck" => {
-            expect_bn(1e-5)?;
-            Box::new(msg(zoo::bottleneck(
-                case.usize("inplanes")?,
-                case.usize("planes")?,
-                case.usize("stride")?,
-                case.bool("downsample")?,
-                case.usize("groups")?,
-                case.usize("base_width")?,
-                case.usize("dilation")?,
-            ))?)
-        }
+            ),
+            case.usize("groups")?,
+            case.usize("base_width")?,
+            case.usize("dilation")?,
+            &norm()?,
+        ))?),
         "inception_torchvision" | "inception_v1_paper" => {
             let c = |k: &str| case.usize(k);
             let args = (
@@ -484,9 +484,10 @@ fn build_block(case: &Case) -> Result<Option<Box<dyn Layer<f64>>>, String> {
                 c("pool_proj")?,
             );
             if case.layer == "inception_torchvision" {
-                expect_bn(1e-3)?;
-                Box::new(msg(zoo::inception_torchvision(
-                    args.0, args.1, args.2, args.3, args.4, args.5, args.6,
+                let channels = [args.0, args.1, args.2, args.3, args.4, args.5, args.6];
+                Box::new(msg(zoo::inception_torchvision_with_norm(
+                    channels,
+                    &norm()?,
                 ))?)
             } else {
                 Box::new(msg(zoo::inception_v1_paper(

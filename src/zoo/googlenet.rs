@@ -39,10 +39,9 @@ use crate::blocks::Inception;
 use crate::error::{Error, Result};
 use crate::init::Init;
 use crate::layers::{
-    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, BatchNorm2d,
-    BatchNorm2dConfig, Conv2d, Conv2dConfig, Dropout, DropoutConfig, Flatten, FlattenConfig,
-    Linear, LinearConfig, LocalResponseNorm, LocalResponseNormConfig, MaxPool2d, MaxPool2dConfig,
-    ReLU,
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, BatchNorm2dConfig,
+    Conv2d, Conv2dConfig, Dropout, DropoutConfig, Flatten, FlattenConfig, Linear, LinearConfig,
+    LocalResponseNorm, LocalResponseNormConfig, MaxPool2d, MaxPool2dConfig, ReLU,
 };
 use crate::model::{Graph, GraphBuilder, Sequential};
 use crate::tensor::Float;
@@ -61,14 +60,20 @@ const MODULES: [(&str, [usize; 7]); 9] = [
     ("inception5b", [832, 384, 192, 384, 48, 128, 128]),
 ];
 
-/// torchvision's `BasicConv2d`: conv (no bias, weights N(0, 0.01²)) → BN (eps 1e-3) → ReLU,
-/// with children named `conv`, `bn`, `relu`.
+/// torchvision's `BasicConv2d` batch norm: eps 1e-3, momentum 0.1 (the template of
+/// [`inception_torchvision`]; its `num_features` is not used).
+fn default_norm() -> BatchNorm2dConfig {
+    BatchNorm2dConfig::new(0).eps(1e-3)
+}
+
+/// torchvision's `BasicConv2d`: conv (no bias, weights N(0, 0.01²)) → BN (from the template
+/// `norm`) → ReLU, with children named `conv`, `bn`, `relu`.
 fn basic_conv<T: Float>(
-    cin: usize,
-    cout: usize,
+    (cin, cout): (usize, usize),
     kernel: usize,
     stride: usize,
     pad: usize,
+    norm: &BatchNorm2dConfig,
 ) -> Result<Sequential<T>> {
     let conv = Conv2dConfig::new(cin, cout, kernel)
         .stride(stride)
@@ -77,10 +82,7 @@ fn basic_conv<T: Float>(
         .init(Init::Normal(0.01));
     Sequential::new()
         .add_named("conv", Conv2d::new(conv)?)?
-        .add_named(
-            "bn",
-            BatchNorm2d::new(BatchNorm2dConfig::new(cout).eps(1e-3))?,
-        )?
+        .add_named("bn", super::resnet::bn(norm, cout)?)?
         .add_named("relu", ReLU::new())
 }
 
@@ -170,26 +172,50 @@ pub fn inception_torchvision<T: Float>(
         ch5x5,
         pool_proj,
     ];
+    inception_torchvision_with_norm(c, &default_norm())
+}
+
+/// [`inception_torchvision`] whose batch norms are made from the template `norm` (as
+/// torchvision's `conv_block`; eps, momentum, affine and running statistics come from it).
+/// `channels` is `[in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj]`.
+pub fn inception_torchvision_with_norm<T: Float>(
+    channels: [usize; 7],
+    norm: &BatchNorm2dConfig,
+) -> Result<Inception<T>> {
+    let [in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj] = channels;
+    let c = [
+        in_channels,
+        ch1x1,
+        ch3x3red,
+        ch3x3,
+        ch5x5red,
+        ch5x5,
+        pool_proj,
+    ];
     check_channels("Inception (torchvision)", c)?;
     Inception::new()
-        .branch("branch1", basic_conv(in_channels, ch1x1, 1, 1, 0)?)?
+        .branch("branch1", basic_conv((in_channels, ch1x1), 1, 1, 0, norm)?)?
         .branch(
             "branch2",
             Sequential::new()
-                .add(basic_conv(in_channels, ch3x3red, 1, 1, 0)?)
-                .add(basic_conv(ch3x3red, ch3x3, 3, 1, 1)?),
+                .add(basic_conv((in_channels, ch3x3red), 1, 1, 0, norm)?)
+                .add(basic_conv((ch3x3red, ch3x3), 3, 1, 1, norm)?),
         )?
         .branch(
             "branch3",
             Sequential::new()
-                .add(basic_conv(in_channels, ch5x5red, 1, 1, 0)?)
-                .add(basic_conv(ch5x5red, ch5x5, 3, 1, 1)?),
+                .add(basic_conv((in_channels, ch5x5red), 1, 1, 0, norm)?)
+                .add(basic_conv((ch5x5red, ch5x5), 3, 1, 1, norm)?),
         )?
         .branch(
             "branch4",
-            Sequential::new()
-                .add(branch_pool()?)
-                .add(basic_conv(in_channels, pool_proj, 1, 1, 0)?),
+            Sequential::new().add(branch_pool()?).add(basic_conv(
+                (in_channels, pool_proj),
+                1,
+                1,
+                0,
+                norm,
+            )?),
         )
 }
 
@@ -312,11 +338,12 @@ fn module<T: Float>(c: [usize; 7], make: MakeInception<T>) -> Result<Inception<T
 /// # }
 /// ```
 pub fn googlenet_torchvision<T: Float>(num_classes: usize) -> Result<Sequential<T>> {
+    let norm = &default_norm();
     let mut net = Sequential::new()
-        .add_named("conv1", basic_conv(3, 64, 7, 2, 3)?)?
+        .add_named("conv1", basic_conv((3, 64), 7, 2, 3, norm)?)?
         .add_named("maxpool1", max_pool(3, 2)?)?
-        .add_named("conv2", basic_conv(64, 64, 1, 1, 0)?)?
-        .add_named("conv3", basic_conv(64, 192, 3, 1, 1)?)?
+        .add_named("conv2", basic_conv((64, 64), 1, 1, 0, norm)?)?
+        .add_named("conv3", basic_conv((64, 192), 3, 1, 1, norm)?)?
         .add_named("maxpool2", max_pool(3, 2)?)?;
     for (name, channels) in MODULES {
         net = net.add_named(name, module(channels, inception_torchvision)?)?;

@@ -11,8 +11,14 @@ mod resnet;
 mod vgg;
 
 pub use alexnet::{alexnet, alexnet_torchvision};
-pub use googlenet::{googlenet, googlenet_torchvision, inception_torchvision, inception_v1_paper};
+pub use googlenet::{
+    googlenet, googlenet_torchvision, inception_torchvision, inception_torchvision_with_norm,
+    inception_v1_paper,
+};
 pub use lenet::{lenet5, lenet5_modern};
 pub use registry::{build, build_default, info, ModelInfo, MODELS};
-pub use resnet::{basic_block, bottleneck, resnet101, resnet152, resnet18, resnet34, resnet50};
+pub use resnet::{
+    basic_block, basic_block_with_norm, bottleneck, bottleneck_with_norm, resnet101, resnet152,
+    resnet18, resnet34, resnet50,
+};
 pub use vgg::{vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn};

@@ -16,16 +16,31 @@ fn conv<T: Float>(cfg: Conv2dConfig) -> Result<Conv2d<T>> {
     Conv2d::new(cfg.bias(false).init(Init::KaimingNormalFanOut))
 }
 
-/// Batch norm with PyTorch's defaults: eps 1e-5, momentum 0.1, weight 1, bias 0.
-fn bn<T: Float>(channels: usize) -> Result<BatchNorm2d<T>> {
-    BatchNorm2d::new(BatchNorm2dConfig::new(channels))
+/// torchvision's batch norm: PyTorch's defaults (eps 1e-5, momentum 0.1), weight 1, bias 0.
+/// The template of [`basic_block`] and [`bottleneck`]; its `num_features` is not used.
+fn default_norm() -> BatchNorm2dConfig {
+    BatchNorm2dConfig::new(0)
+}
+
+/// A batch norm of `channels` channels made from the template `norm` (torchvision's
+/// `norm_layer`: everything but the channel count comes from it).
+pub(crate) fn bn<T: Float>(norm: &BatchNorm2dConfig, channels: usize) -> Result<BatchNorm2d<T>> {
+    BatchNorm2d::new(BatchNorm2dConfig {
+        num_features: channels,
+        ..*norm
+    })
 }
 
 /// The projection shortcut `downsample`: 1x1 convolution with stride `stride`, then BN.
-fn projection<T: Float>(inplanes: usize, out: usize, stride: usize) -> Result<Sequential<T>> {
+fn projection<T: Float>(
+    inplanes: usize,
+    out: usize,
+    stride: usize,
+    norm: &BatchNorm2dConfig,
+) -> Result<Sequential<T>> {
     Ok(Sequential::new()
         .add(conv(Conv2dConfig::new(inplanes, out, 1).stride(stride))?)
-        .add(bn(out)?))
+        .add(bn(norm, out)?))
 }
 
 /// Without a projection the block adds its input to its output, so both must agree.
@@ -79,6 +94,30 @@ pub fn basic_block<T: Float>(
     stride: usize,
     downsample: bool,
 ) -> Result<Residual<T>> {
+    basic_block_with_norm(inplanes, planes, stride, downsample, &default_norm())
+}
+
+/// [`basic_block`] whose batch norms are made from the template `norm` (torchvision's
+/// `norm_layer`, e.g. `partial(nn.BatchNorm2d, momentum=0.01)`): eps, momentum, affine and
+/// running statistics come from it, the channel count from the block.
+///
+/// ```
+/// # fn main() -> convnet::Result<()> {
+/// use convnet::layers::BatchNorm2dConfig;
+/// use convnet::prelude::*;
+/// let norm = BatchNorm2dConfig::new(0).momentum(0.01);
+/// let block = convnet::zoo::basic_block_with_norm::<f32>(64, 64, 1, false, &norm)?;
+/// assert!(block.summary(&[1, 64, 56, 56])?.to_string().contains("momentum 0.01"));
+/// # Ok(())
+/// # }
+/// ```
+pub fn basic_block_with_norm<T: Float>(
+    inplanes: usize,
+    planes: usize,
+    stride: usize,
+    downsample: bool,
+    norm: &BatchNorm2dConfig,
+) -> Result<Residual<T>> {
     check_identity("BasicBlock", inplanes, planes, stride, downsample)?;
     let body = Sequential::new()
         .add_named(
@@ -89,16 +128,16 @@ pub fn basic_block<T: Float>(
                     .padding(1),
             )?,
         )?
-        .add_named("bn1", bn(planes)?)?
+        .add_named("bn1", bn(norm, planes)?)?
         .add_named("relu", ReLU::new())?
         .add_named(
             "conv2",
             conv(Conv2dConfig::new(planes, planes, 3).padding(1))?,
         )?
-        .add_named("bn2", bn(planes)?)?;
+        .add_named("bn2", bn(norm, planes)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.shortcut("downsample", projection(inplanes, planes, stride)?)?
+        block.shortcut("downsample", projection(inplanes, planes, stride, norm)?)?
     } else {
         block
     };
@@ -138,6 +177,19 @@ pub fn bottleneck<T: Float>(
     base_width: usize,
     dilation: usize,
 ) -> Result<Residual<T>> {
+    let shape = (inplanes, planes, stride, downsample);
+    bottleneck_with_norm(shape, groups, base_width, dilation, &default_norm())
+}
+
+/// [`bottleneck`] whose batch norms are made from the template `norm` (see
+/// [`basic_block_with_norm`]); `shape` is `(inplanes, planes, stride, downsample)`.
+pub fn bottleneck_with_norm<T: Float>(
+    (inplanes, planes, stride, downsample): (usize, usize, usize, bool),
+    groups: usize,
+    base_width: usize,
+    dilation: usize,
+    norm: &BatchNorm2dConfig,
+) -> Result<Residual<T>> {
     const WHAT: &str = "Bottleneck";
     if groups == 0 {
         return Err(Error::config(WHAT, "groups must be at least 1"));
@@ -158,16 +210,16 @@ pub fn bottleneck<T: Float>(
         .groups(groups);
     let body = Sequential::new()
         .add_named("conv1", conv(Conv2dConfig::new(inplanes, width, 1))?)?
-        .add_named("bn1", bn(width)?)?
+        .add_named("bn1", bn(norm, width)?)?
         .add_named("relu", ReLU::new())?
         .add_named("conv2", conv(conv2)?)?
-        .add_named("bn2", bn(width)?)?
+        .add_named("bn2", bn(norm, width)?)?
         .add_named("relu", ReLU::new())?
         .add_named("conv3", conv(Conv2dConfig::new(width, out, 1))?)?
-        .add_named("bn3", bn(out)?)?;
+        .add_named("bn3", bn(norm, out)?)?;
     let block = Residual::new(body);
     let block = if downsample {
-        block.shortcut("downsample", projection(inplanes, out, stride)?)?
+        block.shortcut("downsample", projection(inplanes, out, stride, norm)?)?
     } else {
         block
     };
@@ -221,7 +273,7 @@ fn resnet<T: Float>(block: Block, layers: [usize; 4], num_classes: usize) -> Res
             "conv1",
             conv(Conv2dConfig::new(3, 64, 7).stride(2).padding(3))?,
         )?
-        .add_named("bn1", bn(64)?)?
+        .add_named("bn1", bn(&default_norm(), 64)?)?
         .add_named("relu", ReLU::new())?
         .add_named(
             "maxpool",
