@@ -88,5 +88,27 @@ fn peak(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, peak);
+/// ResNet-50's 1x1 convolutions as one image's product on one thread (how `Conv2d` runs them
+/// at 56x56 and 28x28, an image per thread), in both orientations: channels as rows (NCHW:
+/// `Y[C_out, HW] = W[C_out, C_in] · X[C_in, HW]`) and pixels as rows (what an NHWC layout
+/// would compute: `Y[HW, C_out] = X[HW, C_in] · Wᵀ[C_in, C_out]`).
+fn orientation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_orientation_f32");
+    for &(cout, hw, cin) in &[
+        (64usize, 3136usize, 256usize),
+        (256, 3136, 64),
+        (128, 784, 512),
+        (512, 784, 128),
+    ] {
+        group.throughput(Throughput::Elements((2 * cout * hw * cin) as u64));
+        for (layout, (m, n, k)) in [("nchw", (cout, hw, cin)), ("nhwc", (hw, cout, cin))] {
+            let (a, b) = operands(m, n, k);
+            let id = BenchmarkId::new(layout, format!("{cin}to{cout}_{hw}px"));
+            time_convnet(&mut group, id, (m, n, k), (&a, &b), Threads::Single);
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, peak, orientation);
 criterion_main!(benches);
