@@ -976,3 +976,22 @@ fn class14_gradcheck_takes_tensors_in_any_memory_layout() {
     .unwrap();
     assert_eq!(report.coords, 12);
 }
+
+// ---------------------------------------------------------------------------------------
+// Class 15: found by the sweep of call orders, zero sizes and huge sizes (docs/ERRORS.md).
+
+#[test]
+fn class15_padding_an_empty_image_gives_all_padding_not_a_panic() {
+    // `Pad2d` cut its input into planes of H·W = 0 cells: "chunk size must be non-zero".
+    let mut pad = Pad2d::<f32>::new(Pad2dConfig::new([1, 2, 0, 1]).value(3.0)).unwrap();
+    for mode in [Mode::Train, Mode::Eval] {
+        pad.set_mode(mode);
+        let x = Tensor::<f32>::zeros(IxDyn(&[2, 2, 0, 5]));
+        let y = pad.forward(&x).unwrap();
+        assert_eq!(y.shape(), &[2, 2, 1, 8]);
+        assert!(y.iter().all(|&v| v == 3.0));
+        assert_eq!(pad.infer(&x).unwrap(), y);
+        let dx = pad.backward(&Tensor::ones(IxDyn(&[2, 2, 1, 8]))).unwrap();
+        assert_eq!(dx.shape(), &[2, 2, 0, 5]);
+    }
+}
