@@ -995,3 +995,25 @@ fn class15_padding_an_empty_image_gives_all_padding_not_a_panic() {
         assert_eq!(dx.shape(), &[2, 2, 0, 5]);
     }
 }
+
+#[test]
+fn class15_an_empty_sequential_checks_its_gradient_like_any_layer() {
+    // The identity handed back any gradient: before a forward, or of another shape.
+    let mut id = Sequential::<f32>::new();
+    let g = Tensor::<f32>::ones(IxDyn(&[2, 3]));
+    let err = id.backward(&g).unwrap_err();
+    assert!(matches!(err, Error::BackwardBeforeForward { .. }), "{err}");
+    assert!(matches!(
+        id.backward_params(&g).unwrap_err(),
+        Error::BackwardBeforeForward { .. }
+    ));
+    id.forward(&Tensor::zeros(IxDyn(&[2, 3]))).unwrap();
+    assert_eq!(id.backward(&g).unwrap(), g);
+    for bad in [vec![3, 2], vec![2, 3, 1], vec![]] {
+        let err = id.backward(&Tensor::ones(IxDyn(&bad))).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("[2, 3]"), "{err}");
+        assert!(id.backward_params(&Tensor::ones(IxDyn(&bad))).is_err());
+        assert!(id.backward_owned(Tensor::ones(IxDyn(&bad))).is_err());
+    }
+}
