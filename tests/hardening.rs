@@ -1017,3 +1017,28 @@ fn class15_an_empty_sequential_checks_its_gradient_like_any_layer() {
         assert!(id.backward_owned(Tensor::ones(IxDyn(&bad))).is_err());
     }
 }
+
+#[test]
+fn class15_loader_sizes_near_usize_max_are_errors_or_work() {
+    let data = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
+    // `2 * max_shift + 1` overflowed (a panic in debug builds, garbage shifts in release).
+    for shift in [usize::MAX, usize::MAX / 2, (1 << 28) + 1] {
+        let err = DataLoader::new(&data, LoaderConfig::new(2).max_shift(shift))
+            .err()
+            .unwrap();
+        assert!(
+            is_config(&err) && err.to_string().contains("max_shift"),
+            "{err}"
+        );
+    }
+    // A batch size of usize::MAX: one batch of everything; the position of the batch after
+    // it overflowed (`start + batch_size`).
+    let loader = DataLoader::new(&data, LoaderConfig::new(usize::MAX)).unwrap();
+    assert_eq!(loader.num_batches(), 1);
+    let batches: Vec<_> = loader
+        .epoch::<f32>(0)
+        .collect::<convnet::Result<_>>()
+        .unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].labels, [0, 1, 0, 1]);
+}

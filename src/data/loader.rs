@@ -137,6 +137,19 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
                 ));
             }
         }
+        // `2 * max_shift + 1` shifts are drawn from; a shift is at most a side of an image,
+        // and sides are at most the size limit, which keeps that sum and `y - dy` in range
+        // (`usize::MAX` overflowed).
+        if config.max_shift > crate::tensor::MAX_ELEMENTS {
+            return Err(Error::config(
+                "DataLoader",
+                format!(
+                    "max_shift {} is more than {} (2^28), the largest side an image may have",
+                    config.max_shift,
+                    crate::tensor::MAX_ELEMENTS
+                ),
+            ));
+        }
         if let Some((mean, std)) = config.normalize {
             if !(std > 0.0 && std.is_finite() && mean.is_finite()) {
                 return Err(Error::config(
@@ -217,8 +230,10 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
     /// The positions in the epoch order of global batch `batch` that belong to this shard.
     fn shard_positions(&self, batch: usize) -> Range<usize> {
         let (n, b) = (self.data.len(), self.config.batch_size);
-        let start = (batch * b).min(n);
-        start..(start + b).min(n)
+        // Saturating: with a batch size near `usize::MAX` the batch after the last one would
+        // overflow (a panic in debug builds); it is an empty range, as it should be.
+        let start = batch.saturating_mul(b).min(n);
+        start..start.saturating_add(b).min(n)
     }
 
     /// The batches of `epoch` (0-based).
