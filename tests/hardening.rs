@@ -1042,3 +1042,40 @@ fn class15_loader_sizes_near_usize_max_are_errors_or_work() {
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0].labels, [0, 1, 0, 1]);
 }
+
+/// Four samples of one value each, for a model with a huge class count.
+struct OneValue;
+
+impl convnet::data::Dataset for OneValue {
+    fn len(&self) -> usize {
+        4
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![1]
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn sample(&self, index: usize, out: &mut [f32]) -> convnet::Result<usize> {
+        out.fill(index as f32);
+        Ok(index % 2)
+    }
+}
+
+#[test]
+fn class15_evaluating_a_model_of_very_many_classes_skips_the_confusion_matrix() {
+    // 2^24 classes fit the size limit (a Linear(1 -> 2^24)), but the confusion matrix of
+    // 2^48 counters did not: the process aborted allocating it.
+    let model =
+        Linear::<f32>::new(LinearConfig::new(1, 1 << 24).init(Init::Constant(0.0))).unwrap();
+    let loader = DataLoader::new(&OneValue, LoaderConfig::new(4)).unwrap();
+    let stats = convnet::train::evaluate(&model, &loader, ProgressStyle::Off).unwrap();
+    assert_eq!(stats.total, 4);
+    assert!(stats.confusion.is_empty());
+    assert!(stats.loss.is_finite());
+    // A model of a few classes still gets its matrix.
+    let small = Linear::<f32>::new(LinearConfig::new(1, 3)).unwrap();
+    let stats = convnet::train::evaluate(&small, &loader, ProgressStyle::Off).unwrap();
+    assert_eq!(stats.confusion.len(), 3);
+    assert_eq!(stats.confusion.iter().flatten().sum::<usize>(), 4);
+}
