@@ -1079,3 +1079,34 @@ fn class15_evaluating_a_model_of_very_many_classes_skips_the_confusion_matrix() 
     assert_eq!(stats.confusion.len(), 3);
     assert_eq!(stats.confusion.iter().flatten().sum::<usize>(), 4);
 }
+
+#[cfg(feature = "image")]
+#[test]
+fn class15_transforms_to_absurd_sizes_are_errors_not_aborts() {
+    use convnet::rng::Rng64;
+    use convnet::vision::transforms::{CenterCrop, RandomResizedCrop, Resize};
+    use convnet::vision::Image;
+    let img = Image::from_rgb(4, 3, vec![9; 36]).unwrap();
+    let mut rng = Rng64::seed(1);
+    // Each used to allocate `width * height * 3` bytes unchecked: an overflow, or an abort.
+    let errs = [
+        CenterCrop::new(1 << 40).apply(&img).unwrap_err(),
+        CenterCrop::rect(usize::MAX, 2).apply(&img).unwrap_err(),
+        Resize::exact(1 << 40, 1 << 40).apply(&img).unwrap_err(),
+        Resize::exact(usize::MAX, 1).apply(&img).unwrap_err(),
+        Resize::new(1 << 40).apply(&img).unwrap_err(),
+        RandomResizedCrop::new(1 << 40)
+            .apply(&img, &mut rng)
+            .unwrap_err(),
+        img.crop(0, 0, 1 << 32, 1 << 32).unwrap_err(),
+        // 2^62 x 4 x 3 bytes wraps to 0: an empty buffer passed for a huge image.
+        Image::from_rgb(1 << 62, 4, Vec::new()).unwrap_err(),
+    ];
+    for e in errs {
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+        assert!(e.to_string().contains("limit"), "{e}");
+    }
+    // Sizes that fit still work, padded crops included.
+    let c = CenterCrop::rect(6, 1).apply(&img).unwrap();
+    assert_eq!((c.width(), c.height()), (6, 1));
+}
