@@ -1110,3 +1110,36 @@ fn class15_transforms_to_absurd_sizes_are_errors_not_aborts() {
     let c = CenterCrop::rect(6, 1).apply(&img).unwrap();
     assert_eq!((c.width(), c.height()), (6, 1));
 }
+
+#[test]
+fn class15_a_loader_without_a_single_batch_is_refused() {
+    // An empty dataset, or drop_last with fewer samples than a batch: train_epoch and
+    // evaluate ran no batch and reported a loss of 0 and an accuracy of 0 as if they had.
+    let empty = ImageSet::new(vec![], vec![], 2, 2, 10).unwrap();
+    let err = DataLoader::new(&empty, LoaderConfig::new(4)).err().unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("holds no samples"),
+        "{err}"
+    );
+    let four = ImageSet::new(vec![1; 16], vec![0, 1, 2, 3], 2, 2, 10).unwrap();
+    let err = DataLoader::new(&four, LoaderConfig::new(8).drop_last(true))
+        .err()
+        .unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("batch size of 8 over 4 samples"),
+        "{err}"
+    );
+    // Without drop_last, or with a batch that fits, there is a batch.
+    assert_eq!(
+        DataLoader::new(&four, LoaderConfig::new(8))
+            .unwrap()
+            .num_batches(),
+        1
+    );
+    assert_eq!(
+        DataLoader::new(&four, LoaderConfig::new(4).drop_last(true))
+            .unwrap()
+            .num_batches(),
+        1
+    );
+}

@@ -109,7 +109,8 @@ pub struct Batch<T: Float> {
 }
 
 impl<'a, D: Dataset> DataLoader<'a, D> {
-    /// A loader over `data`; fails on a zero batch size or a non-positive std.
+    /// A loader over `data`; fails on a zero batch size, a non-positive std, or a dataset
+    /// that gives no batch (empty, or smaller than the batch size with `drop_last`).
     pub fn new(data: &'a D, config: LoaderConfig) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::config("DataLoader", "batch size must be at least 1"));
@@ -136,6 +137,29 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
                     format!("shard {rank} of {world}: the rank must be below the world size"),
                 ));
             }
+        }
+        // An epoch without a batch would train and evaluate on nothing and report a loss and
+        // an accuracy of 0 as if it had (PyTorch's shuffling sampler refuses an empty dataset
+        // too).
+        let batches = if config.drop_last {
+            data.len() / config.batch_size
+        } else {
+            data.len().div_ceil(config.batch_size)
+        };
+        if batches == 0 {
+            return Err(Error::config(
+                "DataLoader",
+                if data.is_empty() {
+                    "the dataset holds no samples: an epoch would have no batch".to_string()
+                } else {
+                    format!(
+                        "drop_last with a batch size of {} over {} samples: an epoch would have \
+                         no batch",
+                        config.batch_size,
+                        data.len()
+                    )
+                },
+            ));
         }
         // `2 * max_shift + 1` shifts are drawn from; a shift is at most a side of an image,
         // and sides are at most the size limit, which keeps that sum and `y - dy` in range
