@@ -374,7 +374,7 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
     /// not be on a shared disk), and any number of processes can resume any checkpoint.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let source = path.display().to_string();
-        let read = || std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e));
+        let read = || crate::io::read_regular_file(path, "cannot read");
         let bytes = match self.model.collective() {
             None => read()?,
             Some(group) => {

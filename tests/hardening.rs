@@ -1143,3 +1143,49 @@ fn class15_a_loader_without_a_single_batch_is_refused() {
         1
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn class15_readers_refuse_devices_and_named_pipes() {
+    // Reading /dev/zero (or a link to it named like a weights file) never ended: memory grew
+    // until the process was killed. A named pipe without a writer waited forever.
+    let dir = tmp_dir("devices");
+    let link = dir.join("weights.safetensors");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let mut paths = vec![PathBuf::from("/dev/zero"), link];
+    let fifo = dir.join("pipe.pth");
+    let _ = std::fs::remove_file(&fifo);
+    if std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        paths.push(fifo);
+    }
+    for path in &paths {
+        let mut model = small_net(1);
+        let mut trainer = Trainer::new(small_net(1), Sgd::new(SgdConfig::new(0.1)).unwrap())
+            .with_progress(ProgressStyle::Off);
+        #[cfg_attr(not(feature = "image"), allow(unused_mut))]
+        let mut errs = vec![
+            load_weights(&mut model, path).unwrap_err(),
+            convnet::io::read_tensors::<f32>(path).unwrap_err(),
+            convnet::io::read_pth::<f32>(path, None).unwrap_err(),
+            convnet::onnx::load_onnx::<f32>(path).unwrap_err(),
+            trainer.load_checkpoint(path).unwrap_err(),
+            convnet::data::read_idx(path).unwrap_err(),
+        ];
+        #[cfg(feature = "image")]
+        {
+            use convnet::vision::{decode_file, Cifar, CifarKind};
+            errs.push(decode_file(path).unwrap_err());
+            errs.push(Cifar::open(CifarKind::Ten, &[path]).unwrap_err());
+        }
+        for e in errs {
+            assert!(matches!(e, Error::File { .. }), "{}: {e}", path.display());
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -20,21 +20,7 @@ pub const MAX_PIXELS: usize = crate::tensor::MAX_ELEMENTS / 3;
 /// meet either under an image's name).
 pub fn decode_file(path: impl AsRef<Path>) -> Result<Image> {
     let path = path.as_ref();
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot read image", e))?;
-    if !meta.is_file() {
-        return Err(Error::File {
-            path: path.to_path_buf(),
-            message: format!(
-                "not a regular file ({}), so not read as an image",
-                if meta.is_dir() {
-                    "a folder"
-                } else {
-                    "a pipe, socket or device"
-                }
-            ),
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read image", e))?;
+    let bytes = crate::io::read_regular_file(path, "cannot read image")?;
     decode_named(&bytes, &path.display().to_string())
 }
 

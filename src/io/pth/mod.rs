@@ -195,7 +195,7 @@ impl std::fmt::Debug for PthFile {
 impl PthFile {
     /// Reads and unpickles the checkpoint at `path`. Errors name the file.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+        let bytes = crate::io::read_regular_file(path, "cannot read")?;
         Self::from_bytes(bytes, &path.display().to_string())
     }
 
