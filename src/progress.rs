@@ -80,7 +80,9 @@ impl Progress {
 
     /// Marks `steps` more steps done and shows `message` (e.g. running loss and accuracy).
     pub fn advance(&mut self, steps: usize, message: &str) {
-        self.done = (self.done + steps).min(self.total);
+        // Saturating and widened: `steps` and `total` are the caller's, up to `usize::MAX`.
+        self.done = self.done.saturating_add(steps).min(self.total);
+        let share = |of: usize| (of as u128 * self.done as u128 / self.total as u128) as usize;
         if let Some(f) = self.callback {
             f(&self.label, self.done, self.total, message);
             return;
@@ -91,7 +93,7 @@ impl Progress {
         let mut err = std::io::stderr().lock();
         if self.bar {
             let width = 30;
-            let filled = width * self.done / self.total;
+            let filled = share(width);
             let _ = write!(
                 err,
                 "\r{} [{}{}] {}/{} {message}  ",
@@ -103,7 +105,7 @@ impl Progress {
             );
             let _ = err.flush();
         } else {
-            let tenth = 10 * self.done / self.total;
+            let tenth = share(10);
             if tenth > self.last_line && tenth < 10 {
                 self.last_line = tenth;
                 let _ = writeln!(
@@ -125,5 +127,29 @@ impl Progress {
             let _ = write!(err, "\r{}\r", " ".repeat(100));
             let _ = err.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_step_counts_saturate_instead_of_overflowing() {
+        // `done + steps`, `10 * done` and `30 * done` overflowed for counts near usize::MAX.
+        for style in [
+            ProgressStyle::Lines,
+            ProgressStyle::Off,
+            ProgressStyle::Auto,
+        ] {
+            let mut p = Progress::new("huge", usize::MAX, style);
+            p.advance(usize::MAX / 2, "");
+            p.advance(usize::MAX, "");
+            assert_eq!(p.done, usize::MAX);
+            p.finish();
+        }
+        let mut p = Progress::new("empty", 0, ProgressStyle::Lines);
+        p.advance(3, "");
+        assert_eq!((p.done, p.total), (1, 1));
     }
 }

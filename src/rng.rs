@@ -65,8 +65,12 @@ impl Rng64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// A uniform index in `0..n` (`n > 0`), by rejection so that it has no modulo bias.
+    /// A uniform index in `0..n`, by rejection so that it has no modulo bias. `n = 0` (an
+    /// empty range) gives 0 without drawing, rather than dividing by zero.
     pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
         let n = n as u64;
         let zone = u64::MAX - u64::MAX % n;
         loop {
@@ -131,6 +135,16 @@ mod tests {
             mean += u / 10_000.0;
         }
         assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
+    }
+
+    #[test]
+    fn below_an_empty_range_is_zero_not_a_division_by_zero() {
+        // `u64::MAX % 0` panicked.
+        let mut r = Rng64::seed(3);
+        let before = r.clone();
+        assert_eq!(r.below(0), 0);
+        assert_eq!(r, before, "nothing drawn");
+        assert_eq!(r.below(1), 0);
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub struct EvalStats {
     pub correct_top5: usize,
     /// Samples evaluated.
     pub total: usize,
-    /// `confusion[label][prediction]` counts.
+    /// `confusion[label][prediction]` counts; empty when nothing was evaluated, or when the
+    /// model scores more than 16384 classes (the `classes^2` counters would exceed the
+    /// tensor size limit, [`crate::tensor::MAX_ELEMENTS`]).
     pub confusion: Vec<Vec<usize>>,
     /// Wall time in seconds.
     pub seconds: f64,
@@ -372,7 +374,7 @@ impl<T: Float, M: Layer<T>> Trainer<T, M> {
     /// not be on a shared disk), and any number of processes can resume any checkpoint.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
         let source = path.display().to_string();
-        let read = || std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e));
+        let read = || crate::io::read_regular_file(path, "cannot read");
         let bytes = match self.model.collective() {
             None => read()?,
             Some(group) => {
@@ -602,6 +604,7 @@ pub fn evaluate<T: Float, D: Dataset>(
         confusion: Vec::new(),
         seconds: 0.0,
     };
+    let mut confusion_too_large = false;
     for batch in loader.epoch::<T>(0) {
         let batch = batch?;
         if batch.labels.is_empty() {
@@ -612,8 +615,18 @@ pub fn evaluate<T: Float, D: Dataset>(
         let (loss, _) = loss_fn.forward(&logits, &batch.labels)?;
         // `loss_fn.forward` accepted the logits, so they are `[N, C]`.
         let classes = logits.shape().get(1).copied().unwrap_or(0);
-        if stats.confusion.is_empty() {
-            stats.confusion = vec![vec![0; classes]; classes];
+        if stats.confusion.is_empty() && !confusion_too_large {
+            // classes^2 counters: a model scoring 2^24 classes (a Linear that fits the size
+            // limit) would ask for 2^48 of them and abort. Past the tensor size limit
+            // (16384 classes) the matrix is left empty.
+            if classes
+                .checked_mul(classes)
+                .is_some_and(|n| n <= crate::tensor::MAX_ELEMENTS)
+            {
+                stats.confusion = vec![vec![0; classes]; classes];
+            } else {
+                confusion_too_large = true;
+            }
         }
         for (&label, pred) in batch.labels.iter().zip(predictions(&logits)) {
             // Out-of-range labels (or a model whose class count changes between batches)

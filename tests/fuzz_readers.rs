@@ -1,5 +1,7 @@
-//! A stable-Rust mutation fuzzer for the three file readers: safetensors weights, training
-//! checkpoints and IDX (raw and gzip). It starts from valid files, mutates them (bit flips,
+//! A stable-Rust mutation fuzzer for the file readers: safetensors weights, training
+//! checkpoints, IDX (raw and gzip), PyTorch `.pth` files (whole files, and pickles re-zipped
+//! with valid checksums so that mutants reach the unpickler), ONNX models (imported, then run
+//! forward and backward), PNG/JPEG images and CIFAR batches. It starts from valid files, mutates them (bit flips,
 //! byte overwrites, truncation, splices of two files, huge length fields, duplicated and
 //! deleted ranges) and feeds each mutant to the reader. A reader may return any error; a
 //! panic is a crash.
@@ -16,6 +18,7 @@
 
 use convnet::data::{decode_idx, encode_idx, IdxArray};
 use convnet::io::{decode_tensors, encode_tensors, load_weights_from_bytes, state_dict};
+use convnet::onnx::{OnnxModel, OnnxOptions};
 use convnet::optim::{Adam, AdamConfig};
 use convnet::prelude::*;
 use convnet::progress::ProgressStyle;
@@ -265,6 +268,242 @@ fn idx_target(bytes: &[u8]) {
     let _ = convnet::data::parse_idx(bytes);
 }
 
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+const PTH_FIXTURES: [&str; 5] = [
+    "pth/checkpoint_nested.pth",
+    "pth/lenet5_mnist_f16.pth",
+    "pth/resnet_tiny.pth",
+    "pth/resnet_tiny_bf16.pth",
+    "pth/resnet_tiny_deflated.pth",
+];
+
+fn pth_corpus() -> Vec<Vec<u8>> {
+    PTH_FIXTURES.iter().map(|p| fixture(p)).collect()
+}
+
+fn pth_target(bytes: &[u8]) {
+    if let Ok(f) = convnet::io::PthFile::from_bytes(bytes.to_vec(), "fuzz") {
+        let _ = f.number("epoch");
+        let _ = f.tensors::<f32>(None);
+        for key in f.tensor_dicts() {
+            let _ = f.tensors::<f64>(Some(&key));
+        }
+    }
+}
+
+fn u16_at(b: &[u8], i: usize) -> usize {
+    u16::from_le_bytes([b[i], b[i + 1]]) as usize
+}
+
+fn u32_at(b: &[u8], i: usize) -> usize {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize
+}
+
+/// The entries of a valid zip of stored (uncompressed) files, as torch.save writes them.
+fn unzip_stored(b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let end = b.len() - 22;
+    assert_eq!(
+        &b[end..end + 4],
+        b"PK\x05\x06",
+        "no comment after the directory"
+    );
+    let mut at = u32_at(b, end + 16);
+    (0..u16_at(b, end + 10))
+        .map(|_| {
+            let (size, name_len) = (u32_at(b, at + 20), u16_at(b, at + 28));
+            let local = u32_at(b, at + 42);
+            let name = String::from_utf8(b[at + 46..at + 46 + name_len].to_vec()).unwrap();
+            let start = local + 30 + u16_at(b, local + 26) + u16_at(b, local + 28);
+            at += 46 + name_len + u16_at(b, at + 30) + u16_at(b, at + 32);
+            (name, b[start..start + size].to_vec())
+        })
+        .collect()
+}
+
+/// A zip of stored files with correct sizes and checksums.
+fn zip_stored(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let (mut out, mut dir) = (Vec::new(), Vec::new());
+    for (name, data) in entries {
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        let offset = out.len() as u32;
+        let mut fields = crc.sum().to_le_bytes().to_vec();
+        fields.extend((data.len() as u32).to_le_bytes());
+        fields.extend((data.len() as u32).to_le_bytes());
+        fields.extend((name.len() as u16).to_le_bytes());
+        out.extend(b"PK\x03\x04\x14\0\0\0\0\0\0\0\0\0");
+        out.extend(&fields);
+        out.extend([0, 0]);
+        out.extend(name.as_bytes());
+        out.extend(data);
+        dir.extend(b"PK\x01\x02\x14\0\x14\0\0\0\0\0\0\0\0\0");
+        dir.extend(&fields);
+        dir.extend([0; 12]);
+        dir.extend(offset.to_le_bytes());
+        dir.extend(name.as_bytes());
+    }
+    let (start, count) = (out.len() as u32, (entries.len() as u16).to_le_bytes());
+    out.extend(b"PK\x05\x06\0\0\0\0");
+    out.extend(count);
+    out.extend(count);
+    out.extend((dir.len() as u32).to_le_bytes());
+    out.extend(start.to_le_bytes());
+    out.extend([0, 0]);
+    out.splice(start as usize..start as usize, dir);
+    out
+}
+
+/// The archive whose pickle the pickle fuzzer mutates: the richest fixture (a nested
+/// checkpoint of 60 tensors).
+fn pickle_archive() -> Vec<(String, Vec<u8>)> {
+    unzip_stored(&fixture("pth/checkpoint_nested.pth"))
+}
+
+fn pickle_corpus() -> Vec<Vec<u8>> {
+    let entries = pickle_archive();
+    let pickle = entries
+        .iter()
+        .find(|(n, _)| n.ends_with("/data.pkl"))
+        .unwrap();
+    vec![pickle.1.clone()]
+}
+
+/// Zips the mutated pickle with the fixture's storages (valid checksums), so the mutant
+/// reaches the unpickler and the tensor gathering instead of failing the zip's CRC check.
+fn pickle_target(pickle: &[u8]) {
+    let mut entries = pickle_archive();
+    for (name, data) in &mut entries {
+        if name.ends_with("/data.pkl") {
+            *data = pickle.to_vec();
+        }
+    }
+    pth_target(&zip_stored(&entries));
+}
+
+const ONNX_FIXTURES: [&str; 6] = [
+    "onnx/allops.onnx",
+    "onnx/handmade.onnx",
+    "onnx/interop.onnx",
+    "onnx/interop_dynamo.onnx",
+    "onnx/lenet5.onnx",
+    "onnx/padded.onnx",
+];
+
+fn onnx_corpus() -> Vec<Vec<u8>> {
+    ONNX_FIXTURES.iter().map(|p| fixture(p)).collect()
+}
+
+/// Imports as it is, or (the interop fixtures have a symbolic height and width) at 9x11.
+fn onnx_import(bytes: &[u8], dir: &std::path::Path) -> convnet::Result<OnnxModel<f32>> {
+    convnet::onnx::load_onnx_bytes::<f32>(bytes, Some(dir), "fuzz").or_else(|_| {
+        let options = OnnxOptions::new().input_shape(&[1, 3, 9, 11]);
+        convnet::onnx::load_onnx_bytes_with::<f32>(bytes, Some(dir), "fuzz", &options)
+    })
+}
+
+/// Imports the model (external data from the fixtures' folder) and, when it imports, runs
+/// it on a batch of one: summary, inference, forward and backward.
+fn onnx_target(bytes: &[u8]) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let Ok(mut m) = onnx_import(bytes, &dir) else {
+        return;
+    };
+    let Ok(shape) = m.input_shape_for(1) else {
+        return;
+    };
+    if shape.iter().product::<usize>() > 1 << 20 {
+        return;
+    }
+    let x = Tensor::<f32>::from_elem(ndarray::IxDyn(&shape), 0.5);
+    let _ = m.graph.summary(&shape);
+    let _ = m.graph.infer(&x);
+    m.graph.set_mode(Mode::Train);
+    if let Ok(y) = m.graph.forward(&x) {
+        let _ = m.graph.backward(&y);
+    }
+}
+
+#[cfg(feature = "image")]
+fn image_corpus() -> Vec<Vec<u8>> {
+    vec![fixture("vision/photo.png"), fixture("vision/photo.jpg")]
+}
+
+#[cfg(feature = "image")]
+fn image_target(bytes: &[u8]) {
+    if let Ok(img) = convnet::vision::decode_bytes(bytes) {
+        let _ = img.to_tensor();
+    }
+}
+
+#[cfg(feature = "image")]
+fn cifar_corpus() -> Vec<Vec<u8>> {
+    let record = |labels: &[u8], value: u8| {
+        let mut r = labels.to_vec();
+        r.extend([value; 3072]);
+        r
+    };
+    vec![
+        [record(&[0], 1), record(&[9], 2), record(&[3], 3)].concat(),
+        [record(&[1, 7], 4), record(&[19, 99], 5)].concat(),
+    ]
+}
+
+#[cfg(feature = "image")]
+fn cifar_target(bytes: &[u8]) {
+    use convnet::vision::{Cifar, CifarKind};
+    for kind in [
+        CifarKind::Ten,
+        CifarKind::HundredCoarse,
+        CifarKind::HundredFine,
+    ] {
+        if let Ok(c) = Cifar::from_bytes(kind, bytes) {
+            for i in 0..=c.labels().len() {
+                let _ = c.image(i);
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "fuzzing: run with --ignored and FUZZ_SECONDS"]
+fn fuzz_pth() {
+    fuzz("pth", pth_corpus(), &pth_target);
+}
+
+#[test]
+#[ignore = "fuzzing: run with --ignored and FUZZ_SECONDS"]
+fn fuzz_pth_pickles() {
+    fuzz("pth-pickles", pickle_corpus(), &pickle_target);
+}
+
+#[test]
+#[ignore = "fuzzing: run with --ignored and FUZZ_SECONDS"]
+fn fuzz_onnx() {
+    fuzz("onnx", onnx_corpus(), &onnx_target);
+}
+
+#[cfg(feature = "image")]
+#[test]
+#[ignore = "fuzzing: run with --ignored and FUZZ_SECONDS"]
+fn fuzz_images() {
+    fuzz("images", image_corpus(), &image_target);
+}
+
+#[cfg(feature = "image")]
+#[test]
+#[ignore = "fuzzing: run with --ignored and FUZZ_SECONDS"]
+fn fuzz_cifar() {
+    fuzz("cifar", cifar_corpus(), &cifar_target);
+}
+
 #[test]
 #[ignore = "fuzzing: run with --ignored and FUZZ_SECONDS"]
 fn fuzz_weights() {
@@ -296,12 +535,45 @@ fn corpora_are_valid_and_a_short_run_is_clean() {
     for b in idx_corpus() {
         decode_idx(&b).unwrap();
     }
+    for b in pth_corpus() {
+        assert!(!convnet::io::PthFile::from_bytes(b, "seed")
+            .unwrap()
+            .tensor_dicts()
+            .is_empty());
+    }
+    // Unzipped and zipped again, the fixture still reads.
+    let rezipped = zip_stored(&pickle_archive());
+    let nested = convnet::io::PthFile::from_bytes(rezipped, "seed").unwrap();
+    assert!(!nested.tensor_dicts().is_empty());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    for b in onnx_corpus() {
+        onnx_import(&b, &dir).unwrap();
+    }
     let mut g = Gen(7);
-    for (corpus, target) in [
-        (weights_corpus(), &weights_target as &dyn Fn(&[u8])),
+    #[allow(unused_mut)]
+    let mut targets: Vec<(Vec<Vec<u8>>, &dyn Fn(&[u8]))> = vec![
+        (weights_corpus(), &weights_target),
         (checkpoint_corpus(), &checkpoint_target),
         (idx_corpus(), &idx_target),
-    ] {
+        (pth_corpus(), &pth_target),
+        (pickle_corpus(), &pickle_target),
+        (onnx_corpus(), &onnx_target),
+    ];
+    #[cfg(feature = "image")]
+    {
+        for b in image_corpus() {
+            convnet::vision::decode_bytes(&b).unwrap();
+        }
+        for b in cifar_corpus() {
+            convnet::vision::Cifar::from_bytes(convnet::vision::CifarKind::HundredFine, &b)
+                .unwrap_or_else(|_| {
+                    convnet::vision::Cifar::from_bytes(convnet::vision::CifarKind::Ten, &b).unwrap()
+                });
+        }
+        targets.push((image_corpus(), &image_target));
+        targets.push((cifar_corpus(), &cifar_target));
+    }
+    for (corpus, target) in targets {
         for _ in 0..200 {
             let base = &corpus[g.below(corpus.len())];
             target(&mutate(&mut g, base, &corpus));

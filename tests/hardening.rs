@@ -976,3 +976,216 @@ fn class14_gradcheck_takes_tensors_in_any_memory_layout() {
     .unwrap();
     assert_eq!(report.coords, 12);
 }
+
+// ---------------------------------------------------------------------------------------
+// Class 15: found by the sweep of call orders, zero sizes and huge sizes (docs/ERRORS.md).
+
+#[test]
+fn class15_padding_an_empty_image_gives_all_padding_not_a_panic() {
+    // `Pad2d` cut its input into planes of H·W = 0 cells: "chunk size must be non-zero".
+    let mut pad = Pad2d::<f32>::new(Pad2dConfig::new([1, 2, 0, 1]).value(3.0)).unwrap();
+    for mode in [Mode::Train, Mode::Eval] {
+        pad.set_mode(mode);
+        let x = Tensor::<f32>::zeros(IxDyn(&[2, 2, 0, 5]));
+        let y = pad.forward(&x).unwrap();
+        assert_eq!(y.shape(), &[2, 2, 1, 8]);
+        assert!(y.iter().all(|&v| v == 3.0));
+        assert_eq!(pad.infer(&x).unwrap(), y);
+        let dx = pad.backward(&Tensor::ones(IxDyn(&[2, 2, 1, 8]))).unwrap();
+        assert_eq!(dx.shape(), &[2, 2, 0, 5]);
+    }
+}
+
+#[test]
+fn class15_an_empty_sequential_checks_its_gradient_like_any_layer() {
+    // The identity handed back any gradient: before a forward, or of another shape.
+    let mut id = Sequential::<f32>::new();
+    let g = Tensor::<f32>::ones(IxDyn(&[2, 3]));
+    let err = id.backward(&g).unwrap_err();
+    assert!(matches!(err, Error::BackwardBeforeForward { .. }), "{err}");
+    assert!(matches!(
+        id.backward_params(&g).unwrap_err(),
+        Error::BackwardBeforeForward { .. }
+    ));
+    id.forward(&Tensor::zeros(IxDyn(&[2, 3]))).unwrap();
+    assert_eq!(id.backward(&g).unwrap(), g);
+    for bad in [vec![3, 2], vec![2, 3, 1], vec![]] {
+        let err = id.backward(&Tensor::ones(IxDyn(&bad))).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("[2, 3]"), "{err}");
+        assert!(id.backward_params(&Tensor::ones(IxDyn(&bad))).is_err());
+        assert!(id.backward_owned(Tensor::ones(IxDyn(&bad))).is_err());
+    }
+}
+
+#[test]
+fn class15_loader_sizes_near_usize_max_are_errors_or_work() {
+    let data = ImageSet::new(vec![7; 12], vec![0, 1, 0, 1], 1, 3, 2).unwrap();
+    // `2 * max_shift + 1` overflowed (a panic in debug builds, garbage shifts in release).
+    for shift in [usize::MAX, usize::MAX / 2, (1 << 28) + 1] {
+        let err = DataLoader::new(&data, LoaderConfig::new(2).max_shift(shift))
+            .err()
+            .unwrap();
+        assert!(
+            is_config(&err) && err.to_string().contains("max_shift"),
+            "{err}"
+        );
+    }
+    // A batch size of usize::MAX: one batch of everything; the position of the batch after
+    // it overflowed (`start + batch_size`).
+    let loader = DataLoader::new(&data, LoaderConfig::new(usize::MAX)).unwrap();
+    assert_eq!(loader.num_batches(), 1);
+    let batches: Vec<_> = loader
+        .epoch::<f32>(0)
+        .collect::<convnet::Result<_>>()
+        .unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].labels, [0, 1, 0, 1]);
+}
+
+/// Four samples of one value each, for a model with a huge class count.
+struct OneValue;
+
+impl convnet::data::Dataset for OneValue {
+    fn len(&self) -> usize {
+        4
+    }
+    fn sample_shape(&self) -> Vec<usize> {
+        vec![1]
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn sample(&self, index: usize, out: &mut [f32]) -> convnet::Result<usize> {
+        out.fill(index as f32);
+        Ok(index % 2)
+    }
+}
+
+#[test]
+fn class15_evaluating_a_model_of_very_many_classes_skips_the_confusion_matrix() {
+    // 2^24 classes fit the size limit (a Linear(1 -> 2^24)), but the confusion matrix of
+    // 2^48 counters did not: the process aborted allocating it.
+    let model =
+        Linear::<f32>::new(LinearConfig::new(1, 1 << 24).init(Init::Constant(0.0))).unwrap();
+    let loader = DataLoader::new(&OneValue, LoaderConfig::new(4)).unwrap();
+    let stats = convnet::train::evaluate(&model, &loader, ProgressStyle::Off).unwrap();
+    assert_eq!(stats.total, 4);
+    assert!(stats.confusion.is_empty());
+    assert!(stats.loss.is_finite());
+    // A model of a few classes still gets its matrix.
+    let small = Linear::<f32>::new(LinearConfig::new(1, 3)).unwrap();
+    let stats = convnet::train::evaluate(&small, &loader, ProgressStyle::Off).unwrap();
+    assert_eq!(stats.confusion.len(), 3);
+    assert_eq!(stats.confusion.iter().flatten().sum::<usize>(), 4);
+}
+
+#[cfg(feature = "image")]
+#[test]
+fn class15_transforms_to_absurd_sizes_are_errors_not_aborts() {
+    use convnet::rng::Rng64;
+    use convnet::vision::transforms::{CenterCrop, RandomResizedCrop, Resize};
+    use convnet::vision::Image;
+    let img = Image::from_rgb(4, 3, vec![9; 36]).unwrap();
+    let mut rng = Rng64::seed(1);
+    // Each used to allocate `width * height * 3` bytes unchecked: an overflow, or an abort.
+    let errs = [
+        CenterCrop::new(1 << 40).apply(&img).unwrap_err(),
+        CenterCrop::rect(usize::MAX, 2).apply(&img).unwrap_err(),
+        Resize::exact(1 << 40, 1 << 40).apply(&img).unwrap_err(),
+        Resize::exact(usize::MAX, 1).apply(&img).unwrap_err(),
+        Resize::new(1 << 40).apply(&img).unwrap_err(),
+        RandomResizedCrop::new(1 << 40)
+            .apply(&img, &mut rng)
+            .unwrap_err(),
+        img.crop(0, 0, 1 << 32, 1 << 32).unwrap_err(),
+        // 2^62 x 4 x 3 bytes wraps to 0: an empty buffer passed for a huge image.
+        Image::from_rgb(1 << 62, 4, Vec::new()).unwrap_err(),
+    ];
+    for e in errs {
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+        assert!(e.to_string().contains("limit"), "{e}");
+    }
+    // Sizes that fit still work, padded crops included.
+    let c = CenterCrop::rect(6, 1).apply(&img).unwrap();
+    assert_eq!((c.width(), c.height()), (6, 1));
+}
+
+#[test]
+fn class15_a_loader_without_a_single_batch_is_refused() {
+    // An empty dataset, or drop_last with fewer samples than a batch: train_epoch and
+    // evaluate ran no batch and reported a loss of 0 and an accuracy of 0 as if they had.
+    let empty = ImageSet::new(vec![], vec![], 2, 2, 10).unwrap();
+    let err = DataLoader::new(&empty, LoaderConfig::new(4)).err().unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("holds no samples"),
+        "{err}"
+    );
+    let four = ImageSet::new(vec![1; 16], vec![0, 1, 2, 3], 2, 2, 10).unwrap();
+    let err = DataLoader::new(&four, LoaderConfig::new(8).drop_last(true))
+        .err()
+        .unwrap();
+    assert!(
+        is_config(&err) && err.to_string().contains("batch size of 8 over 4 samples"),
+        "{err}"
+    );
+    // Without drop_last, or with a batch that fits, there is a batch.
+    assert_eq!(
+        DataLoader::new(&four, LoaderConfig::new(8))
+            .unwrap()
+            .num_batches(),
+        1
+    );
+    assert_eq!(
+        DataLoader::new(&four, LoaderConfig::new(4).drop_last(true))
+            .unwrap()
+            .num_batches(),
+        1
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn class15_readers_refuse_devices_and_named_pipes() {
+    // Reading /dev/zero (or a link to it named like a weights file) never ended: memory grew
+    // until the process was killed. A named pipe without a writer waited forever.
+    let dir = tmp_dir("devices");
+    let link = dir.join("weights.safetensors");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let mut paths = vec![PathBuf::from("/dev/zero"), link];
+    let fifo = dir.join("pipe.pth");
+    let _ = std::fs::remove_file(&fifo);
+    if std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        paths.push(fifo);
+    }
+    for path in &paths {
+        let mut model = small_net(1);
+        let mut trainer = Trainer::new(small_net(1), Sgd::new(SgdConfig::new(0.1)).unwrap())
+            .with_progress(ProgressStyle::Off);
+        #[cfg_attr(not(feature = "image"), allow(unused_mut))]
+        let mut errs = vec![
+            load_weights(&mut model, path).unwrap_err(),
+            convnet::io::read_tensors::<f32>(path).unwrap_err(),
+            convnet::io::read_pth::<f32>(path, None).unwrap_err(),
+            convnet::onnx::load_onnx::<f32>(path).unwrap_err(),
+            trainer.load_checkpoint(path).unwrap_err(),
+            convnet::data::read_idx(path).unwrap_err(),
+        ];
+        #[cfg(feature = "image")]
+        {
+            use convnet::vision::{decode_file, Cifar, CifarKind};
+            errs.push(decode_file(path).unwrap_err());
+            errs.push(Cifar::open(CifarKind::Ten, &[path]).unwrap_err());
+        }
+        for e in errs {
+            assert!(matches!(e, Error::File { .. }), "{}: {e}", path.display());
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -200,7 +200,8 @@ proptest! {
 
     #[test]
     fn normalisation_and_activations(
-        kind in 0..10u8, channels in small(4), size in small(4), p in 0.0f64..1.0,
+        kind in 0..12u8, channels in small(4), size in small(4), p in 0.0f64..1.0,
+        pads in (small(3), small(3), small(3), small(3)),
         slope in prop_oneof![Just(0.01), Just(-2.0), Just(f64::NAN)],
         input in image_shape(), value in fill(),
     ) {
@@ -227,10 +228,16 @@ proptest! {
                 Ok(l) => Box::new(l),
                 Err(_) => return Ok(()),
             },
+            // Not covered before: Pad2d panicked on an empty image ([N, C, 0, W]).
+            10 => Box::new(Pad2d::new(Pad2dConfig::new([pads.0, pads.1, pads.2, pads.3])).unwrap()),
+            11 => match Bias::new(BiasConfig::new(channels)) {
+                Ok(l) => Box::new(l),
+                Err(_) => return Ok(()),
+            },
             _ => Box::new(Flatten::new(FlattenConfig::new()).unwrap()),
         };
         let mut input = input;
-        if kind == 0 && input.len() == 4 && input[1] <= 4 {
+        if (kind == 0 || kind == 11) && input.len() == 4 && input[1] <= 4 {
             input[1] = channels;
         }
         check_layer(layer.as_mut(), &input, value)?;

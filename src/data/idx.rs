@@ -38,6 +38,13 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
         path: path.to_path_buf(),
         message,
     };
+    // Opening a named pipe would wait for a writer forever; a device is no IDX file.
+    let meta = std::fs::metadata(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(file_err(
+            "not a regular file (a pipe, socket or device), so not read".into(),
+        ));
+    }
     let file = std::fs::File::open(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
     let mut reader = std::io::BufReader::new(file);
     let gzipped = {

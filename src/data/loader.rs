@@ -109,7 +109,8 @@ pub struct Batch<T: Float> {
 }
 
 impl<'a, D: Dataset> DataLoader<'a, D> {
-    /// A loader over `data`; fails on a zero batch size or a non-positive std.
+    /// A loader over `data`; fails on a zero batch size, a non-positive std, or a dataset
+    /// that gives no batch (empty, or smaller than the batch size with `drop_last`).
     pub fn new(data: &'a D, config: LoaderConfig) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(Error::config("DataLoader", "batch size must be at least 1"));
@@ -136,6 +137,42 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
                     format!("shard {rank} of {world}: the rank must be below the world size"),
                 ));
             }
+        }
+        // An epoch without a batch would train and evaluate on nothing and report a loss and
+        // an accuracy of 0 as if it had (PyTorch's shuffling sampler refuses an empty dataset
+        // too).
+        let batches = if config.drop_last {
+            data.len() / config.batch_size
+        } else {
+            data.len().div_ceil(config.batch_size)
+        };
+        if batches == 0 {
+            return Err(Error::config(
+                "DataLoader",
+                if data.is_empty() {
+                    "the dataset holds no samples: an epoch would have no batch".to_string()
+                } else {
+                    format!(
+                        "drop_last with a batch size of {} over {} samples: an epoch would have \
+                         no batch",
+                        config.batch_size,
+                        data.len()
+                    )
+                },
+            ));
+        }
+        // `2 * max_shift + 1` shifts are drawn from; a shift is at most a side of an image,
+        // and sides are at most the size limit, which keeps that sum and `y - dy` in range
+        // (`usize::MAX` overflowed).
+        if config.max_shift > crate::tensor::MAX_ELEMENTS {
+            return Err(Error::config(
+                "DataLoader",
+                format!(
+                    "max_shift {} is more than {} (2^28), the largest side an image may have",
+                    config.max_shift,
+                    crate::tensor::MAX_ELEMENTS
+                ),
+            ));
         }
         if let Some((mean, std)) = config.normalize {
             if !(std > 0.0 && std.is_finite() && mean.is_finite()) {
@@ -217,8 +254,10 @@ impl<'a, D: Dataset> DataLoader<'a, D> {
     /// The positions in the epoch order of global batch `batch` that belong to this shard.
     fn shard_positions(&self, batch: usize) -> Range<usize> {
         let (n, b) = (self.data.len(), self.config.batch_size);
-        let start = (batch * b).min(n);
-        start..(start + b).min(n)
+        // Saturating: with a batch size near `usize::MAX` the batch after the last one would
+        // overflow (a panic in debug builds); it is an empty range, as it should be.
+        let start = batch.saturating_mul(b).min(n);
+        start..start.saturating_add(b).min(n)
     }
 
     /// The batches of `epoch` (0-based).

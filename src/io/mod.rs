@@ -20,6 +20,22 @@ pub use weights::{
     save_weights, state_dict,
 };
 
+/// The bytes of the file at `path`, refusing a path that names a pipe, socket or device:
+/// reading `/dev/zero` (or a link to it named like a weights file) never ends and takes all
+/// memory, and a named pipe without a writer waits forever. A folder goes on to the read,
+/// which fails with the system's error as before. `action` labels the I/O error
+/// (`"cannot read"`, `"cannot read image"`).
+pub(crate) fn read_regular_file(path: &std::path::Path, action: &str) -> crate::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| crate::Error::io(path, action, e))?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(crate::Error::File {
+            path: path.to_path_buf(),
+            message: "not a regular file (a pipe, socket or device), so not read".into(),
+        });
+    }
+    std::fs::read(path).map_err(|e| crate::Error::io(path, action, e))
+}
+
 /// The first `N` bytes of `bytes` as an array (zero-filled if there are fewer), for decoding
 /// fixed-size little- or big-endian numbers from chunks the caller cut to `N` bytes. Cannot
 /// panic, whatever the input.

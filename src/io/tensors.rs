@@ -126,7 +126,7 @@ pub fn decode_tensors<T: Float>(bytes: &[u8], path: &str) -> Result<Vec<(String,
 
 /// Reads every tensor of a safetensors file.
 pub fn read_tensors<T: Float>(path: &Path) -> Result<Vec<(String, Tensor<T>)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let bytes = super::read_regular_file(path, "cannot read")?;
     decode_tensors(&bytes, &path.display().to_string())
 }
 

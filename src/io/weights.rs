@@ -72,7 +72,7 @@ pub fn save_weights<T: Float>(model: &dyn Layer<T>, path: &Path) -> Result<()> {
 /// (older torchvision releases saved none) loads, and the model keeps its own count.
 pub fn load_weights<T: Float>(model: &mut dyn Layer<T>, path: &Path) -> Result<()> {
     let source = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let bytes = super::read_regular_file(path, "cannot read")?;
     let torch_extension = path
         .extension()
         .and_then(|e| e.to_str())

@@ -127,6 +127,11 @@ impl<T: Float> Layer<T> for Pad2d<T> {
         let [l, _, t, _] = self.padding;
         let x = contiguous(input);
         let mut y = vec![T::of(self.value); planes * oh * ow];
+        if h * w == 0 {
+            // An empty image (as PyTorch pads it): the output is all padding. Cutting the
+            // input into planes of zero cells would panic.
+            return Ok(from_vec(&shape, y));
+        }
         for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
             for (xr, yr) in xp.chunks_exact(w).zip(yp.chunks_exact_mut(ow).skip(t)) {
                 // `ow = l + w + r` (geometry), so the middle of the row is there.
@@ -150,6 +155,10 @@ impl<T: Float> Layer<T> for Pad2d<T> {
         )?;
         let (planes, [h, w], [oh, ow], _) = self.geometry(&input_shape)?;
         let [l, _, t, _] = self.padding;
+        if h * w == 0 {
+            // An empty image has an empty gradient (and no plane to cut `dy` into).
+            return Ok(from_vec(&input_shape, Vec::new()));
+        }
         let dy = contiguous(grad_output);
         let mut dx = Vec::with_capacity(planes * h * w);
         for dyp in dy.chunks_exact(oh * ow) {
@@ -191,6 +200,27 @@ mod tests {
             let x = random_tensor(&[2, 3, 4, 5], seed as u64);
             let mut p = Pad2d::new(Pad2dConfig::new(*padding).value(0.5)).unwrap();
             check_layer(&mut p, &x, GradCheck::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_empty_image_pads_to_all_padding() {
+        // [2, 2, 0, 5] used to panic cutting the input into planes of zero cells.
+        for (shape, padding) in [
+            ([2usize, 2, 0, 5], [1, 2, 0, 1]),
+            ([2, 2, 5, 0], [1, 2, 0, 1]),
+            ([1, 1, 0, 0], [1, 2, 0, 1]),
+            ([1, 1, 0, 3], [0, 0, 0, 0]),
+        ] {
+            let mut p = Pad2d::<f64>::new(Pad2dConfig::new(padding).value(-1.0)).unwrap();
+            let x = Tensor::zeros(ndarray::IxDyn(&shape));
+            let want = p.output_shape(&shape).unwrap();
+            let y = p.forward(&x).unwrap();
+            assert_eq!(y.shape(), want.as_slice());
+            assert!(y.iter().all(|&v| v == -1.0), "{y:?}");
+            assert_eq!(p.infer(&x).unwrap(), y);
+            let dx = p.backward(&Tensor::ones(ndarray::IxDyn(&want))).unwrap();
+            assert_eq!(dx.shape(), shape);
         }
     }
 

@@ -26,6 +26,9 @@ use crate::tensor::{Float, Tensor};
 pub struct Sequential<T: Float> {
     layers: Vec<Box<dyn Layer<T>>>,
     names: Vec<String>,
+    /// With no layers (the identity): the shape of the last `forward`'s input, which
+    /// `backward` checks its gradient against as every layer does.
+    identity_shape: Option<Vec<usize>>,
 }
 
 impl<T: Float> Default for Sequential<T> {
@@ -40,6 +43,7 @@ impl<T: Float> Sequential<T> {
         Sequential {
             layers: Vec::new(),
             names: Vec::new(),
+            identity_shape: None,
         }
     }
 
@@ -120,6 +124,24 @@ impl<T: Float> Sequential<T> {
     pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer<T>>] {
         &mut self.layers
     }
+
+    /// With no layers: the gradient must have the shape of the last `forward`'s input (and
+    /// there must have been one), as for any layer; an identity used to hand any gradient
+    /// back unchecked, before any forward or of another shape.
+    fn check_identity_grad(&self, grad_output: &Tensor<T>) -> Result<()> {
+        let shape = self
+            .identity_shape
+            .as_ref()
+            .ok_or_else(|| Error::no_cache("Sequential"))?;
+        if grad_output.shape() != shape.as_slice() {
+            return Err(Error::shape(
+                "Sequential (empty: the identity) gradient",
+                format!("{shape:?}, the shape of the last forward's input"),
+                grad_output.shape(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// True if the layer has any `state_dict` entry or random generator.
@@ -150,6 +172,7 @@ impl<T: Float> Layer<T> for Sequential<T> {
     fn forward(&mut self, input: &Tensor<T>) -> Result<Tensor<T>> {
         let mut layers = self.layers.iter_mut();
         let Some(first) = layers.next() else {
+            self.identity_shape = Some(input.shape().to_vec());
             return Ok(input.clone());
         };
         let mut x = first.forward(input)?;
@@ -161,6 +184,9 @@ impl<T: Float> Layer<T> for Sequential<T> {
 
     /// Like `forward`; the first layer gets the input by value too.
     fn forward_owned(&mut self, input: Tensor<T>) -> Result<Tensor<T>> {
+        if self.layers.is_empty() {
+            self.identity_shape = Some(input.shape().to_vec());
+        }
         let mut x = input;
         for layer in &mut self.layers {
             x = layer.forward_owned(x)?;
@@ -177,6 +203,7 @@ impl<T: Float> Layer<T> for Sequential<T> {
     fn backward(&mut self, grad_output: &Tensor<T>) -> Result<Tensor<T>> {
         let mut layers = self.layers.iter_mut().rev();
         let Some(last) = layers.next() else {
+            self.check_identity_grad(grad_output)?;
             return Ok(grad_output.clone());
         };
         let mut g = last.backward(grad_output)?;
@@ -188,6 +215,9 @@ impl<T: Float> Layer<T> for Sequential<T> {
 
     /// Like `backward`; the last layer gets the gradient by value too.
     fn backward_owned(&mut self, grad_output: Tensor<T>) -> Result<Tensor<T>> {
+        if self.layers.is_empty() {
+            self.check_identity_grad(&grad_output)?;
+        }
         let mut g = grad_output;
         for layer in self.layers.iter_mut().rev() {
             g = layer.backward_owned(g)?;
@@ -198,7 +228,7 @@ impl<T: Float> Layer<T> for Sequential<T> {
     /// Like `backward`, but the first layer is told that no input gradient is wanted.
     fn backward_params(&mut self, grad_output: &Tensor<T>) -> Result<()> {
         let Some((first, rest)) = self.layers.split_first_mut() else {
-            return Ok(());
+            return self.check_identity_grad(grad_output);
         };
         let mut layers = rest.iter_mut().rev();
         let Some(last) = layers.next() else {

@@ -294,7 +294,7 @@ pub fn load_onnx<T: Float>(path: &Path) -> Result<OnnxModel<T>> {
 
 /// Reads an ONNX file with [`OnnxOptions`] (the input size for symbolic axes).
 pub fn load_onnx_with<T: Float>(path: &Path, options: &OnnxOptions) -> Result<OnnxModel<T>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let bytes = crate::io::read_regular_file(path, "cannot read")?;
     let dir = path.parent().map(|p| {
         if p.as_os_str().is_empty() {
             Path::new(".")

@@ -300,6 +300,14 @@ fn read_external(
         )
     })?;
     let path = dir.join(relative);
+    // Opening a named pipe would wait for a writer forever.
+    let meta = std::fs::metadata(&path).map_err(|e| fail("cannot open".into(), Some(e)))?;
+    if !meta.is_file() {
+        return Err(fail(
+            "not a regular file (a folder, pipe, socket or device)".into(),
+            None,
+        ));
+    }
     let mut file = std::fs::File::open(&path).map_err(|e| fail("cannot open".into(), Some(e)))?;
     let file_len = file
         .metadata()

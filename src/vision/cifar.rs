@@ -57,8 +57,7 @@ impl Cifar {
         };
         for path in files {
             let path = path.as_ref();
-            let bytes =
-                std::fs::read(path).map_err(|e| Error::io(path, "cannot read CIFAR batch", e))?;
+            let bytes = crate::io::read_regular_file(path, "cannot read CIFAR batch")?;
             set.append(&bytes).map_err(|message| Error::File {
                 path: path.to_path_buf(),
                 message,

@@ -14,10 +14,13 @@ pub const MAX_PIXELS: usize = crate::tensor::MAX_ELEMENTS / 3;
 /// does with PIL's `convert("RGB")` (alpha is dropped, not blended).
 ///
 /// A missing, unreadable, truncated or non-image file is an [`Error::File`] naming the path,
-/// and so is an image of more than [`MAX_PIXELS`] pixels (refused before decoding).
+/// and so is an image of more than [`MAX_PIXELS`] pixels (refused before decoding), and a
+/// path that is not a regular file: reading a named pipe would wait for a writer forever, and
+/// a device such as `/dev/zero` never ends (an [`ImageFolder`](super::ImageFolder) scan can
+/// meet either under an image's name).
 pub fn decode_file(path: impl AsRef<Path>) -> Result<Image> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read image", e))?;
+    let bytes = crate::io::read_regular_file(path, "cannot read image")?;
     decode_named(&bytes, &path.display().to_string())
 }
 

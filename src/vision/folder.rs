@@ -6,6 +6,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::rng::Rng64;
 use crate::tensor::Tensor;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -17,7 +18,8 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 /// Images in `root/<class>/...`, like `torchvision.datasets.ImageFolder`: the classes are the
 /// sub-folders of `root` sorted by name (label `i` is the `i`-th), and each class holds every
 /// file below its folder (recursively, in sorted order) whose extension is in
-/// [`IMAGE_EXTENSIONS`].
+/// [`IMAGE_EXTENSIONS`]. Symbolic links are followed, but each folder is listed once per
+/// class (a link back to an ancestor adds nothing).
 ///
 /// Images are decoded when a sample is asked for and pass through the transform, which must
 /// give one tensor shape for every image (end it with a fixed-size crop or resize). Random
@@ -66,10 +68,22 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Appends the image files below `dir` (following symbolic links) in sorted order. A folder
+/// already listed for this class (`visited`, by canonical path) is not listed again: a link
+/// to an ancestor would otherwise recurse until the path grows too long, and two links to
+/// the folder above at every level would list 2^depth folders (a hang).
+fn collect_images(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut HashSet<PathBuf>,
+) -> Result<()> {
+    let canonical = std::fs::canonicalize(dir).map_err(|e| dir_err(dir, e))?;
+    if !visited.insert(canonical) {
+        return Ok(());
+    }
     for path in sorted_entries(dir)? {
         if path.is_dir() {
-            collect_images(&path, out)?;
+            collect_images(&path, out, visited)?;
         } else if is_image(&path) {
             out.push(path);
         }
@@ -96,7 +110,7 @@ impl ImageFolder {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let mut files = Vec::new();
-            collect_images(&dir, &mut files)?;
+            collect_images(&dir, &mut files, &mut HashSet::new())?;
             if files.is_empty() {
                 empty.push(name.clone());
             }
@@ -289,6 +303,58 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert!(f[0].1.contains("b.PNG"), "{}", f[0].1);
         assert!(ds.get(2).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_link_loops_and_devices_are_not_followed_forever() {
+        use std::os::unix::fs::symlink;
+        let root = tmp("links");
+        let a = root.join("a");
+        std::fs::create_dir_all(a.join("sub")).unwrap();
+        write_png(&a.join("x.png"), 3, 3, 1);
+        write_png(&a.join("sub").join("y.png"), 3, 3, 2);
+        // Two links back to the class folder at two levels: the scan used to list 2^k paths
+        // at depth k until the kernel's 40-link limit, which never came (a hang).
+        symlink(&a, a.join("up1")).unwrap();
+        symlink(&a, a.join("up2")).unwrap();
+        symlink(&a, a.join("sub").join("back")).unwrap();
+        // Another class may link to this one: it gets the same images, as torchvision's.
+        symlink(&a, root.join("b")).unwrap();
+        let ds = ImageFolder::new(&root, Compose::new().then(ToTensor)).unwrap();
+        assert_eq!(ds.classes(), ["a", "b"]);
+        let names: Vec<_> = ds.samples().iter().map(|(p, l)| (p.clone(), *l)).collect();
+        assert_eq!(
+            names,
+            [
+                (a.join("sub").join("y.png"), 0),
+                (a.join("x.png"), 0),
+                (root.join("b").join("sub").join("y.png"), 1),
+                (root.join("b").join("x.png"), 1),
+            ]
+        );
+        // An "image" that is a device: reading /dev/zero never ends (memory grew until the
+        // process was killed); it is refused as not a regular file, naming the path.
+        let c = root.join("c");
+        std::fs::create_dir_all(&c).unwrap();
+        symlink("/dev/zero", c.join("zero.png")).unwrap();
+        let ds = ImageFolder::new(&root, Compose::new().then(ToTensor)).unwrap();
+        let e = ds.get(4).unwrap_err();
+        assert!(matches!(e, Error::File { .. }), "{e}");
+        assert!(
+            e.to_string().contains("zero.png") && e.to_string().contains("not a regular file"),
+            "{e}"
+        );
+        // A named pipe (made with mkfifo where it exists): reading it waited for a writer.
+        if std::process::Command::new("mkfifo")
+            .arg(c.join("pipe.png"))
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let e = decode_file(c.join("pipe.png")).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 

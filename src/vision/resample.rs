@@ -70,6 +70,10 @@ fn to_byte(acc: i64) -> u8 {
 // are cut from an image of `w_in * h * 3` bytes, and `out` has `width * height * 3` bytes.
 #[allow(clippy::indexing_slicing)]
 pub(super) fn resize_bilinear(img: &Image, width: usize, height: usize) -> crate::Result<Image> {
+    // The output, and the intermediate `width x img.height()` image, within the pixel limit.
+    for (w, h) in [(width, height), (width, img.height())] {
+        super::rgb::rgb_len(w, h).map_err(|m| crate::Error::input("Resize", m))?;
+    }
     let mut current = img.clone();
     let half = 1i64 << (PRECISION_BITS - 1);
     if width != current.width() {

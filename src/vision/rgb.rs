@@ -13,16 +13,34 @@ pub struct Image {
     data: Vec<u8>,
 }
 
+/// The bytes of a `width x height` RGB image: `width * height * 3`, or why there can be no
+/// such image (a zero side, or more than [`MAX_PIXELS`](super::MAX_PIXELS) pixels, which also
+/// keeps the product from overflowing).
+pub(super) fn rgb_len(width: usize, height: usize) -> std::result::Result<usize, String> {
+    let limit = super::MAX_PIXELS;
+    match width.checked_mul(height) {
+        Some(0) => Err(format!("a {width}x{height} image holds no pixels")),
+        Some(pixels) if pixels <= limit => Ok(pixels * 3),
+        pixels => Err(format!(
+            "a {width}x{height} image ({} pixels) is larger than the limit of {limit} pixels \
+             (2^28 / 3)",
+            pixels.map_or_else(|| "more than 2^64".to_string(), |p| p.to_string())
+        )),
+    }
+}
+
 impl Image {
-    /// An image from `height * width * 3` bytes in row-major RGB order.
+    /// An image from `height * width * 3` bytes in row-major RGB order. Sides of zero, more
+    /// than [`MAX_PIXELS`](super::MAX_PIXELS) pixels, or a byte count that differs are an
+    /// [`Error::InvalidInput`].
     pub fn from_rgb(width: usize, height: usize, data: Vec<u8>) -> Result<Self> {
-        if width == 0 || height == 0 || data.len() != width * height * 3 {
+        let expected = rgb_len(width, height).map_err(|m| Error::input("Image::from_rgb", m))?;
+        if data.len() != expected {
             return Err(Error::input(
                 "Image::from_rgb",
                 format!(
-                    "{} bytes for a {width}x{height} RGB image (expected {}, sizes above 0)",
+                    "{} bytes for a {width}x{height} RGB image (expected {expected})",
                     data.len(),
-                    width * height * 3
                 ),
             ));
         }
@@ -71,15 +89,25 @@ impl Image {
 
     /// The `width x height` window whose top-left corner is at (`left`, `top`); pixels outside
     /// the image are black (torchvision pads a crop larger than its image with zeros).
-    pub fn crop(&self, left: isize, top: isize, width: usize, height: usize) -> Image {
-        let mut data = vec![0u8; width * height * 3];
+    ///
+    /// A window with a zero side or of more than [`MAX_PIXELS`](super::MAX_PIXELS) pixels is
+    /// an [`Error::InvalidInput`].
+    pub fn crop(&self, left: isize, top: isize, width: usize, height: usize) -> Result<Image> {
+        let len = rgb_len(width, height).map_err(|m| Error::input("Image::crop", m))?;
+        let mut data = vec![0u8; len];
         for y in 0..height {
-            let sy = top + y as isize;
+            // Both sides are at most 2^28 (the pixel limit), so none of these sums overflows
+            // unless `top` or `left` lies within 2^28 of the ends of `isize`: checked.
+            let Some(sy) = top.checked_add(y as isize) else {
+                continue;
+            };
             if sy < 0 || sy >= self.height as isize {
                 continue;
             }
             for x in 0..width {
-                let sx = left + x as isize;
+                let Some(sx) = left.checked_add(x as isize) else {
+                    continue;
+                };
                 if sx < 0 || sx >= self.width as isize {
                     continue;
                 }
@@ -93,11 +121,11 @@ impl Image {
                 }
             }
         }
-        Image {
+        Ok(Image {
             width,
             height,
             data,
-        }
+        })
     }
 
     /// The mirror image (left and right swapped).
@@ -146,6 +174,27 @@ mod tests {
     }
 
     #[test]
+    fn sizes_that_overflow_or_exceed_the_pixel_limit_are_errors() {
+        // 2^62 x 4 x 3 wraps to 0 bytes: an empty buffer used to pass as a 2^62 x 4 image.
+        let e = Image::from_rgb(1 << 62, 4, vec![]).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+        assert!(e.to_string().contains("limit"), "{e}");
+        let e = Image::from_rgb(usize::MAX, 2, vec![]).unwrap_err();
+        assert!(e.to_string().contains("more than 2^64"), "{e}");
+        let img = ramp(5, 4);
+        // A crop of 2^40 x 2^40 pixels used to abort allocating; of usize::MAX x 2 to overflow.
+        for (w, h) in [(1 << 40, 1 << 40), (usize::MAX, 2), (0, 3), (3, 0)] {
+            let e = img.crop(0, 0, w, h).unwrap_err();
+            assert!(matches!(e, Error::InvalidInput { .. }), "{w}x{h}: {e}");
+        }
+        // Offsets at the ends of isize give a black crop, not an overflow.
+        let far = img.crop(isize::MAX, isize::MIN, 2, 2).unwrap();
+        assert_eq!(far.as_bytes(), &[0; 12]);
+        let near = img.crop(isize::MAX - 1, 0, 3, 1).unwrap();
+        assert_eq!(near.as_bytes(), &[0; 9]);
+    }
+
+    #[test]
     fn a_pixel_outside_the_image_is_an_error() {
         let img = ramp(5, 4);
         assert_eq!(img.pixel(4, 3).unwrap(), [57, 58, 59]);
@@ -159,11 +208,11 @@ mod tests {
     #[test]
     fn crop_inside_and_padded() {
         let img = ramp(5, 4);
-        let c = img.crop(1, 2, 3, 2);
+        let c = img.crop(1, 2, 3, 2).unwrap();
         assert_eq!((c.width(), c.height()), (3, 2));
         assert_eq!(c.pixel(0, 0).unwrap(), img.pixel(1, 2).unwrap());
         assert_eq!(c.pixel(2, 1).unwrap(), img.pixel(3, 3).unwrap());
-        let p = img.crop(-1, -1, 7, 6);
+        let p = img.crop(-1, -1, 7, 6).unwrap();
         assert_eq!(p.pixel(0, 0).unwrap(), [0, 0, 0]);
         assert_eq!(p.pixel(1, 1).unwrap(), img.pixel(0, 0).unwrap());
         assert_eq!(p.pixel(6, 5).unwrap(), [0, 0, 0]);

@@ -208,12 +208,12 @@ impl CenterCrop {
                 ((full - crop) as f64 / 2.0).round_ties_even() as isize
             }
         };
-        Ok(img.crop(
+        img.crop(
             offset(img.width(), self.width),
             offset(img.height(), self.height),
             self.width,
             self.height,
-        ))
+        )
     }
 }
 
@@ -314,7 +314,7 @@ impl RandomResizedCrop {
     pub fn apply(&self, img: &Image, rng: &mut Rng64) -> Result<Image> {
         self.check()?;
         let (left, top, w, h) = self.window(img.width(), img.height(), rng);
-        let part = img.crop(left as isize, top as isize, w, h);
+        let part = img.crop(left as isize, top as isize, w, h)?;
         resize_bilinear(&part, self.size, self.size)
     }
 }

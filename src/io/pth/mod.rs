@@ -152,9 +152,9 @@ impl Dtype {
     }
 }
 
-/// No tensor is materialised with more elements than this (a zero stride can make a small
-/// storage look arbitrarily large).
-const MAX_ELEMENTS: usize = 1 << 32;
+/// No tensor is materialised with more elements than the crate's limit (a zero stride can
+/// make a small storage look arbitrarily large: one float viewed as 2^32 of them).
+use crate::tensor::MAX_ELEMENTS;
 
 /// How deep nested dicts are searched for a state dict.
 const MAX_DEPTH: usize = 32;
@@ -195,7 +195,7 @@ impl std::fmt::Debug for PthFile {
 impl PthFile {
     /// Reads and unpickles the checkpoint at `path`. Errors name the file.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+        let bytes = crate::io::read_regular_file(path, "cannot read")?;
         Self::from_bytes(bytes, &path.display().to_string())
     }
 
@@ -480,7 +480,12 @@ fn gather<T: Float>(bytes: &[u8], view: &TensorView) -> std::result::Result<Tens
         .iter()
         .try_fold(1usize, |n, &s| n.checked_mul(s))
         .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| format!("size {:?} is too large", view.size))?;
+        .ok_or_else(|| {
+            format!(
+                "size {:?} holds more than the limit of {MAX_ELEMENTS} elements (2^28)",
+                view.size
+            )
+        })?;
     if count > 0 {
         // The last element the view touches must lie inside the storage.
         let last = view
@@ -600,6 +605,25 @@ mod tests {
         assert!(gather::<f32>(&s, &view(12, 0, &[2, usize::MAX], &[1, 1])).is_err());
         assert!(gather::<f32>(&s, &view(12, 0, &[1 << 20, 1 << 20], &[0, 0])).is_err());
         assert!(gather::<f32>(&s, &view(12, 0, &[2, 2], &[usize::MAX, 1])).is_err());
+    }
+
+    #[test]
+    fn a_zero_stride_view_larger_than_the_tensor_limit_is_refused_before_allocating() {
+        // One float seen through stride 0 as 2^30 of them: the reader's own limit was 2^32
+        // elements, so this allocated and filled 4 GiB (8 GiB as f64) from a file of a few
+        // hundred bytes. The crate-wide limit (2^28) applies now, as for every other tensor.
+        let s = storage(&[1.0]);
+        for size in [
+            vec![1 << 30],
+            vec![1 << 15, 1 << 15],
+            vec![MAX_ELEMENTS + 1],
+        ] {
+            let strides = vec![0; size.len()];
+            let e = gather::<f64>(&s, &view(1, 0, &size, &strides)).unwrap_err();
+            assert!(e.contains("limit of 268435456 elements"), "{e}");
+        }
+        let t = gather::<f32>(&s, &view(1, 0, &[3, 2], &[0, 0])).unwrap();
+        assert_eq!(t.iter().copied().collect::<Vec<_>>(), [1.0; 6]);
     }
 
     #[test]
