@@ -550,8 +550,10 @@ fn corpora_are_valid_and_a_short_run_is_clean() {
         onnx_import(&b, &dir).unwrap();
     }
     let mut g = Gen(7);
+    // Each target: its seed corpus and the reader it feeds.
+    type Target<'a> = (Vec<Vec<u8>>, &'a dyn Fn(&[u8]));
     #[allow(unused_mut)]
-    let mut targets: Vec<(Vec<Vec<u8>>, &dyn Fn(&[u8]))> = vec![
+    let mut targets: Vec<Target> = vec![
         (weights_corpus(), &weights_target),
         (checkpoint_corpus(), &checkpoint_target),
         (idx_corpus(), &idx_target),
