@@ -304,6 +304,7 @@ pub struct ChannelOp<'a, T> {
 
 impl<T: Float> ChannelOp<'_, T> {
     /// Applies the map of channel `channel` to `values` in place.
+    #[inline(always)]
     pub fn apply(&self, channel: usize, values: &mut [T]) {
         let s = self.scale.map(|s| s[channel]);
         let b = self.shift.map_or(T::zero(), |b| b[channel]);

@@ -232,6 +232,25 @@ impl Tiles {
         let rest = t % per_image;
         (t / per_image, rest / self.tw, rest % self.tw)
     }
+
+    /// The place of the tile after `(img, ty, tx)` (what `locate(t + 1)` gives for
+    /// `locate(t)`), without a division.
+    #[inline(always)]
+    fn next(&self, (img, ty, tx): (usize, usize, usize)) -> (usize, usize, usize) {
+        if tx + 1 < self.tw {
+            (img, ty, tx + 1)
+        } else if ty + 1 < self.th {
+            (img, ty + 1, 0)
+        } else {
+            (img + 1, 0, 0)
+        }
+    }
+
+    /// The places of tiles `first .. first + count`, in order, dividing only for the first.
+    #[inline(always)]
+    fn run(&self, first: usize, count: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        std::iter::successors(Some(self.locate(first)), |&at| Some(self.next(at))).take(count)
+    }
 }
 
 /// [`forward`] with at most `chunk` tiles (across images) transformed at once.
@@ -328,9 +347,8 @@ fn forward_chunked<T: Float>(
                             for row in r.iter_mut() {
                                 op.apply(o, &mut row[..lanes]);
                             }
-                            // r[row·4 + col][lane] -> y, cropped.
-                            for (l, t) in (start + t0..start + t0 + lanes).enumerate() {
-                                let (img, ty, tx) = tiles.locate(t);
+                            // r[row·4 + col][lane] -> y, cropped at the image's edge.
+                            for (l, (img, ty, tx)) in tiles.run(start + t0, lanes).enumerate() {
                                 let plane = y_o.image(img - img0);
                                 let rows = 4.min(oh - ty * 4);
                                 let cols = 4.min(ow - tx * 4);
@@ -502,8 +520,7 @@ fn transform_grad_output<T: Float>(
                     for t0 in (0..len).step_by(LANES) {
                         let lanes = LANES.min(len - t0);
                         // d[i·4 + j][lane] = dy[4ty + i][4tx + j], zero outside.
-                        for (l, t) in (start + t0..start + t0 + lanes).enumerate() {
-                            let (img, ty, tx) = tiles.locate(t);
+                        for (l, (img, ty, tx)) in tiles.run(start + t0, lanes).enumerate() {
                             let plane = plane_of(img);
                             let (rows, cols) = (4.min(oh - ty * 4), 4.min(ow - tx * 4));
                             for i in 0..4 {
@@ -552,8 +569,7 @@ fn transform_input<T: Float>(
                     for t0 in (0..len).step_by(LANES) {
                         let lanes = LANES.min(len - t0);
                         // d[i·6 + j][lane] = padded x[4ty + i - ph][4tx + j - pw]
-                        for (l, t) in (start + t0..start + t0 + lanes).enumerate() {
-                            let (img, ty, tx) = tiles.locate(t);
+                        for (l, (img, ty, tx)) in tiles.run(start + t0, lanes).enumerate() {
                             gather_tile(channel_of(img), geom, ty, tx, |k, val| d[k][l] = val);
                         }
                         input_tile(&d, &mut e, &mut v);
@@ -606,15 +622,18 @@ fn gather_tile<T: Float>(
     }
 }
 
-/// Tiles transformed side by side: one vector register of f32 on AVX2 (two on f64).
-const LANES: usize = 8;
+/// Tiles transformed side by side: 16 values, a cache line of f32 (one AVX-512 register,
+/// two AVX2 ones). Each group reads or writes 36 rows of the transformed buffers, far apart:
+/// whole cache lines per row halved the transforms' time against 8 lanes on an AVX-512
+/// machine (docs/PERFORMANCE.md); 32 lanes were slower again.
+const LANES: usize = 16;
 
 /// One value per tile for [`LANES`] tiles.
 type Lanes<T> = [T; LANES];
 
 /// `dst[..lanes] = src[..lanes]`: a full group as one fixed-size (vector) copy, the last
 /// short group out of line. (Written as two equal copies, the compiler merges them into one
-/// call to `memmove` of a run-time length, too slow for eight values.)
+/// call to `memmove` of a run-time length, too slow for a few values.)
 #[inline(always)]
 fn copy_lanes<T: Copy>(dst: &mut [T], src: &[T], lanes: usize) {
     if lanes == LANES {
@@ -906,6 +925,25 @@ mod tests {
             padding: [1, 0],
         },
     ];
+
+    #[test]
+    fn next_tile_is_the_located_successor() {
+        for (th, tw) in [(1, 1), (1, 5), (4, 1), (3, 7), (14, 14)] {
+            let tiles = Tiles { th, tw };
+            let mut at = tiles.locate(0);
+            for t in 1..3 * th * tw + 2 {
+                at = tiles.next(at);
+                assert_eq!(at, tiles.locate(t), "{th}x{tw} tile {t}");
+            }
+            for first in [0, 1, tw, th * tw + 1] {
+                let run: Vec<_> = tiles.run(first, 2 * tw + 3).collect();
+                let want: Vec<_> = (first..first + 2 * tw + 3)
+                    .map(|t| tiles.locate(t))
+                    .collect();
+                assert_eq!(run, want, "{th}x{tw} from {first}");
+            }
+        }
+    }
 
     #[test]
     fn matches_direct_convolution_in_f64() {
