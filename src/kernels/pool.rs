@@ -667,7 +667,9 @@ fn shifts_argmax<T: Float, const S: usize>(
         }
     }
 }
-/// Max pooling backward: `dx[argmax[o]] += dy[o]` (adds into `dx`).
+/// Max pooling backward: `dx = 0`, then `dx[argmax[o]] += dy[o]`. `dx` may hold anything
+/// on entry (a buffer reused from an earlier step): each plane is zeroed right before its
+/// gradients are scattered into it, while it is in cache.
 pub fn max_pool_backward<T: Float>(plan: &PoolPlan, dy: &[T], argmax: &[u32], dx: &mut [T]) {
     let (hw, ohw) = plan.plane_sizes();
     assert!(dx.len() % hw == 0 && dy.len() == dx.len() / hw * ohw && argmax.len() == dy.len());
@@ -675,6 +677,7 @@ pub fn max_pool_backward<T: Float>(plan: &PoolPlan, dy: &[T], argmax: &[u32], dx
         .zip(dy.par_chunks(ohw))
         .zip(argmax.par_chunks(ohw))
         .for_each(|((dx, dy), arg)| {
+            dx.fill(T::zero());
             for (&g, &at) in dy.iter().zip(arg) {
                 if at != NO_TAP {
                     dx[at as usize] += g;
@@ -919,14 +922,14 @@ mod tests {
             }
             // Backward: a naive scatter, plus the identity <dx, x> = <dy, y>.
             let dy = rand_vec(y.len(), 100 + t as u64);
-            let mut dx = vec![1.0; x.len()];
+            // `dx` starts dirty (as a reused buffer does): the kernel overwrites it.
+            let mut dx = vec![7.5; x.len()];
             max_pool_backward(&plan, &dy, &arg, &mut dx);
-            let mut want = vec![1.0; x.len()];
+            let mut want = vec![0.0; x.len()];
             for (i, (&g, &a)) in dy.iter().zip(&arg).enumerate() {
                 want[i / ohw * hw + a as usize] += g;
             }
             close(&dx, &want);
-            dx.iter_mut().for_each(|v| *v -= 1.0);
             assert!((dot(&dx, &x) - dot(&dy, &y)).abs() < 1e-10);
         }
     }
