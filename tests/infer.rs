@@ -398,6 +398,22 @@ fn containers_infer_what_eval_forward_computes() {
     assert!(err <= 1e-12, "residual: {err}");
     let mut identity = Residual::new(conv(Conv2dConfig::new(3, 3, 3).padding(1), 8));
     assert!(infer_vs_eval_forward(&mut identity, &x3) <= 1e-12);
+    // A ReLU after the sum runs in place on the sum in `infer`: bit for bit eval forward's
+    // numbers, negative sums zeroed; another activation goes through its own `infer`.
+    let mut relu_after = Residual::new(conv(Conv2dConfig::new(3, 3, 3).padding(1), 13))
+        .post(ReLU::new())
+        .unwrap();
+    let y = relu_after.infer(&x3).unwrap();
+    relu_after.set_mode(Mode::Eval);
+    assert_eq!(y, relu_after.forward(&x3).unwrap());
+    assert!(y.iter().any(|&v| v == 0.0) && y.iter().all(|&v| v >= 0.0));
+    let mut sigmoid_after = Residual::new(conv(Conv2dConfig::new(3, 3, 3).padding(1), 13))
+        .post(Sigmoid::new())
+        .unwrap();
+    let y = sigmoid_after.infer(&x3).unwrap();
+    sigmoid_after.set_mode(Mode::Eval);
+    assert_eq!(y, sigmoid_after.forward(&x3).unwrap());
+    assert!(y.iter().all(|&v| v > 0.0 && v < 1.0));
     let mismatched = Residual::new(conv(Conv2dConfig::new(3, 2, 1), 9));
     assert!(matches!(
         mismatched.infer(&x3),

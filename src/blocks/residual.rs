@@ -1,9 +1,9 @@
 use crate::error::{Error, Result};
-use crate::layer::{Layer, Mode, Slot, SlotMut};
+use crate::layer::{Epilogue, Layer, Mode, Slot, SlotMut};
 use crate::layers::accumulate;
 use crate::model::SummaryRow;
 use crate::rng::Rng64;
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{slice_mut, Float, Tensor};
 use std::collections::BTreeSet;
 
 /// A residual block (He et al. 2015): `y = post(body(x) + shortcut(x))`.
@@ -182,6 +182,12 @@ impl<T: Float> Layer<T> for Residual<T> {
             }
         }
         match &self.post {
+            // A ReLU after the sum works in place on the sum, which nothing else holds (its
+            // `infer` would copy it first); the same operation, so the same numbers.
+            Some(p) if sum.is_standard_layout() && matches!(p.epilogue(), Some(Epilogue::Relu)) => {
+                Epilogue::Relu.apply(slice_mut(&mut sum)?, 1)?;
+                Ok(sum)
+            }
             Some(p) => p.infer(&sum),
             None => Ok(sum),
         }
