@@ -84,6 +84,20 @@ def grad_of(out, inputs, ctx):
     return go, [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
 
 
+def weighted_case(m, x, bias, ctx):
+    """The tensors of a layer with a weight (and maybe a bias): input, parameters, output, a
+    random upstream gradient and every gradient."""
+    y = m(x)
+    params = [x, m.weight] + ([m.bias] if bias else [])
+    go, grads = grad_of(y, params, ctx)
+    t = {"input": x, "weight": m.weight, "output": y, "grad_output": go,
+         "grad_input": grads[0], "grad_weight": grads[1]}
+    if bias:
+        t["bias"] = m.bias
+        t["grad_bias"] = grads[2]
+    return t
+
+
 def pool_out(L, k, s, p, d, ceil):
     """PyTorch's pooling output size (README: output size, ceil_mode rule)."""
     span = L + 2 * p - d * (k - 1) - 1
@@ -206,14 +220,7 @@ def conv2d(c):
         m.weight.copy_(c.randn(*m.weight.shape, scale=1 / math.sqrt(cin // groups * kh * kw)))
         if bias:
             m.bias.copy_(c.randn(cout))
-    y = m(x)
-    params = [x, m.weight] + ([m.bias] if bias else [])
-    go, grads = grad_of(y, params, c)
-    t = {"input": x, "weight": m.weight, "output": y, "grad_output": go,
-         "grad_input": grads[0], "grad_weight": grads[1]}
-    if bias:
-        t["bias"] = m.bias
-        t["grad_bias"] = grads[2]
+    t = weighted_case(m, x, bias, c)
     cfg = dict(in_channels=cin, out_channels=cout, kernel_size=[kh, kw], stride=[sh, sw],
                padding=[ph, pw], dilation=[dh, dw], groups=groups, bias=bias,
                padding_mode="zeros", input_shape=[n, cin, h, w], gen={"seed": c.seed, "kind": kind})
@@ -307,14 +314,7 @@ def linear(c):
         m.weight.copy_(c.randn(fout, fin, scale=1 / math.sqrt(fin)))
         if bias:
             m.bias.copy_(c.randn(fout))
-    y = m(x)
-    params = [x, m.weight] + ([m.bias] if bias else [])
-    go, grads = grad_of(y, params, c)
-    t = {"input": x, "weight": m.weight, "output": y, "grad_output": go,
-         "grad_input": grads[0], "grad_weight": grads[1]}
-    if bias:
-        t["bias"] = m.bias
-        t["grad_bias"] = grads[2]
+    t = weighted_case(m, x, bias, c)
     cfg = dict(in_features=fin, out_features=fout, bias=bias, input_shape=[n, fin],
                gen={"seed": c.seed})
     return cfg, t

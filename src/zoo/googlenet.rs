@@ -182,17 +182,8 @@ pub fn inception_torchvision_with_norm<T: Float>(
     channels: [usize; 7],
     norm: &BatchNorm2dConfig,
 ) -> Result<Inception<T>> {
+    check_channels("Inception (torchvision)", channels)?;
     let [in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj] = channels;
-    let c = [
-        in_channels,
-        ch1x1,
-        ch3x3red,
-        ch3x3,
-        ch5x5red,
-        ch5x5,
-        pool_proj,
-    ];
-    check_channels("Inception (torchvision)", c)?;
     Inception::new()
         .branch("branch1", basic_conv((in_channels, ch1x1), 1, 1, 0, norm)?)?
         .branch(
